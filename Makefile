@@ -1,0 +1,88 @@
+# mlsys developer entry points. Everything installs itself into .venv and
+# node_modules; nothing needs Docker or AWS credentials.
+#   make run    train the default model if there is no champion yet, then serve it locally
+#   make test   lint, format check, types, tests (unit, integration, infrastructure)
+#   make bench  performance benchmarks with same-run baselines
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+HOST ?= 127.0.0.1
+PORT ?= 8080
+LAMBDA_BUILD := .build/lambda
+
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Runtime only: what `make run` needs (training + inference).
+$(VENV)/.runtime: $(VENV)/bin/python training_job/requirements.txt lambda_inference/requirements.txt pyproject.toml
+	$(PIP) install -r training_job/requirements.txt -r lambda_inference/requirements.txt
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+# Everything `make test` needs.
+$(VENV)/.dev: $(VENV)/.runtime requirements.txt requirements-dev.txt
+	$(PIP) install -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: $(VENV)/.runtime
+	@if $(VENV)/bin/mlsys models show champion >/dev/null 2>&1; then \
+		echo "champion exists; skipping training (run 'make train' to retrain)"; \
+	else \
+		$(VENV)/bin/mlsys train; \
+	fi
+	$(VENV)/bin/mlsys serve --host $(HOST) --port $(PORT)
+
+train: $(VENV)/.runtime
+	$(VENV)/bin/mlsys train
+
+serve: $(VENV)/.runtime
+	$(VENV)/bin/mlsys serve --host $(HOST) --port $(PORT)
+
+# Inference function bundle for arm64 Lambda: wheels for the Lambda platform,
+# not the build host's, so no Docker is needed.
+$(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py lambda_inference/*.py)
+	rm -rf $(LAMBDA_BUILD) && mkdir -p $(LAMBDA_BUILD)
+	$(PIP) install --platform manylinux_2_28_aarch64 --only-binary=:all: \
+		--python-version 3.12 --implementation cp --target $(LAMBDA_BUILD) \
+		-r lambda_inference/requirements.txt
+	cp -r mlsys lambda_inference $(LAMBDA_BUILD)/
+	find $(LAMBDA_BUILD) -name '__pycache__' -prune -exec rm -rf {} +
+	@touch $@
+
+lambda-package: $(LAMBDA_BUILD)/.built
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.dev node_modules/.installed lambda-package
+	$(VENV)/bin/pytest -n 2 tests
+
+test: lint typecheck pytest
+
+synth: $(VENV)/.dev node_modules/.installed lambda-package
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk synth --quiet
+
+bench: $(VENV)/.dev lambda-package
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache

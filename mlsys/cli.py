@@ -1,0 +1,82 @@
+"""The ``mlsys`` command line: ``train``, ``models ...`` and ``serve``.
+
+Each subcommand lives with its component and exposes two functions,
+``add_arguments(parser)`` and ``run(args, settings) -> int``; this module only
+dispatches and maps errors to one-line messages and exit codes (2 for bad
+input or configuration, 1 for operational failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from mlsys.errors import ConfigError, DataError, MlsysError, ValidationError
+from mlsys.settings import Settings, load_settings
+
+BAD_INPUT_EXIT = 2
+FAILURE_EXIT = 1
+
+
+class Subcommand(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
+
+
+# name -> (module implementing Subcommand, help). Imported lazily so that
+# `mlsys serve` never pays for scikit-learn and `mlsys train` never for the server.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training_job.cli", "train a challenger and promote it if it beats the champion"),
+    "models": ("mlsys.models_cli", "list, show, promote and roll back model versions"),
+    "serve": ("lambda_inference.server", "serve the prediction API locally"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse prints usage on error; a one-line message is the contract.
+        self.exit(BAD_INPUT_EXIT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcommand | None]:
+    parser = _Parser(prog="mlsys", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    chosen: Subcommand | None = None
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if argv and argv[0] == name:
+            module: Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_handler=module)
+            chosen = module
+    return parser, chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser(argv)
+    args = parser.parse_args(argv)
+    handler: Subcommand | None = getattr(args, "_handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return BAD_INPUT_EXIT
+    try:
+        settings = load_settings()
+        return handler.run(args, settings)
+    except (ConfigError, DataError, ValidationError) as exc:
+        print(f"mlsys {args.command}: error: {exc.message}", file=sys.stderr)
+        return BAD_INPUT_EXIT
+    except MlsysError as exc:
+        print(f"mlsys {args.command}: error: {exc.message}", file=sys.stderr)
+        return FAILURE_EXIT
+    except KeyboardInterrupt:
+        print(f"mlsys {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The system log served by ``GET /log``: predictions, training outcomes and errors.
+
+One small interface, :class:`EventLog`, with implementations chosen by URI via
+:func:`open_event_log`:
+
+* ``sqlite:///path/to/log.sqlite3`` -- the embedded default for local use.
+* ``dynamodb://table`` -- on AWS (see :mod:`mlsys.eventlog_dynamodb`).
+
+Events are newest-first when read, paginated with an opaque ``next`` token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+from mlsys.errors import ConfigError, MlsysError
+
+EventType = Literal["prediction", "training", "error"]
+EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
+
+
+class InvalidPageTokenError(MlsysError):
+    code = "invalid_next_token"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_event_id(now_ns: int | None = None) -> str:
+    """Time-ordered unique id: nanoseconds since the epoch plus random bits."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    return f"{now_ns:020d}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One log entry. ``id`` sorts in time order; ``data`` is type-specific."""
+
+    type: EventType
+    data: Mapping[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_event_id)
+    time: str = field(default_factory=now_iso)
+    request_id: str | None = None
+    model_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "time": self.time,
+            "request_id": self.request_id,
+            "model_version": self.model_version,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
+        if raw.get("type") not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {raw.get('type')!r}")
+        return cls(
+            id=str(raw["id"]),
+            type=raw["type"],
+            time=str(raw["time"]),
+            request_id=raw.get("request_id"),
+            model_version=raw.get("model_version"),
+            data=raw.get("data") or {},
+        )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[Event]
+    next_token: str | None
+
+
+def encode_token(payload: Mapping[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidPageTokenError("next token is not one this API issued") from None
+    if not isinstance(payload, dict):
+        raise InvalidPageTokenError("next token is not one this API issued")
+    return payload
+
+
+class EventLog(Protocol):
+    """Append, read newest-first, and clear the system log."""
+
+    uri: str
+
+    def append(self, event: Event) -> None: ...
+
+    def append_many(self, events: Sequence[Event]) -> None: ...
+
+    def query(
+        self,
+        *,
+        limit: int = 100,
+        event_type: EventType | None = None,
+        since: str | None = None,
+        next_token: str | None = None,
+    ) -> EventPage:
+        """Newest first. ``since`` is an ISO-8601 time (inclusive lower bound)."""
+        ...
+
+    def clear(self) -> None:
+        """Make every event logged so far invisible to :meth:`query`."""
+        ...
+
+
+class SqliteEventLog:
+    """Events in a local SQLite file (WAL mode; safe across threads and processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.uri = f"sqlite:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS events ("
+                " id TEXT PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,"
+                " body TEXT NOT NULL)"
+            )
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS events_type_id ON events(type, id)"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def append(self, event: Event) -> None:
+        self.append_many((event,))
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        rows = [
+            (e.id, e.type, e.time, json.dumps(e.to_dict(), separators=(",", ":"), default=str))
+            for e in events
+        ]
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO events(id, type, time, body) VALUES (?, ?, ?, ?)", rows
+            )
+
+    def query(
+        self,
+        *,
+        limit: int = 100,
+        event_type: EventType | None = None,
+        since: str | None = None,
+        next_token: str | None = None,
+    ) -> EventPage:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if event_type is not None:
+            clauses.append("type = ?")
+            params.append(event_type)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        if next_token is not None:
+            cursor = decode_token(next_token).get("before")
+            if not isinstance(cursor, str):
+                raise InvalidPageTokenError("next token is not one this API issued")
+            clauses.append("id < ?")
+            params.append(cursor)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT body FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
+        events = [Event.from_dict(json.loads(body)) for (body,) in rows[:limit]]
+        token = encode_token({"before": events[-1].id}) if len(rows) > limit else None
+        return EventPage(events, token)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM events")
+
+
+def open_event_log(uri: str, **kwargs: Any) -> EventLog:
+    """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
+
+    Extra keyword arguments go to the DynamoDB implementation (client,
+    retention, shards).
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else parsed.path
+        if not path:
+            raise ConfigError(f"log URI {uri!r} has no file path")
+        return SqliteEventLog(path)
+    if parsed.scheme == "dynamodb":
+        if not parsed.netloc:
+            raise ConfigError(f"log URI {uri!r} has no table name")
+        from mlsys.eventlog_dynamodb import DynamoDBEventLog  # noqa: PLC0415
+
+        return DynamoDBEventLog(parsed.netloc, **kwargs)
+    raise ConfigError(f"log URI {uri!r}: use sqlite:///path or dynamodb://table")
+
+
+def events_from_lines(lines: Iterable[str]) -> list[Event]:
+    """Parse events that were printed as structured JSON log lines (async delivery)."""
+    events: list[Event] = []
+    for line in lines:
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            raw = json.loads(line[start:])
+        except ValueError:
+            continue
+        candidate = raw.get("mlsys_event") if isinstance(raw, dict) else None
+        if isinstance(candidate, dict):
+            events.append(Event.from_dict(candidate))
+    return events

@@ -1,0 +1,117 @@
+"""Runtime settings, read from the environment in exactly one place.
+
+Every runtime component (CLI, training job, Lambda handlers, local server)
+calls :func:`load_settings` once and passes the typed values on as keyword
+arguments; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlsys.errors import ConfigError
+
+DEFAULT_REGISTRY_URI = ".mlsys/registry"
+DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
+DEFAULT_MODEL_NAME = "default"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Typed runtime configuration. Field docs name the environment variable."""
+
+    registry_uri: str = DEFAULT_REGISTRY_URI
+    """MLSYS_REGISTRY_URI: a directory path or ``s3://bucket[/prefix]``."""
+    model_name: str = DEFAULT_MODEL_NAME
+    """MLSYS_MODEL_NAME: which model in the registry to train / serve."""
+    log_uri: str = DEFAULT_LOG_URI
+    """MLSYS_LOG_URI: ``sqlite:///path`` or ``dynamodb://table``."""
+    log_delivery: str = "sync"
+    """MLSYS_LOG_DELIVERY: ``sync`` writes events to the store in-request;
+    ``stdout`` prints them as structured JSON for asynchronous ingestion
+    (CloudWatch Logs subscription -> DynamoDB)."""
+    log_inputs: str = "full"
+    """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256."""
+    log_retention_days: int = 30
+    """MLSYS_LOG_RETENTION_DAYS: TTL of log events in DynamoDB."""
+    log_shards: int = 8
+    """MLSYS_LOG_SHARDS: write shards per event type in DynamoDB."""
+    model_refresh_seconds: float = 30.0
+    """MLSYS_MODEL_REFRESH_SECONDS: how often a warm container re-checks the champion."""
+    max_batch_records: int = 10_000
+    """MLSYS_MAX_BATCH_RECORDS: records per POST /batch."""
+    max_body_bytes: int = 6_000_000
+    """MLSYS_MAX_BODY_BYTES: request body limit (Lambda's payload limit is 6 MB)."""
+    max_log_page: int = 1000
+    """MLSYS_MAX_LOG_PAGE: largest ``limit`` GET /log accepts."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
+
+
+_KNOWN = {
+    "MLSYS_REGISTRY_URI",
+    "MLSYS_MODEL_NAME",
+    "MLSYS_LOG_URI",
+    "MLSYS_LOG_DELIVERY",
+    "MLSYS_LOG_INPUTS",
+    "MLSYS_LOG_RETENTION_DAYS",
+    "MLSYS_LOG_SHARDS",
+    "MLSYS_MODEL_REFRESH_SECONDS",
+    "MLSYS_MAX_BATCH_RECORDS",
+    "MLSYS_MAX_BODY_BYTES",
+    "MLSYS_MAX_LOG_PAGE",
+}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    return Settings(
+        registry_uri=env.get("MLSYS_REGISTRY_URI") or DEFAULT_REGISTRY_URI,
+        model_name=env.get("MLSYS_MODEL_NAME") or DEFAULT_MODEL_NAME,
+        log_uri=env.get("MLSYS_LOG_URI") or DEFAULT_LOG_URI,
+        log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", ("sync", "stdout")),
+        log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", ("full", "digest")),
+        log_retention_days=_int(env, "MLSYS_LOG_RETENTION_DAYS", 30, minimum=1),
+        log_shards=_int(env, "MLSYS_LOG_SHARDS", 8, minimum=1),
+        model_refresh_seconds=_float(env, "MLSYS_MODEL_REFRESH_SECONDS", 30.0),
+        max_batch_records=_int(env, "MLSYS_MAX_BATCH_RECORDS", 10_000, minimum=1),
+        max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
+        max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
+        extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in _KNOWN},
+    )
