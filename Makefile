@@ -14,6 +14,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 HOST ?= 127.0.0.1
 PORT ?= 8080
 LAMBDA_BUILD := .build/lambda
+LAMBDA_PYTHON ?= 3.12
 
 .PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean
 
@@ -58,7 +59,7 @@ serve: $(VENV)/.runtime
 $(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py lambda_inference/*.py)
 	rm -rf $(LAMBDA_BUILD) && mkdir -p $(LAMBDA_BUILD)
 	$(PIP) install --platform manylinux_2_28_aarch64 --only-binary=:all: \
-		--python-version 3.12 --implementation cp --target $(LAMBDA_BUILD) \
+		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) \
 		-r lambda_inference/requirements.txt
 	cp -r mlsys lambda_inference $(LAMBDA_BUILD)/
 	find $(LAMBDA_BUILD) -name '__pycache__' -prune -exec rm -rf {} +

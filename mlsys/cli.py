@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from mlsys.errors import ConfigError, DataError, MlsysError, ValidationError
 from mlsys.settings import Settings, load_settings
@@ -37,7 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # argparse prints usage on error; a one-line message is the contract.
         self.exit(BAD_INPUT_EXIT, f"{self.prog}: error: {message}\n")
 
@@ -49,7 +49,7 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcomma
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if argv and argv[0] == name:
-            module: Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
+            module: Subcommand = importlib.import_module(module_name)
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_handler=module)
             chosen = module

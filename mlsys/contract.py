@@ -195,9 +195,7 @@ def numeric_column(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.f
     try:
         column = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        column = np.array(
-            [np.nan if v is None else float(v) for v in values], dtype=np.float32
-        )
+        column = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float32)
     return column.reshape(-1, 1)
 
 
@@ -239,17 +237,15 @@ def frame_to_feeds(features: Sequence[FeatureSpec], frame: pd.DataFrame) -> Feed
     for spec in features:
         series = frame[spec.name]
         if spec.kind == "numeric":
-            feeds[spec.input_name] = (
-                series.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
+            feeds[spec.input_name] = series.to_numpy(dtype=np.float32, na_value=np.nan).reshape(
+                -1, 1
             )
         else:
             feeds[spec.input_name] = categorical_column(series.to_numpy(dtype=object))
     return feeds
 
 
-def matrix_to_feeds(
-    features: Sequence[FeatureSpec], matrix: npt.NDArray[np.float32]
-) -> Feeds:
+def matrix_to_feeds(features: Sequence[FeatureSpec], matrix: npt.NDArray[np.float32]) -> Feeds:
     """Fast path for all-numeric models: a ``[N, F]`` float32 matrix in schema order."""
     return {spec.input_name: matrix[:, i : i + 1] for i, spec in enumerate(features)}
 
@@ -261,7 +257,7 @@ def matrix_to_feeds(
 class Prediction:
     """Decoded model output for N records."""
 
-    values: list[JsonScalar]
+    values: Sequence[JsonScalar]
     """Regression: floats. Classification: class labels from ``ModelCard.classes``."""
     probabilities: npt.NDArray[np.float32] | None = None
     """Classification only: ``[N, C]`` in ``ModelCard.classes`` order."""

@@ -145,9 +145,7 @@ class SqliteEventLog:
                 " id TEXT PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,"
                 " body TEXT NOT NULL)"
             )
-            self._conn.execute(
-                "CREATE INDEX IF NOT EXISTS events_type_id ON events(type, id)"
-            )
+            self._conn.execute("CREATE INDEX IF NOT EXISTS events_type_id ON events(type, id)")
 
     def close(self) -> None:
         with self._lock:
@@ -210,7 +208,7 @@ def open_event_log(uri: str, **kwargs: Any) -> EventLog:
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else parsed.path
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
         if not path:
             raise ConfigError(f"log URI {uri!r} has no file path")
         return SqliteEventLog(path)

@@ -126,19 +126,22 @@ class ModelRegistry:
                 f"card is for model {card.model_name!r}, registry is {self.model_name!r}"
             )
         try:
-            self.store.write(self._version_key(card.version, MODEL_FILE), model_bytes,
-                             if_absent=True)
-            self.store.write(self._version_key(card.version, CARD_FILE), card.to_json(),
-                             if_absent=True)
+            self.store.write(
+                self._version_key(card.version, MODEL_FILE), model_bytes, if_absent=True
+            )
+            self.store.write(
+                self._version_key(card.version, CARD_FILE), card.to_json(), if_absent=True
+            )
         except ConcurrentUpdateError:
-            raise RegistryError(f"version {card.version} already exists; versions are immutable")\
-                from None
+            raise RegistryError(
+                f"version {card.version} already exists; versions are immutable"
+            ) from None
 
     def versions(self) -> list[str]:
         """Complete versions (those with a card), oldest first."""
         prefix = f"{self._base}/versions/"
         return sorted(
-            key[len(prefix):].split("/", 1)[0]
+            key[len(prefix) :].split("/", 1)[0]
             for key in self.store.list(prefix)
             if key.endswith("/" + CARD_FILE)
         )

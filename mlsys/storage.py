@@ -48,8 +48,9 @@ class ObjectStore(Protocol):
         """Return the object unless its ETag still equals ``etag`` (then ``None``)."""
         ...
 
-    def write(self, key: str, data: bytes, *, if_match: str | None = None,
-              if_absent: bool = False) -> str:
+    def write(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
         """Write atomically and return the new ETag.
 
         ``if_match``: only if the current ETag equals it; ``if_absent``: only if
@@ -102,8 +103,9 @@ class LocalStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def write(self, key: str, data: bytes, *, if_match: str | None = None,
-              if_absent: bool = False) -> str:
+    def write(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,8 +194,9 @@ class S3Store:
             return self.read(key)
         return self._get(key, IfNoneMatch=f'"{etag}"')
 
-    def write(self, key: str, data: bytes, *, if_match: str | None = None,
-              if_absent: bool = False) -> str:
+    def write(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         kwargs: dict[str, Any] = {}
@@ -204,8 +207,11 @@ class S3Store:
         content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
         try:
             response = self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data,
-                ContentType=content_type, **kwargs,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                **kwargs,
             )
         except ClientError as exc:
             code = self._code(exc)

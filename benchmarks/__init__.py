@@ -1,0 +1,1 @@
+"""Performance benchmarks (`make bench`), each measured against a same-run baseline."""
