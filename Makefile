@@ -3,6 +3,7 @@
 #   make run    train the default model if there is no champion yet, then serve it locally
 #   make test   lint, format check, types, tests (unit, integration, infrastructure)
 #   make bench  performance benchmarks with same-run baselines
+#   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,9 +15,10 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 HOST ?= 127.0.0.1
 PORT ?= 8080
 LAMBDA_BUILD := .build/lambda
-LAMBDA_PYTHON ?= 3.12
+# Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
+LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -58,7 +60,7 @@ serve: $(VENV)/.runtime
 # not the build host's, so no Docker is needed.
 $(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py lambda_inference/*.py)
 	rm -rf $(LAMBDA_BUILD) && mkdir -p $(LAMBDA_BUILD)
-	$(PIP) install --platform manylinux_2_28_aarch64 --only-binary=:all: \
+	$(PIP) install --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --only-binary=:all: \
 		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) \
 		-r lambda_inference/requirements.txt
 	cp -r mlsys lambda_inference $(LAMBDA_BUILD)/
@@ -84,6 +86,16 @@ synth: $(VENV)/.dev node_modules/.installed lambda-package
 
 bench: $(VENV)/.dev lambda-package
 	$(PY) -m benchmarks
+
+# Fresh-machine proof: only committed files (no .venv, node_modules or build
+# outputs from this tree) in a temporary clone, set up from nothing by `make test`.
+clean-clone-test:
+	@set -e; tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	git clone --quiet --no-hardlinks "$(CURDIR)" "$$tmp/mlsys"; \
+	echo "clean clone of $$(git -C "$$tmp/mlsys" rev-parse --short HEAD) in $$tmp/mlsys"; \
+	start=$$(date +%s); \
+	$(MAKE) --no-print-directory -C "$$tmp/mlsys" test PYTHON="$(PYTHON)"; \
+	echo "clean-clone-test: make test passed in $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache

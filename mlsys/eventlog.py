@@ -34,6 +34,12 @@ class InvalidPageTokenError(MlsysError):
     code = "invalid_next_token"
 
 
+class EventLogError(MlsysError):
+    """The log store could not be read or written."""
+
+    code = "log_unavailable"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -99,6 +105,18 @@ def decode_token(token: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidPageTokenError("next token is not one this API issued")
     return payload
+
+
+def cursor_from_token(token: str) -> str:
+    """The event id a ``next`` token continues below (pages are newest first)."""
+    cursor = decode_token(token).get("before")
+    if not isinstance(cursor, str):
+        raise InvalidPageTokenError("next token is not one this API issued")
+    return cursor
+
+
+def token_after(event: Event) -> str:
+    return encode_token({"before": event.id})
 
 
 class EventLog(Protocol):
@@ -181,17 +199,14 @@ class SqliteEventLog:
             clauses.append("time >= ?")
             params.append(since)
         if next_token is not None:
-            cursor = decode_token(next_token).get("before")
-            if not isinstance(cursor, str):
-                raise InvalidPageTokenError("next token is not one this API issued")
             clauses.append("id < ?")
-            params.append(cursor)
+            params.append(cursor_from_token(next_token))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT body FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
         with self._lock:
             rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
         events = [Event.from_dict(json.loads(body)) for (body,) in rows[:limit]]
-        token = encode_token({"before": events[-1].id}) if len(rows) > limit else None
+        token = token_after(events[-1]) if len(rows) > limit else None
         return EventPage(events, token)
 
     def clear(self) -> None:
@@ -234,5 +249,10 @@ def events_from_lines(lines: Iterable[str]) -> list[Event]:
             continue
         candidate = raw.get("mlsys_event") if isinstance(raw, dict) else None
         if isinstance(candidate, dict):
-            events.append(Event.from_dict(candidate))
+            try:
+                events.append(Event.from_dict(candidate))
+            except (KeyError, TypeError, ValueError):
+                # One malformed line must not make the whole batch fail (and be
+                # retried forever by the subscription); it is skipped.
+                continue
     return events

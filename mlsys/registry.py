@@ -46,9 +46,13 @@ def iso(ts: datetime) -> str:
 
 
 def new_version_id(now: datetime | None = None) -> str:
-    """Sortable, unique version id: ``20261129T033500Z-1a2b3c``."""
-    now = now or utc_now()
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    """Sortable, unique version id: ``20261129T033500123Z-1a2b3c``.
+
+    Milliseconds are part of the id so that versions created within one second
+    (quick retrains) still list in creation order.
+    """
+    now = (now or utc_now()).astimezone(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,36 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
     return value
 
 
+def _optional_float(
+    env: Mapping[str, str], name: str, *, above: float, below: float
+) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not above < value < below:
+        raise ConfigError(f"{name} must be between {above} and {below} (exclusive), got {value}")
+    return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -79,6 +109,28 @@ class Settings:
     """MLSYS_MAX_BODY_BYTES: request body limit (Lambda's payload limit is 6 MB)."""
     max_log_page: int = 1000
     """MLSYS_MAX_LOG_PAGE: largest ``limit`` GET /log accepts."""
+    # --- training defaults (``mlsys train`` / ``python -m training_job``; flags override) ---
+    training_data: str | None = None
+    """MLSYS_DATA: CSV/Parquet path or ``s3://`` URI (a prefix ending in ``/`` means its
+    newest object); unset = scikit-learn's bundled diabetes data."""
+    training_target: str | None = None
+    """MLSYS_TARGET: target column (default: the data set's last column)."""
+    training_task: str = "auto"
+    """MLSYS_TASK: ``auto``, ``regression`` or ``classification``."""
+    training_metric: str | None = None
+    """MLSYS_METRIC: primary holdout metric (default: ``r2`` / ``f1_macro``)."""
+    min_improvement: float = 0.0
+    """MLSYS_MIN_IMPROVEMENT: absolute metric gain a challenger needs over the champion."""
+    confidence: float | None = None
+    """MLSYS_CONFIDENCE: if set (0-1), also require a significant paired-bootstrap gain."""
+    seed: int = 0
+    """MLSYS_SEED: seed of the split, the search and the bootstrap."""
+    allow_schema_change: bool = False
+    """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
+    time_budget_seconds: float = 120.0
+    """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    git_commit: str | None = None
+    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
 
@@ -95,6 +147,16 @@ _KNOWN = {
     "MLSYS_MAX_BATCH_RECORDS",
     "MLSYS_MAX_BODY_BYTES",
     "MLSYS_MAX_LOG_PAGE",
+    "MLSYS_DATA",
+    "MLSYS_TARGET",
+    "MLSYS_TASK",
+    "MLSYS_METRIC",
+    "MLSYS_MIN_IMPROVEMENT",
+    "MLSYS_CONFIDENCE",
+    "MLSYS_SEED",
+    "MLSYS_ALLOW_SCHEMA_CHANGE",
+    "MLSYS_TIME_BUDGET_SECONDS",
+    "MLSYS_GIT_COMMIT",
 }
 
 
@@ -113,5 +175,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_batch_records=_int(env, "MLSYS_MAX_BATCH_RECORDS", 10_000, minimum=1),
         max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
         max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
+        training_data=env.get("MLSYS_DATA") or None,
+        training_target=env.get("MLSYS_TARGET") or None,
+        training_task=_choice(env, "MLSYS_TASK", "auto", ("auto", "regression", "classification")),
+        training_metric=env.get("MLSYS_METRIC") or None,
+        min_improvement=_float(env, "MLSYS_MIN_IMPROVEMENT", 0.0),
+        confidence=_optional_float(env, "MLSYS_CONFIDENCE", above=0.0, below=1.0),
+        seed=_int(env, "MLSYS_SEED", 0),
+        allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
+        time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
+        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
         extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in _KNOWN},
     )

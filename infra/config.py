@@ -1,0 +1,307 @@
+"""Typed configuration for the CDK app, parsed once from CDK context.
+
+``app.py`` is the only place that reads context (``cdk.json``, ``-c key=value``);
+it hands the raw values to :func:`config_from_context`, which validates them and
+returns keyword-only dataclasses that the stacks and constructs take as arguments.
+
+Every key, its default and its meaning (``cdk.json`` mirrors :data:`DEFAULTS`;
+a test keeps the two equal):
+
+=============================================  ============================================
+key (default)                                  meaning
+=============================================  ============================================
+``stage`` ("dev")                              stage name: stack names and API stage
+``account`` / ``region`` ("")                  pin the stacks to an environment; empty =
+                                               environment-agnostic (CLI credentials decide)
+``model_name`` ("default")                     registry model trained and served
+``training_schedule`` ("cron(0 3 ? * SUN *)")  EventBridge schedule; "" disables it
+``training_on_upload`` (true)                  retrain when an object lands under ``data/``
+``training_instance_types`` (["c6i.xlarge",    EC2 instance types for the Batch compute
+"m6i.xlarge", "c5.xlarge"])                    environment (x86_64: the image CI builds)
+``training_max_vcpus`` (16)                    compute environment ceiling
+``training_spot`` (true)                       use Spot capacity (a failed run leaves the
+                                               champion untouched, so interruption is safe)
+``training_job_vcpus`` (2)                     vCPUs per training job
+``training_job_memory_mib`` (6144)             memory per training job
+``training_timeout_minutes`` (120)             Batch attempt timeout
+``training_time_budget_seconds`` (1800)        MLSYS_TIME_BUDGET_SECONDS for the model search
+``training_min_improvement`` (0.0)             MLSYS_MIN_IMPROVEMENT
+``training_image_tag`` ("bootstrap")           tag of the training image in ECR (CI pushes the
+                                               commit SHA and deploys with ``-c
+                                               training_image_tag=<sha>``)
+``predict_auth`` ("api-key")                   ``api-key`` (key + usage plan) or ``iam``
+``throttle_rate`` (100) / ``throttle_burst``   stage and usage-plan throttling
+(200)                                          (requests/s, burst)
+``quota_per_day`` (100000)                     usage-plan quota (requests per day)
+``lambda_memory_mb`` (1024)                    memory of the inference functions
+``lambda_timeout_seconds`` (15)                timeout (below API Gateway's 29 s)
+``provisioned_concurrency_min`` (1)            provisioned concurrency floor (0 = none, no
+                                               idle cost)
+``provisioned_concurrency_max`` (10)           autoscaling ceiling
+``provisioned_utilization_target`` (0.7)       target tracking on utilisation
+``reserved_concurrency`` (50)                  hard cap on the predict function
+``log_retention_days`` (30)                    CloudWatch Logs retention and system-log TTL
+``alarm_email`` ("")                           optional e-mail subscription to the alarm topic
+``latency_p99_ms`` (1000)                      p99 latency alarm threshold
+``github_repository`` ("owner/repo")           repository allowed to assume the deploy role
+``github_branch`` ("main")                     branch allowed to assume the deploy role
+``github_oidc_provider_arn`` ("")              reuse an existing GitHub OIDC provider
+                                               (one per account); "" creates one
+``cdk_qualifier`` ("hnb659fds")                bootstrap qualifier of the deploy roles
+``lambda_bundle_dir`` (".build/lambda")        code asset built by ``make lambda-package``
+=============================================  ============================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+PredictAuth = Literal["api-key", "iam"]
+
+DEFAULTS: Mapping[str, object] = {
+    "stage": "dev",
+    "account": "",
+    "region": "",
+    "model_name": "default",
+    "training_schedule": "cron(0 3 ? * SUN *)",
+    "training_on_upload": True,
+    "training_instance_types": ["c6i.xlarge", "m6i.xlarge", "c5.xlarge"],
+    "training_max_vcpus": 16,
+    "training_spot": True,
+    "training_job_vcpus": 2,
+    "training_job_memory_mib": 6144,
+    "training_timeout_minutes": 120,
+    "training_time_budget_seconds": 1800,
+    "training_min_improvement": 0.0,
+    "training_image_tag": "bootstrap",
+    "predict_auth": "api-key",
+    "throttle_rate": 100,
+    "throttle_burst": 200,
+    "quota_per_day": 100000,
+    "lambda_memory_mb": 1024,
+    "lambda_timeout_seconds": 15,
+    "provisioned_concurrency_min": 1,
+    "provisioned_concurrency_max": 10,
+    "provisioned_utilization_target": 0.7,
+    "reserved_concurrency": 50,
+    "log_retention_days": 30,
+    "alarm_email": "",
+    "latency_p99_ms": 1000,
+    "github_repository": "owner/repo",
+    "github_branch": "main",
+    "github_oidc_provider_arn": "",
+    "cdk_qualifier": "hnb659fds",
+    "lambda_bundle_dir": ".build/lambda",
+}
+
+API_GATEWAY_TIMEOUT_SECONDS = 29
+"""API Gateway's default integration timeout; the functions must finish first."""
+
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096)
+"""Retention periods CloudWatch Logs accepts."""
+
+
+class ConfigError(ValueError):
+    """A context value is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    schedule: str
+    on_upload: bool
+    instance_types: tuple[str, ...]
+    max_vcpus: int
+    spot: bool
+    job_vcpus: int
+    job_memory_mib: int
+    timeout_minutes: int
+    time_budget_seconds: int
+    min_improvement: float
+    image_tag: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingConfig:
+    predict_auth: PredictAuth
+    throttle_rate: float
+    throttle_burst: int
+    quota_per_day: int
+    lambda_memory_mb: int
+    lambda_timeout_seconds: int
+    provisioned_concurrency_min: int
+    provisioned_concurrency_max: int
+    provisioned_utilization_target: float
+    reserved_concurrency: int
+    lambda_bundle_dir: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringConfig:
+    alarm_email: str
+    latency_p99_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CiConfig:
+    github_repository: str
+    github_branch: str
+    github_oidc_provider_arn: str
+    cdk_qualifier: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    stage: str
+    account: str
+    region: str
+    model_name: str
+    log_retention_days: int
+    training: TrainingConfig
+    serving: ServingConfig
+    monitoring: MonitoringConfig
+    ci: CiConfig
+
+
+class _Reader:
+    """Typed access to raw context values (``-c key=value`` arrives as a string)."""
+
+    def __init__(self, context: Mapping[str, object]) -> None:
+        # Feature flags ("@aws-cdk/...") and the CLI's own keys ("aws:cdk:...") are not ours.
+        unknown = sorted(
+            key
+            for key in context
+            if key not in DEFAULTS and not key.startswith("@") and ":" not in key
+        )
+        if unknown:
+            raise ConfigError(f"unknown context key(s): {', '.join(unknown)}")
+        self._values = {**DEFAULTS, **{k: v for k, v in context.items() if v is not None}}
+
+    def text(self, key: str, *, pattern: str | None = None, empty_ok: bool = True) -> str:
+        value = self._values[key]
+        if not isinstance(value, str):
+            raise ConfigError(f"context {key} must be a string, got {value!r}")
+        if not value and not empty_ok:
+            raise ConfigError(f"context {key} must not be empty")
+        if value and pattern and not re.fullmatch(pattern, value):
+            raise ConfigError(f"context {key}={value!r} does not match {pattern}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self._values[key]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"context {key} must be true or false, got {value!r}")
+
+    def number(self, key: str, *, minimum: float, maximum: float | None = None) -> float:
+        value = self._values[key]
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"context {key} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"context {key} must be a number, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ConfigError(f"context {key} must be {bounds}, got {value}")
+        return float(value)
+
+    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
+        value = self.number(key, minimum=minimum, maximum=maximum)
+        if not value.is_integer():
+            raise ConfigError(f"context {key} must be an integer, got {value}")
+        return int(value)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self._values[key]
+        if isinstance(value, str):  # -c key='["a","b"]' or -c key=a,b
+            value = json.loads(value) if value.startswith("[") else value.split(",")
+        if (
+            not isinstance(value, Sequence)
+            or not value
+            or not all(isinstance(item, str) and item for item in value)
+        ):
+            raise ConfigError(f"context {key} must be a non-empty list of strings, got {value!r}")
+        return tuple(str(item).strip() for item in value)
+
+
+def config_from_context(context: Mapping[str, object]) -> AppConfig:
+    """Validate raw context values (missing keys take :data:`DEFAULTS`)."""
+    read = _Reader(context)
+    retention = read.integer("log_retention_days", minimum=1)
+    if retention not in LOG_RETENTION_CHOICES:
+        raise ConfigError(
+            f"context log_retention_days must be one of {LOG_RETENTION_CHOICES}, got {retention}"
+        )
+    auth = read.text("predict_auth")
+    if auth not in ("api-key", "iam"):
+        raise ConfigError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
+    timeout = read.integer(
+        "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
+    )
+    pc_min = read.integer("provisioned_concurrency_min", minimum=0)
+    pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
+    reserved = read.integer("reserved_concurrency", minimum=1)
+    if reserved < pc_max:
+        raise ConfigError(
+            f"context reserved_concurrency ({reserved}) must be >= "
+            f"provisioned_concurrency_max ({pc_max})"
+        )
+    training = TrainingConfig(
+        schedule=read.text("training_schedule", pattern=r"(cron|rate)\(.+\)"),
+        on_upload=read.flag("training_on_upload"),
+        instance_types=read.texts("training_instance_types"),
+        max_vcpus=read.integer("training_max_vcpus", minimum=1),
+        spot=read.flag("training_spot"),
+        job_vcpus=read.integer("training_job_vcpus", minimum=1),
+        job_memory_mib=read.integer("training_job_memory_mib", minimum=512),
+        timeout_minutes=read.integer("training_timeout_minutes", minimum=5),
+        time_budget_seconds=read.integer("training_time_budget_seconds", minimum=10),
+        min_improvement=read.number("training_min_improvement", minimum=0.0),
+        image_tag=read.text("training_image_tag", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+    )
+    if training.job_vcpus > training.max_vcpus:
+        raise ConfigError("context training_job_vcpus must be <= training_max_vcpus")
+    return AppConfig(
+        stage=read.text("stage", pattern=r"[a-z][a-z0-9-]{0,20}", empty_ok=False),
+        account=read.text("account", pattern=r"\d{12}"),
+        region=read.text("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
+        model_name=read.text("model_name", pattern=r"[A-Za-z0-9_.-]{1,64}", empty_ok=False),
+        log_retention_days=retention,
+        training=training,
+        serving=ServingConfig(
+            predict_auth="iam" if auth == "iam" else "api-key",
+            throttle_rate=read.number("throttle_rate", minimum=1),
+            throttle_burst=read.integer("throttle_burst", minimum=1),
+            quota_per_day=read.integer("quota_per_day", minimum=1),
+            lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
+            lambda_timeout_seconds=timeout,
+            provisioned_concurrency_min=pc_min,
+            provisioned_concurrency_max=pc_max,
+            provisioned_utilization_target=read.number(
+                "provisioned_utilization_target", minimum=0.1, maximum=0.9
+            ),
+            reserved_concurrency=reserved,
+            lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
+        ),
+        monitoring=MonitoringConfig(
+            alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+            latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
+        ),
+        ci=CiConfig(
+            github_repository=read.text(
+                "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
+            ),
+            github_branch=read.text("github_branch", pattern=r"[A-Za-z0-9_./-]+", empty_ok=False),
+            github_oidc_provider_arn=read.text(
+                "github_oidc_provider_arn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+"
+            ),
+            cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
+        ),
+    )

@@ -1,0 +1,285 @@
+"""Monitoring: alarms on the serving and training paths and one dashboard.
+
+The dashboard's model-level widgets read the handlers' EMF metrics in the ``mlsys``
+namespace (see the team contract): ``Records``/``Latency``/``PredictionValue`` with
+dimensions ``service`` + ``ModelVersion``, ``PredictedClass`` with ``Class`` too, and the
+training job's ``TrainingRuns``/``Promotions``/``GuardrailFailures``/scores.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.config import MonitoringConfig
+from infra.serving import Serving
+from infra.training import Training
+
+FIVE_MINUTES = Duration.minutes(5)
+NAMESPACE = "mlsys"
+
+
+def search(
+    expression: str, statistic: str, period: Duration, label: str = ""
+) -> cloudwatch.SearchExpression:
+    """A SEARCH over the mlsys namespace: one line per dimension value (model version).
+
+    ``expression`` starts with a schema such as ``{mlsys,ModelVersion,service}``, which
+    matches metrics with exactly those dimensions.
+    """
+    return cloudwatch.SearchExpression(
+        expression=f"SEARCH('{expression}', '{statistic}', {int(period.to_seconds())})",
+        label=label,
+        period=period,
+    )
+
+
+class Monitoring(Construct):
+    """Alarms (all notify the alarm topic) and the service dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MonitoringConfig,
+        topic: sns.ITopic,
+        serving: Serving,
+        training: Training,
+        table: dynamodb.ITable,
+        provisioned_concurrency: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._action = actions.SnsAction(topic)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        stage = serving.api.deployment_stage
+
+        requests = stage.metric_count(period=FIVE_MINUTES, statistic="Sum")
+        server_errors = stage.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
+        error_rate = cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={"errors": server_errors, "requests": requests},
+            label="5XX rate (%)",
+            period=FIVE_MINUTES,
+        )
+        self._alarm(
+            "Api5xxRate",
+            error_rate,
+            threshold=1,
+            description="More than 1% of API requests failed with 5XX in 10 of 15 minutes.",
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+        p99 = stage.metric_latency(period=FIVE_MINUTES, statistic="p99")
+        self._alarm(
+            "ApiLatencyP99",
+            p99,
+            threshold=config.latency_p99_ms,
+            description=f"API p99 latency above {config.latency_p99_ms} ms for 15 minutes.",
+            evaluation_periods=3,
+        )
+
+        functions: dict[str, lambda_.IFunction] = {
+            "Predict": serving.predict.function,
+            "Admin": serving.admin.function,
+            "LogIngest": serving.ingest.function,
+        }
+        for name, function in functions.items():
+            self._alarm(
+                f"{name}Errors",
+                function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                threshold=1,
+                description=f"The {name} function raised (handlers map expected errors to "
+                "HTTP codes, so any invocation error is a bug or a crash).",
+            )
+            self._alarm(
+                f"{name}Throttles",
+                function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+                threshold=1,
+                description=f"The {name} function was throttled (reserved concurrency or "
+                "account limit reached).",
+            )
+        if provisioned_concurrency:
+            self._alarm(
+                "ProvisionedConcurrencySpillover",
+                serving.live.metric(
+                    "ProvisionedConcurrencySpilloverInvocations",
+                    period=FIVE_MINUTES,
+                    statistic="Sum",
+                ),
+                threshold=1,
+                description="Requests overflowed the provisioned pool of the live alias (cold "
+                "starts); raise provisioned_concurrency_max if this persists.",
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+            )
+        throttled = cloudwatch.MathExpression(
+            expression="reads + writes",
+            using_metrics={
+                "reads": table.metric("ReadThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),
+                "writes": table.metric("WriteThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),
+            },
+            label="throttled requests",
+            period=FIVE_MINUTES,
+        )
+        self._alarm(
+            "SystemLogThrottles",
+            throttled,
+            threshold=1,
+            description="DynamoDB throttled system-log reads or writes.",
+        )
+        # The failure rule already mails the job id and reason; this alarm makes a failed
+        # run visible on the dashboard and in the alarm list without a second e-mail.
+        self.alarms["TrainingJobFailed"] = cloudwatch.Alarm(
+            self,
+            "TrainingJobFailed",
+            metric=training.metric_failed_jobs(),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="A training job failed in the last hour (champion unchanged).",
+        )
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
+        self._add_widgets(serving=serving, training=training, requests=requests, p99=p99)
+
+    def _alarm(
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+    ) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(self._action)
+        alarm.add_ok_action(self._action)
+        self.alarms[name] = alarm
+
+    def _add_widgets(
+        self,
+        *,
+        serving: Serving,
+        training: Training,
+        requests: cloudwatch.IMetric,
+        p99: cloudwatch.IMetric,
+    ) -> None:
+        stage = serving.api.deployment_stage
+        predict = serving.predict.function
+        inference = f'{{{NAMESPACE},ModelVersion,service}} service="inference"'
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Requests",
+                left=[
+                    requests,
+                    stage.metric_client_error(period=FIVE_MINUTES, statistic="Sum"),
+                    stage.metric_server_error(period=FIVE_MINUTES, statistic="Sum"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Latency (ms)",
+                left=[stage.metric_latency(period=FIVE_MINUTES, statistic="p50"), p99],
+                right=[search(f'{inference} MetricName="Latency"', "p99", FIVE_MINUTES)],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Errors",
+                left=[
+                    function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+                    for function in (
+                        serving.predict.function,
+                        serving.admin.function,
+                        serving.ingest.function,
+                    )
+                ],
+                right=[
+                    # Errors carry ModelVersion only when a model was involved.
+                    search(f'{{mlsys,{dimensions}}} MetricName="Errors"', "Sum", FIVE_MINUTES)
+                    for dimensions in ("ErrorCode,service", "ErrorCode,ModelVersion,service")
+                ],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Concurrency (predict)",
+                left=[
+                    predict.metric("ConcurrentExecutions", statistic="Maximum"),
+                    serving.live.metric("ProvisionedConcurrentExecutions", statistic="Maximum"),
+                    serving.live.metric(
+                        "ProvisionedConcurrencySpilloverInvocations", statistic="Sum"
+                    ),
+                ],
+                right=[
+                    serving.live.metric("ProvisionedConcurrencyUtilization", statistic="Maximum")
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Predictions per model version",
+                left=[search(f'{inference} MetricName="Records"', "Sum", FIVE_MINUTES)],
+                stacked=True,
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Prediction distribution per model version (p10/p50/p90)",
+                left=[
+                    search(f'{inference} MetricName="PredictionValue"', stat, FIVE_MINUTES, stat)
+                    for stat in ("p10", "p50", "p90")
+                ],
+                right=[
+                    search(
+                        '{mlsys,Class,ModelVersion,service} service="inference" '
+                        'MetricName="PredictedClass"',
+                        "Sum",
+                        FIVE_MINUTES,
+                    )
+                ],
+                width=8,
+            ),
+        )
+        day = Duration.days(1)
+        training_schema = f'{{{NAMESPACE},service}} service="training"'
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Training outcomes",
+                left=[
+                    search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
+                    for name in ("TrainingRuns", "Promotions", "GuardrailFailures")
+                ],
+                right=[training.metric_failed_jobs()],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Challenger vs champion score",
+                left=[
+                    search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
+                    for name in ("ChallengerScore", "ChampionScore")
+                ],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms.values()), width=24
+            )
+        )

@@ -1,0 +1,428 @@
+"""Serving: the inference functions, their autoscaled ``live`` alias, the REST API and
+the asynchronous log-ingestion path (predict function's log group -> ingest function)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_logs_destinations as log_destinations
+from constructs import Construct, IConstruct
+
+from infra.common import acknowledge, retention
+from infra.config import ServingConfig
+from infra.model_store import MODELS_PREFIX, ModelStore
+from infra.system_log import SystemLog
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+"""Must match LAMBDA_PYTHON in the Makefile: the bundle's wheels are built for it."""
+
+METRICS_NAMESPACE = "mlsys"
+EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
+"""Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
+
+PREDICT_ROUTES = (("POST", "stream"), ("POST", "batch"))
+ADMIN_ROUTES = (
+    ("GET", "log"),
+    ("DELETE", "log"),
+    ("GET", "emptyLog"),
+    ("GET", "health"),
+    ("GET", "openapi.json"),
+)
+LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
+
+# API Gateway validates only the envelope; the handlers validate each record against the
+# champion's feature schema (which changes with the model) and name the offending field.
+STREAM_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="StreamRequest",
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["data"],
+    properties={"data": apigw.JsonSchema(description="one record")},
+)
+BATCH_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="BatchRequest",
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["data"],
+    properties={
+        "data": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, description="records"),
+    },
+)
+
+# Gateway-generated errors in the same shape as the handlers' errors.
+_GATEWAY_ERRORS = {
+    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "invalid_body"),
+    apigw.ResponseType.THROTTLED: ("429", "throttled"),
+    apigw.ResponseType.QUOTA_EXCEEDED: ("429", "quota_exceeded"),
+    apigw.ResponseType.REQUEST_TOO_LARGE: ("413", "payload_too_large"),
+    apigw.ResponseType.INVALID_API_KEY: ("403", "invalid_api_key"),
+    apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: ("403", "missing_authentication"),
+    apigw.ResponseType.ACCESS_DENIED: ("403", "access_denied"),
+    apigw.ResponseType.DEFAULT_4_XX: (None, "client_error"),
+    apigw.ResponseType.DEFAULT_5_XX: (None, "gateway_error"),
+}
+
+
+class LambdaBundleMissingError(FileNotFoundError):
+    """The code asset has not been built."""
+
+
+def lambda_code(bundle_dir: Path) -> lambda_.Code:
+    """The shared code asset; built for arm64 by ``make lambda-package`` (no Docker)."""
+    if not (bundle_dir / "lambda_inference").is_dir():
+        raise LambdaBundleMissingError(
+            f"Lambda bundle not found at {bundle_dir}: run `make lambda-package` first "
+            "(it installs the arm64 wheels and copies mlsys/ and lambda_inference/)."
+        )
+    return lambda_.Code.from_asset(str(bundle_dir))
+
+
+class InferenceFunction(Construct):
+    """One function with its own log group and a role that can only write to it."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        handler: str,
+        description: str,
+        environment: dict[str, str],
+        memory_mb: int,
+        timeout: Duration,
+        log_retention_days: int,
+        tracing: bool,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"mlsys {construct_id} function",
+        )
+        # Instead of AWSLambdaBasicExecutionRole (logs:* on every group): this group only.
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            code=code,
+            handler=handler,
+            description=description,
+            environment=environment,
+            memory_size=memory_mb,
+            timeout=timeout,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+            reserved_concurrent_executions=reserved_concurrency,
+        )
+        if tracing:
+            acknowledge(
+                self.policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
+                "permissions; this is the statement Lambda active tracing requires.",
+            )
+
+    @property
+    def policy(self) -> IConstruct:
+        """The role's inline policy (where its statements, and their findings, live)."""
+        return self.role.node.find_child("DefaultPolicy")
+
+    def add_statements(self, *statements: iam.PolicyStatement) -> None:
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+
+class Serving(Construct):
+    """Predict/admin/ingest functions, the ``live`` alias and the REST API."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ServingConfig,
+        bundle_dir: Path,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        model_name: str,
+        stage_name: str,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        code = lambda_code(bundle_dir)
+        common_env = {
+            "MLSYS_REGISTRY_URI": model_store.registry_uri,
+            "MLSYS_MODEL_NAME": model_name,
+            "MLSYS_LOG_URI": system_log.uri,
+            "MLSYS_LOG_RETENTION_DAYS": str(log_retention_days),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        timeout = Duration.seconds(config.lambda_timeout_seconds)
+
+        self.predict = InferenceFunction(
+            self,
+            "Predict",
+            code=code,
+            handler="lambda_inference.handler.handle_predict",
+            description="mlsys POST /stream and POST /batch",
+            # Events go to stdout and reach DynamoDB through the subscription below, so a
+            # prediction never waits on a log write.
+            environment={
+                **common_env,
+                "MLSYS_LOG_DELIVERY": "stdout",
+                "POWERTOOLS_SERVICE_NAME": "inference",
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=timeout,
+            log_retention_days=log_retention_days,
+            tracing=True,
+            reserved_concurrency=config.reserved_concurrency,
+        )
+        self.predict.add_statements(*model_store.read_models_statements())
+        model_store.acknowledge_prefix_access(self.predict.policy, MODELS_PREFIX)
+
+        self.admin = InferenceFunction(
+            self,
+            "Admin",
+            code=code,
+            handler="lambda_inference.handler.handle_admin",
+            description="mlsys GET/DELETE /log, GET /emptyLog, GET /health, GET /openapi.json",
+            environment={
+                **common_env,
+                "MLSYS_LOG_DELIVERY": "sync",
+                "POWERTOOLS_SERVICE_NAME": "inference",
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=timeout,
+            log_retention_days=log_retention_days,
+            tracing=True,
+        )
+        self.admin.add_statements(
+            *model_store.read_models_statements(), system_log.read_write_statement()
+        )
+        model_store.acknowledge_prefix_access(self.admin.policy, MODELS_PREFIX)
+
+        self.ingest = InferenceFunction(
+            self,
+            "LogIngest",
+            code=code,
+            handler="lambda_inference.handler.handle_log_ingest",
+            description="mlsys: CloudWatch Logs subscription -> system-log table",
+            environment={
+                **common_env,
+                "MLSYS_LOG_DELIVERY": "sync",
+                "POWERTOOLS_SERVICE_NAME": "log-ingest",
+            },
+            memory_mb=256,
+            timeout=Duration.seconds(60),
+            log_retention_days=log_retention_days,
+            tracing=False,
+        )
+        self.ingest.add_statements(system_log.write_statement())
+        self.subscription = logs.SubscriptionFilter(
+            self,
+            "PredictEvents",
+            log_group=self.predict.log_group,
+            destination=log_destinations.LambdaDestination(self.ingest.function),
+            filter_pattern=logs.FilterPattern.literal(EVENT_FILTER_PATTERN),
+        )
+
+        self.live = self._live_alias(config)
+        self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _live_alias(self, config: ServingConfig) -> lambda_.Alias:
+        provisioned = config.provisioned_concurrency_min
+        alias = lambda_.Alias(
+            self,
+            "PredictLive",
+            alias_name="live",
+            version=self.predict.function.current_version,
+            provisioned_concurrent_executions=provisioned or None,
+        )
+        if provisioned:
+            # Target tracking keeps utilisation of the warm pool near the target; traffic
+            # beyond it spills over to on-demand containers (alarmed in Monitoring).
+            scaling = alias.add_auto_scaling(
+                min_capacity=provisioned, max_capacity=config.provisioned_concurrency_max
+            )
+            scaling.scale_on_utilization(
+                utilization_target=config.provisioned_utilization_target,
+                scale_in_cooldown=Duration.minutes(5),
+                scale_out_cooldown=Duration.minutes(1),
+            )
+        return alias
+
+    def _rest_api(
+        self, config: ServingConfig, stage_name: str, log_retention_days: int
+    ) -> tuple[apigw.RestApi, apigw.IApiKey | None]:
+        access_logs = logs.LogGroup(
+            self,
+            "ApiAccessLogs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        api = apigw.RestApi(
+            self,
+            "Api",
+            description="mlsys inference API",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                throttling_rate_limit=config.throttle_rate,
+                throttling_burst_limit=config.throttle_burst,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                # Request bodies may hold personal data; never copy them into logs.
+                data_trace_enabled=False,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        for response_type, (status, code) in _GATEWAY_ERRORS.items():
+            api.add_gateway_response(
+                f"{code}-{response_type.response_type}",
+                type=response_type,
+                status_code=status,
+                templates={
+                    "application/json": (
+                        f'{{"error": {{"code": "{code}", '
+                        '"message": $context.error.messageString, "details": null}}'
+                    )
+                },
+            )
+        acknowledge(
+            api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role must carry this AWS-maintained policy "
+            "(it is what execution logging, required by APIG6, writes with).",
+        )
+        acknowledge(
+            api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL (USD 5+/month idle): predict routes need an API key or SigV4, "
+            "admin routes SigV4, and stage plus usage-plan throttling cap abuse.",
+        )
+
+        validator = api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        predict_integration = apigw.LambdaIntegration(self.live)
+        admin_integration = apigw.LambdaIntegration(self.admin.function)
+        use_key = config.predict_auth == "api-key"
+
+        resources: dict[str, apigw.Resource] = {}
+
+        def resource(path: str) -> apigw.Resource:
+            if path not in resources:
+                resources[path] = api.root.add_resource(path)
+            return resources[path]
+
+        for method, path in PREDICT_ROUTES:
+            schema = STREAM_SCHEMA if path == "stream" else BATCH_SCHEMA
+            model = api.add_model(
+                f"{path.capitalize()}Request", content_type="application/json", schema=schema
+            )
+            added = resource(path).add_method(
+                method,
+                predict_integration,
+                authorization_type=(
+                    apigw.AuthorizationType.NONE if use_key else apigw.AuthorizationType.IAM
+                ),
+                api_key_required=use_key,
+                request_validator=validator,
+                request_models={"application/json": model},
+            )
+            self._acknowledge_method(added, api_key=use_key)
+
+        for method, path in ADMIN_ROUTES:
+            parameters = (
+                {f"method.request.querystring.{name}": False for name in LOG_QUERY_PARAMETERS}
+                if (method, path) == ("GET", "log")
+                else None
+            )
+            added = resource(path).add_method(
+                method,
+                admin_integration,
+                authorization_type=apigw.AuthorizationType.IAM,
+                request_parameters=parameters,
+                request_validator=validator if parameters else None,
+            )
+            self._acknowledge_method(added, api_key=False)
+
+        api_key: apigw.IApiKey | None = None
+        if use_key:
+            plan = api.add_usage_plan(
+                "UsagePlan",
+                description="mlsys predict routes",
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+                ),
+                quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+            )
+            plan.add_api_stage(stage=api.deployment_stage)
+            api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
+            plan.add_api_key(api_key)
+        return api, api_key
+
+    @staticmethod
+    def _acknowledge_method(method: apigw.Method, *, api_key: bool) -> None:
+        acknowledge(
+            method,
+            "AwsSolutions-COG4",
+            "Machine-to-machine API: callers authenticate with SigV4 (IAM) or an API key "
+            "with a usage plan; there are no end users for a Cognito user pool.",
+        )
+        if api_key:
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                "Predict routes are authorised by API key + usage plan (context "
+                "predict_auth=api-key) so non-AWS clients can call them; set "
+                "predict_auth=iam to require SigV4 instead.",
+            )
+
+    def read_only_admin_routes(self) -> list[str]:
+        """execute-api ARNs of the admin GET routes (what a smoke test may call)."""
+        stage = self.api.deployment_stage.stage_name
+        return [
+            self.api.arn_for_execute_api(method, f"/{path}", stage)
+            for method, path in ADMIN_ROUTES
+            if method == "GET" and path != "emptyLog"
+        ]

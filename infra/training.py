@@ -1,0 +1,307 @@
+"""Training: AWS Batch on EC2 running the training image, and what starts it.
+
+Triggers: an EventBridge schedule and every new object under ``data/`` (S3 ->
+EventBridge -> SubmitJob with the object's URI). A job that ends FAILED notifies the
+alarm topic.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.common import acknowledge, retention
+from infra.config import TrainingConfig
+from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
+from infra.system_log import SystemLog
+
+METRICS_NAMESPACE = "mlsys"
+DATA_PARAMETER = "data"
+TRAINING_AZS = 2
+"""Two AZs give Spot capacity a choice of pools without adding cost (no NAT gateways)."""
+
+
+class TrainingNetwork(Construct):
+    """A VPC for the Batch instances that costs nothing while idle.
+
+    Why no NAT gateway: a NAT gateway bills by the hour (~USD 33/month per AZ) whether
+    or not anything trains, and interface endpoints for ECR, CloudWatch Logs and STS
+    cost about as much. Training instances instead sit in public subnets with a public
+    IPv4 address and a security group that admits no inbound traffic at all, so they
+    can reach ECR, CloudWatch and Batch but nothing can reach them. S3 and DynamoDB, the
+    bulk of the traffic (training data and models), go through gateway endpoints, which
+    are free and keep that data off the internet. Instances exist only while a job runs
+    (min vCPUs 0), so the address charge is per training hour.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=TRAINING_AZS,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="training", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                )
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDB": ec2.GatewayVpcEndpointOptions(
+                    service=ec2.GatewayVpcEndpointAwsService.DYNAMODB
+                ),
+            },
+        )
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                logs.LogGroup(
+                    self,
+                    "FlowLogs",
+                    retention=retention(log_retention_days),
+                    removal_policy=RemovalPolicy.DESTROY,
+                )
+            ),
+            traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=self.vpc,
+            description="mlsys training instances: no inbound traffic, outbound HTTPS only",
+            allow_all_outbound=False,
+        )
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (ECR, Batch, CloudWatch, S3)"
+        )
+
+
+class Training(Construct):
+    """Managed EC2 compute environment, job queue, job definition and triggers."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: TrainingConfig,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        model_name: str,
+        alarm_topic: sns.ITopic,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
+
+        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            "ComputeEnvironment",
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_groups=[network.security_group],
+            instance_types=[ec2.InstanceType(name) for name in config.instance_types],
+            use_optimal_instance_classes=False,
+            minv_cpus=0,
+            maxv_cpus=config.max_vcpus,
+            spot=config.spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if config.spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
+            launch_template=ec2.LaunchTemplate(
+                self,
+                "LaunchTemplate",
+                # IMDSv2 with one hop: containers cannot borrow the instance's role.
+                require_imdsv2=True,
+                http_put_response_hop_limit=1,
+            ),
+            update_to_latest_image_version=True,
+        )
+        if self.compute_environment.instance_role is not None:
+            acknowledge(
+                self.compute_environment.instance_role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonEC2ContainerServiceforEC2Role]",
+                "The ECS agent on Batch-managed instances needs exactly this AWS-maintained "
+                "policy, which AWS updates with new agent APIs; the job itself runs with the "
+                "separate least-privilege job role.",
+            )
+
+        self.job_queue = batch.JobQueue(
+            self,
+            "JobQueue",
+            compute_environments=[
+                batch.OrderedComputeEnvironment(
+                    compute_environment=self.compute_environment, order=1
+                )
+            ],
+        )
+
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="mlsys training job: read data/, read/write models/, write the log",
+        )
+        for statement in model_store.training_statements():
+            self.job_role.add_to_policy(statement)
+        self.job_role.add_to_policy(system_log.write_statement())
+        # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
+        # CloudWatch Logs turns into metrics from the job's log group.
+        self._acknowledge_job_role(model_store)
+
+        self.image = ecs.ContainerImage.from_ecr_repository(
+            model_store.repository, config.image_tag
+        )
+        self.job_logs = logs.LogGroup(
+            self,
+            "JobLogs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        container = batch.EcsEc2ContainerDefinition(
+            self,
+            "Container",
+            image=self.image,
+            cpu=config.job_vcpus,
+            memory=Size.mebibytes(config.job_memory_mib),
+            # The image's entrypoint is `python -m training_job`; Batch substitutes the
+            # data URI per submission (default: newest object under data/).
+            command=["--data", f"Ref::{DATA_PARAMETER}"],
+            environment={
+                "MLSYS_REGISTRY_URI": model_store.registry_uri,
+                "MLSYS_MODEL_NAME": model_name,
+                "MLSYS_LOG_URI": system_log.uri,
+                "MLSYS_TIME_BUDGET_SECONDS": str(config.time_budget_seconds),
+                "MLSYS_MIN_IMPROVEMENT": str(config.min_improvement),
+                "POWERTOOLS_SERVICE_NAME": "training",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "AWS_DEFAULT_REGION": Aws.REGION,
+            },
+            job_role=self.job_role,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
+        )
+        if container.execution_role is not None:
+            acknowledge(
+                container.execution_role.node.find_child("DefaultPolicy"),
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken (needed to pull the training image) supports no "
+                "resource-level permissions; image pulls are scoped to the repository.",
+            )
+        self.job_definition = batch.EcsJobDefinition(
+            self,
+            "JobDefinition",
+            container=container,
+            parameters={DATA_PARAMETER: model_store.data_uri},
+            timeout=Duration.minutes(config.timeout_minutes),
+            retry_attempts=3,
+            retry_strategies=[
+                # A reclaimed Spot instance is worth retrying; a failing run is not (bad
+                # data fails the same way twice, and the champion is untouched either way).
+                batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.NON_ZERO_EXIT_CODE),
+            ],
+            propagate_tags=True,
+        )
+
+        self._add_triggers(config=config, model_store=model_store)
+        self.failure_rule = self._notify_failures(alarm_topic)
+
+    def _submit_job(self, job_name: str, event: events.RuleTargetInput | None) -> targets.BatchJob:
+        return targets.BatchJob(
+            self.job_queue.job_queue_arn,
+            self.job_queue,
+            self.job_definition.job_definition_arn,
+            self.job_definition,
+            job_name=job_name,
+            event=event,
+            retry_attempts=3,
+            max_event_age=Duration.hours(2),
+        )
+
+    def _add_triggers(self, *, config: TrainingConfig, model_store: ModelStore) -> None:
+        if config.schedule:
+            events.Rule(
+                self,
+                "Schedule",
+                description="scheduled retraining on the newest object under data/",
+                schedule=events.Schedule.expression(config.schedule),
+                targets=[self._submit_job("mlsys-scheduled", None)],
+            )
+        if config.on_upload:
+            key = events.EventField.from_path("$.detail.object.key")
+            events.Rule(
+                self,
+                "OnUpload",
+                description="retrain when new training data lands under data/",
+                event_pattern=events.EventPattern(
+                    source=["aws.s3"],
+                    detail_type=["Object Created"],
+                    detail={
+                        "bucket": {"name": [model_store.bucket.bucket_name]},
+                        "object": {"key": [{"prefix": DATA_PREFIX}]},
+                    },
+                ),
+                targets=[
+                    self._submit_job(
+                        "mlsys-on-upload",
+                        # EventBridge passes "Parameters" to SubmitJob; they fill Ref::data.
+                        events.RuleTargetInput.from_object(
+                            {
+                                "Parameters": {
+                                    DATA_PARAMETER: f"s3://{model_store.bucket.bucket_name}/{key}"
+                                }
+                            }
+                        ),
+                    )
+                ],
+            )
+
+    def _notify_failures(self, topic: sns.ITopic) -> events.Rule:
+        job_id = events.EventField.from_path("$.detail.jobId")
+        reason = events.EventField.from_path("$.detail.statusReason")
+        return events.Rule(
+            self,
+            "JobFailed",
+            description="notify the alarm topic when a training job fails",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={"status": ["FAILED"], "jobQueue": [self.job_queue.job_queue_arn]},
+            ),
+            targets=[
+                targets.SnsTopic(
+                    topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"mlsys training job {job_id} failed: {reason}. "
+                        "The champion model is unchanged."
+                    ),
+                )
+            ],
+        )
+
+    def metric_failed_jobs(self) -> cloudwatch.Metric:
+        """Failed training jobs, counted by how often the failure rule fired."""
+        return cloudwatch.Metric(
+            namespace="AWS/Events",
+            metric_name="TriggeredRules",
+            dimensions_map={"RuleName": self.failure_rule.rule_name},
+            statistic="Sum",
+            period=Duration.hours(1),
+        )
+
+    def _acknowledge_job_role(self, model_store: ModelStore) -> None:
+        policy = self.job_role.node.find_child("DefaultPolicy")
+        model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)

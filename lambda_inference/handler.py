@@ -1,0 +1,285 @@
+"""Lambda entry points: API Gateway REST (v1 proxy) events in, proxy responses out.
+
+``handle_predict``
+    POST /stream, POST /batch
+``handle_admin``
+    GET /log, GET /emptyLog, DELETE /log, GET /health, GET /openapi.json
+``handle_log_ingest``
+    CloudWatch Logs subscription events carrying ``{"mlsys_event": ...}`` lines,
+    written to the system log in batches.
+
+The handlers only translate: parse the event, call :class:`InferenceService`,
+serialise the result, and turn any :class:`~mlsys.errors.MlsysError` into
+``{"error": {...}}`` with the status from :func:`lambda_inference.http.status_for`.
+
+Routing is a small table rather than Powertools' ``APIGatewayRestResolver``:
+measured, the resolver adds ~11 us per request (the whole /stream budget is
+~10x one onnxruntime call), and it keeps the current event in class-level state
+(``BaseRouter.current_event``), which concurrent requests in the threaded local
+server would overwrite. Powertools still provides logging and EMF metrics.
+
+The service is created once per container on first use from
+:func:`mlsys.settings.load_settings`; tests build an :class:`Api` around their
+own service instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aws_lambda_powertools import Logger
+
+from lambda_inference.errors import (
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    UnsupportedMediaTypeError,
+)
+from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
+from lambda_inference.service import InferenceService
+from mlsys.errors import MlsysError
+from mlsys.eventlog import events_from_lines
+from mlsys.settings import load_settings
+
+logger = Logger(service="inference")
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    """Lower-cased names."""
+    query: Mapping[str, str]
+    body: bytes
+    request_id: str
+
+    @property
+    def route(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any], context: Any) -> Request:
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        raw_body = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(raw_body)
+        else:
+            body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
+        request_id = (
+            (event.get("requestContext") or {}).get("requestId")
+            or getattr(context, "aws_request_id", None)
+            or str(uuid.uuid4())
+        )
+        # A resource like /stream is the route itself; with a {proxy+} resource (or a
+        # custom-domain base path in `path`) fall back to the request path.
+        resource = str(event.get("resource") or "")
+        path = resource if resource and "{" not in resource else str(event.get("path") or "/")
+        if len(path) > 1:
+            path = path.rstrip("/")
+        return cls(
+            method=str(event.get("httpMethod") or "GET").upper(),
+            path=path,
+            headers=headers,
+            query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
+            body=body,
+            request_id=str(request_id),
+        )
+
+
+Route = Callable[[InferenceService, Request], tuple[int, Any]]
+
+
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # many clients omit it; the body must still parse as JSON
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type must be application/json, got {content_type!r}",
+            details={"content_type": content_type},
+        )
+
+
+def _stream(service: InferenceService, request: Request) -> tuple[int, Any]:
+    _require_json(request)
+    return 200, service.predict("stream", request.body, request_id=request.request_id)
+
+
+def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
+    _require_json(request)
+    return 200, service.predict("batch", request.body, request_id=request.request_id)
+
+
+def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
+    return 200, service.read_log(request.query)
+
+
+def _clear(service: InferenceService, request: Request) -> tuple[int, Any]:
+    return 200, {**service.clear_log(), "request_id": request.request_id}
+
+
+def _health(service: InferenceService, request: Request) -> tuple[int, Any]:
+    return 200, service.health()
+
+
+def _openapi(service: InferenceService, request: Request) -> tuple[int, Any]:
+    return 200, service.openapi()
+
+
+PREDICT_ROUTES: dict[str, dict[str, Route]] = {
+    "/stream": {"POST": _stream},
+    "/batch": {"POST": _batch},
+}
+ADMIN_ROUTES: dict[str, dict[str, Route]] = {
+    "/log": {"GET": _log, "DELETE": _clear},
+    "/emptyLog": {"GET": _clear},
+    "/health": {"GET": _health},
+    "/openapi.json": {"GET": _openapi},
+}
+ALL_ROUTES = {**PREDICT_ROUTES, **ADMIN_ROUTES}
+
+
+def _respond(
+    status: int, payload: Any, headers: Mapping[str, str] = JSON_HEADERS
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": dict(headers),
+        "body": to_json(payload),
+        "isBase64Encoded": False,
+    }
+
+
+class Api:
+    """The HTTP face of one :class:`InferenceService`, for Lambda and the local server."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    def handle_predict(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        return self._dispatch(PREDICT_ROUTES, event, context)
+
+    def handle_admin(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        return self._dispatch(ADMIN_ROUTES, event, context)
+
+    def handle_local(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Every route in one process, as the local server exposes them."""
+        return self._dispatch(ALL_ROUTES, event, context)
+
+    def handle_log_ingest(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Write events shipped by a CloudWatch Logs subscription to the system log.
+
+        A store failure raises, so Lambda retries the (idempotent) batch;
+        a payload that is not a subscription message is reported and dropped.
+        """
+        try:
+            raw = base64.b64decode(event["awslogs"]["data"])
+            message = orjson.loads(gzip.decompress(raw))
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            logger.error("not a CloudWatch Logs subscription event", extra={"error": str(exc)})
+            return {"ingested": 0, "error": "not a CloudWatch Logs subscription event"}
+        if message.get("messageType") != "DATA_MESSAGE":
+            return {"ingested": 0}  # CONTROL_MESSAGE: the subscription's connectivity check
+        lines = [str(e.get("message", "")) for e in message.get("logEvents") or ()]
+        count = self.service.ingest(events_from_lines(lines))
+        return {"ingested": count}
+
+    def _dispatch(
+        self, routes: Mapping[str, Mapping[str, Route]], event: Mapping[str, Any], context: Any
+    ) -> dict[str, Any]:
+        self.service.telemetry.cold_start()
+        request = Request.from_event(event, context)
+        try:
+            methods = routes.get(request.path)
+            if methods is None:
+                raise RouteNotFoundError(
+                    f"no route {request.path}; this function serves {', '.join(routes)}",
+                    details={"path": request.path},
+                )
+            route = methods.get(request.method)
+            if route is None:
+                raise MethodNotAllowedError(
+                    f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}",
+                    allowed=tuple(methods),
+                )
+            status, payload = route(self.service, request)
+            return _respond(status, payload)
+        except MlsysError as error:
+            return self._error_response(error, request)
+        except Exception:
+            logger.exception("unhandled error", extra={"route": request.route})
+            return self._error_response(
+                MlsysError(
+                    "internal error; see the function's logs for the request id",
+                    details={"request_id": request.request_id},
+                ),
+                request,
+                code="internal_error",
+            )
+        finally:
+            self.service.telemetry.flush()
+
+    def _error_response(
+        self, error: MlsysError, request: Request, *, code: str | None = None
+    ) -> dict[str, Any]:
+        status = status_for(error)
+        code = code or error.code
+        if status >= INTERNAL_ERROR:
+            logger.error(error.message, extra={"code": code, "route": request.route})
+        try:
+            self.service.record_error(
+                error, status=status, route=request.route, request_id=request.request_id
+            )
+        except Exception:
+            logger.exception("could not record the error event")
+        headers = dict(JSON_HEADERS)
+        if isinstance(error, MethodNotAllowedError):
+            headers["Allow"] = ", ".join(error.allowed)
+        return _respond(status, error_body(code, error.message, error.details), headers)
+
+
+# --- module-level entry points (one service per container) -----------------------
+
+_default_api: Api | None = None
+_default_lock = threading.Lock()
+
+
+def default_api() -> Api:
+    """The container's :class:`Api`, built from the environment on first use."""
+    global _default_api  # noqa: PLW0603 - the per-container singleton Lambda reuses
+    api = _default_api
+    if api is None:
+        with _default_lock:
+            if _default_api is None:
+                _default_api = Api(InferenceService.from_settings(load_settings()))
+            api = _default_api
+    return api
+
+
+def reset_default_api() -> None:
+    """Forget the container's service (tests that change the environment)."""
+    global _default_api  # noqa: PLW0603
+    with _default_lock:
+        _default_api = None
+
+
+def handle_predict(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return default_api().handle_predict(event, context)
+
+
+def handle_admin(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return default_api().handle_admin(event, context)
+
+
+def handle_log_ingest(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return default_api().handle_log_ingest(event, context)

@@ -1,0 +1,158 @@
+"""The served champion: loaded once, re-checked cheaply, swapped atomically.
+
+:class:`ChampionTracker` keeps an immutable :class:`Snapshot` and replaces it in
+one assignment, so a request sees the old model or the new one, never a mix.
+The registry is asked at most once per ``refresh_seconds`` (a conditional GET
+on S3: a 304 costs no transfer); the clock is injectable so tests can move time
+instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from lambda_inference.errors import MissingValueError, ModelUnavailableError
+from lambda_inference.validation import RecordEncoder
+from mlsys.contract import LoadedModel, ModelCard, Prediction
+from mlsys.errors import MlsysError, NoChampionError
+from mlsys.registry import ChampionPointer, ModelRegistry
+
+Clock = Callable[[], float]
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """One loaded model version plus what serving needs alongside it."""
+
+    model: LoadedModel
+    encoder: RecordEncoder
+    etag: str | None
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+    @classmethod
+    def from_loaded(cls, model: LoadedModel, *, etag: str | None) -> ServingModel:
+        return cls(model=model, encoder=RecordEncoder(model.card.features), etag=etag)
+
+    def predict(self, records: list[Any], *, body_has_booleans: bool = True) -> Prediction:
+        feeds = self.encoder.encode(records, body_has_booleans=body_has_booleans)
+        prediction = self.model.predict(feeds)
+        self._check_finite(prediction, records)
+        return prediction
+
+    def _check_finite(self, prediction: Prediction, records: list[Any]) -> None:
+        if self.card.is_classifier:
+            assert prediction.probabilities is not None
+            finite = np.isfinite(prediction.probabilities).all(axis=1)
+        else:
+            assert prediction.raw is not None
+            finite = np.isfinite(prediction.raw)
+        if bool(finite.all()):
+            return
+        index = int(np.argmin(finite))
+        raise MissingValueError(
+            f"record {index}: the model produced no finite prediction; it cannot impute "
+            "the null value(s) in this record",
+            details={"record": index, "record_value": records[index]},
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    serving: ServingModel | None
+    next_check: float
+    error: MlsysError | None = None
+
+    def result(self) -> ServingModel:
+        if self.serving is not None:
+            return self.serving
+        raise self.error or NoChampionError("no champion is loaded")
+
+
+class ChampionTracker:
+    """The current champion of one registry, refreshed at most every ``refresh_seconds``."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        refresh_seconds: float,
+        clock: Clock = time.monotonic,
+        on_load: Callable[[ServingModel, float], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._on_load = on_load
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+
+    def current(self) -> ServingModel:
+        """The champion to serve; raises ``NoChampionError`` / ``ModelUnavailableError``."""
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() < snapshot.next_check:
+            return snapshot.result()
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or self._clock() >= snapshot.next_check:
+                snapshot = self._refresh(snapshot.serving if snapshot else None)
+                self._snapshot = snapshot
+        return snapshot.result()
+
+    def loaded(self) -> ServingModel | None:
+        """The model in memory now, without touching the registry."""
+        snapshot = self._snapshot
+        return snapshot.serving if snapshot else None
+
+    def _refresh(self, current: ServingModel | None) -> Snapshot:
+        next_check = self._clock() + self.refresh_seconds
+        try:
+            pointer = self.registry.champion_if_changed(current.etag if current else None)
+        except NoChampionError as exc:
+            return Snapshot(None, next_check, exc)
+        except MlsysError as exc:
+            if current is not None:
+                LOG.warning("champion re-check failed; serving %s: %s", current.version, exc)
+            error = ModelUnavailableError(f"cannot read the champion: {exc}")
+            return Snapshot(current, next_check, None if current else error)
+        if pointer is None:
+            return Snapshot(current, next_check)
+        if current is not None and pointer.version == current.version:
+            return Snapshot(replace(current, etag=pointer.etag), next_check)
+        return self._swap_to(pointer, current, next_check)
+
+    def _swap_to(
+        self, pointer: ChampionPointer, current: ServingModel | None, next_check: float
+    ) -> Snapshot:
+        try:
+            return Snapshot(self._load(pointer), next_check)
+        except Exception as exc:  # any load failure is a 503, never a crash
+            error = ModelUnavailableError(
+                f"champion {pointer.version} could not be loaded: {exc}",
+                details={"version": pointer.version},
+            )
+            if current is None:
+                return Snapshot(None, next_check, error)
+            LOG.error("%s; still serving %s", error.message, current.version)
+            return Snapshot(current, next_check)
+
+    def _load(self, pointer: ChampionPointer) -> ServingModel:
+        started = time.perf_counter()
+        serving = ServingModel.from_loaded(self.registry.load(pointer.version), etag=pointer.etag)
+        if self._on_load is not None:
+            self._on_load(serving, time.perf_counter() - started)
+        return serving

@@ -1,0 +1,158 @@
+"""``mlsys serve``: the Lambda handlers on a local HTTP server.
+
+Each HTTP request becomes the API Gateway REST (v1 proxy) event API Gateway
+would send, and goes through the same :class:`~lambda_inference.handler.Api`,
+so local and AWS behaviour cannot drift. One service (one onnxruntime session,
+one SQLite connection serialised by a lock) is shared by the server's threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import uuid
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from lambda_inference.handler import Api
+from lambda_inference.service import InferenceService
+from mlsys.settings import Settings
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""Bodies above this are refused before reading (the service's own limit is lower)."""
+
+
+@dataclass(frozen=True)
+class LocalContext:
+    """The part of Lambda's context object the handlers read."""
+
+    aws_request_id: str
+    function_name: str = "mlsys-local"
+    memory_limit_in_mb: int = 0
+    invoked_function_arn: str = "local"
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    request_id: str,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The API Gateway REST (v1 proxy) event for one HTTP request."""
+    parts = urlsplit(target)
+    multi_query = parse_qs(parts.query, keep_blank_values=True)
+    try:
+        text: str | None = body.decode()
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "resource": parts.path,
+        "path": parts.path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": request_id,
+            "stage": "local",
+            "path": parts.path,
+            "resourcePath": parts.path,
+            "httpMethod": method,
+            "identity": {"sourceIp": source_ip},
+        },
+        "body": (text if text is not None else base64.b64encode(body).decode()) if body else None,
+        "isBase64Encoded": bool(body) and text is None,
+    }
+
+
+def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "mlsys"
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_REQUEST_BYTES:
+                self.send_error(413, "request body too large")
+                return
+            body = self.rfile.read(length) if length else b""
+            request_id = str(uuid.uuid4())
+            event = build_event(
+                method=self.command,
+                target=self.path,
+                headers=dict(self.headers.items()),
+                body=body,
+                request_id=request_id,
+                source_ip=self.client_address[0],
+            )
+            response = api.handle_local(event, LocalContext(aws_request_id=request_id))
+            payload = str(response.get("body") or "").encode()
+            self.send_response(int(response["statusCode"]))
+            for name, value in (response.get("headers") or {}).items():
+                self.send_header(name, str(value))
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # the system log records requests; keep the console quiet
+
+    return Handler
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", help="registry URI (default: MLSYS_REGISTRY_URI)")
+    parser.add_argument("--log", help="system log URI (default: MLSYS_LOG_URI)")
+    parser.add_argument("--model-name", help="model to serve (default: MLSYS_MODEL_NAME)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+
+
+def create_server(api: Api, *, host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(api))
+    server.daemon_threads = True
+    return server
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = replace(
+        settings,
+        registry_uri=args.registry or settings.registry_uri,
+        log_uri=args.log or settings.log_uri,
+        model_name=args.model_name or settings.model_name,
+        log_delivery="sync",
+    )
+    api = Api(InferenceService.from_settings(settings, emit_metrics=False))
+    try:
+        server = create_server(api, host=args.host, port=args.port)
+    except OSError as exc:
+        print(
+            f"mlsys serve: error: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    print(
+        f"mlsys serve: model {settings.model_name!r} from {settings.registry_uri}, "
+        f"log {settings.log_uri}",
+        flush=True,
+    )
+    print(f"listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

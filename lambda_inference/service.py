@@ -1,0 +1,297 @@
+"""The prediction service behind the HTTP routes: everything except HTTP itself.
+
+:class:`InferenceService` owns the expensive, per-container objects (the
+champion tracker with its registry client and onnxruntime session, the event
+log and its client) and is built once from :class:`~mlsys.settings.Settings`;
+tests build it with their own registry, log and clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
+from lambda_inference.events import (
+    EventSink,
+    StdoutSink,
+    StoreSink,
+    inputs_field,
+    outputs_field,
+)
+from lambda_inference.openapi import openapi_document
+from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
+from lambda_inference.telemetry import Telemetry
+from lambda_inference.validation import batch_records, decode_json, request_data
+from mlsys.contract import Prediction
+from mlsys.errors import MlsysError
+from mlsys.eventlog import EVENT_TYPES, Event, EventLog, EventType, open_event_log
+from mlsys.registry import ModelRegistry
+from mlsys.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+Endpoint = Literal["stream", "batch"]
+DEFAULT_LOG_PAGE = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    max_batch_records: int = 10_000
+    max_body_bytes: int = 6_000_000
+    max_log_page: int = 1000
+
+
+class InferenceService:
+    def __init__(
+        self,
+        *,
+        tracker: ChampionTracker,
+        open_log: Callable[[], EventLog],
+        telemetry: Telemetry,
+        limits: Limits,
+        sink: EventSink | None = None,
+        log_inputs: str = "full",
+    ) -> None:
+        self.tracker = tracker
+        self.telemetry = telemetry
+        self.limits = limits
+        self.log_inputs = log_inputs
+        self._open_log = open_log
+        self._log: EventLog | None = None
+        self._log_lock = threading.Lock()
+        self.sink = sink if sink is not None else StoreSink(self.event_log)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock = time.monotonic,
+        s3_client: S3Client | None = None,
+        dynamodb_client: DynamoDBClient | None = None,
+        emit_metrics: bool = True,
+        stdout: TextIO | None = None,
+    ) -> InferenceService:
+        telemetry = Telemetry(enabled=emit_metrics)
+        registry = ModelRegistry.open(
+            settings.registry_uri, model_name=settings.model_name, s3_client=s3_client
+        )
+        tracker = ChampionTracker(
+            registry,
+            refresh_seconds=settings.model_refresh_seconds,
+            clock=clock,
+            on_load=lambda serving, seconds: telemetry.model_loaded(
+                version=serving.version, seconds=seconds
+            ),
+        )
+
+        def open_log() -> EventLog:
+            if settings.log_uri.startswith("dynamodb://"):
+                return open_event_log(
+                    settings.log_uri,
+                    client=dynamodb_client,
+                    retention_days=settings.log_retention_days,
+                    shards=settings.log_shards,
+                )
+            return open_event_log(settings.log_uri)
+
+        return cls(
+            tracker=tracker,
+            open_log=open_log,
+            telemetry=telemetry,
+            limits=Limits(
+                max_batch_records=settings.max_batch_records,
+                max_body_bytes=settings.max_body_bytes,
+                max_log_page=settings.max_log_page,
+            ),
+            sink=StdoutSink(stdout) if settings.log_delivery == "stdout" else None,
+            log_inputs=settings.log_inputs,
+        )
+
+    def event_log(self) -> EventLog:
+        """The event log, opened on first use (the predict function with stdout
+        delivery never opens it, so never pays for a DynamoDB client)."""
+        log = self._log
+        if log is None:
+            with self._log_lock:
+                if self._log is None:
+                    self._log = self._open_log()
+                log = self._log
+        return log
+
+    # --- predictions -------------------------------------------------------------
+    def predict(self, endpoint: Endpoint, body: bytes, *, request_id: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        if len(body) > self.limits.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body is {len(body)} bytes; the limit is {self.limits.max_body_bytes}",
+                details={"bytes": len(body), "limit": self.limits.max_body_bytes},
+            )
+        data = request_data(decode_json(body))
+        serving = self.tracker.current()
+        if endpoint == "stream":
+            records = serving.encoder.as_record_list(data)
+        else:
+            records = batch_records(data, max_records=self.limits.max_batch_records)
+        has_booleans = b"true" in body or b"false" in body
+        prediction = serving.predict(records, body_has_booleans=has_booleans)
+        response = self._response(endpoint, serving, prediction, request_id)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        classes = (
+            list(serving.card.classes)
+            if serving.card.is_classifier and serving.card.classes is not None
+            else None
+        )
+        self.sink.emit(
+            Event(
+                type="prediction",
+                request_id=request_id,
+                model_version=serving.version,
+                data={
+                    "endpoint": endpoint,
+                    "records": len(records),
+                    **inputs_field(data, body, mode=self.log_inputs),
+                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+                    "latency_ms": round(latency_ms, 3),
+                },
+            )
+        )
+        self.telemetry.request(
+            version=serving.version,
+            records=len(records),
+            latency_ms=latency_ms,
+            prediction=prediction,
+            classes=classes,
+        )
+        return response
+
+    @staticmethod
+    def _response(
+        endpoint: Endpoint, serving: ServingModel, prediction: Prediction, request_id: str
+    ) -> dict[str, Any]:
+        card = serving.card
+        probabilities = prediction.probabilities
+        if endpoint == "stream":
+            response: dict[str, Any] = {"result": prediction.values[0]}
+            if probabilities is not None and card.classes is not None:
+                response["probabilities"] = dict(
+                    zip(card.classes, probabilities[0].tolist(), strict=True)
+                )
+        else:
+            response = {"result": prediction.values}
+            if probabilities is not None and card.classes is not None:
+                classes = card.classes
+                response["probabilities"] = [
+                    dict(zip(classes, row, strict=True)) for row in probabilities.tolist()
+                ]
+        response["model_version"] = serving.version
+        response["request_id"] = request_id
+        return response
+
+    # --- errors ------------------------------------------------------------------
+    def record_error(self, error: MlsysError, *, status: int, route: str, request_id: str) -> None:
+        """Log a failed request as an ``error`` event and count it."""
+        loaded = self.tracker.loaded()
+        version = loaded.version if loaded is not None else None
+        self.telemetry.error(code=error.code, version=version)
+        self.sink.emit(
+            Event(
+                type="error",
+                request_id=request_id,
+                model_version=version,
+                data={
+                    "code": error.code,
+                    "status": status,
+                    "route": route,
+                    "message": error.message,
+                    "details": error.details,
+                },
+            )
+        )
+
+    # --- admin -------------------------------------------------------------------
+    def read_log(self, params: Mapping[str, str]) -> dict[str, Any]:
+        unknown = sorted(set(params) - {"limit", "type", "since", "next"})
+        if unknown:
+            raise InvalidQueryError(
+                f"unknown query parameter(s) {', '.join(unknown)}; use limit, type, since, next",
+                details={"parameters": unknown},
+            )
+        page = self.event_log().query(
+            limit=self._limit(params.get("limit")),
+            event_type=self._event_type(params.get("type")),
+            since=self._since(params.get("since")),
+            next_token=params.get("next") or None,
+        )
+        return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
+
+    def _limit(self, raw: str | None) -> int:
+        if raw is None or raw == "":
+            return min(DEFAULT_LOG_PAGE, self.limits.max_log_page)
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= self.limits.max_log_page:
+            raise InvalidQueryError(
+                f"limit must be an integer from 1 to {self.limits.max_log_page}, got {raw!r}",
+                details={"parameter": "limit"},
+            )
+        return limit
+
+    @staticmethod
+    def _event_type(raw: str | None) -> EventType | None:
+        if raw is None or raw == "":
+            return None
+        for event_type in EVENT_TYPES:
+            if raw == event_type:
+                return event_type
+        raise InvalidQueryError(
+            f"type must be one of {', '.join(EVENT_TYPES)}, got {raw!r}",
+            details={"parameter": "type"},
+        )
+
+    @staticmethod
+    def _since(raw: str | None) -> str | None:
+        if raw is None or raw == "":
+            return None
+        try:
+            moment = datetime.fromisoformat(raw.replace(" ", "+"))
+        except ValueError:
+            raise InvalidQueryError(
+                f"since must be an ISO-8601 time such as 2026-01-31T12:00:00Z, got {raw!r}",
+                details={"parameter": "since"},
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+    def clear_log(self) -> dict[str, Any]:
+        self.event_log().clear()
+        return {"result": "log emptied"}
+
+    def health(self) -> dict[str, Any]:
+        serving = self.tracker.current()
+        return {
+            "status": "ok",
+            "model_name": serving.card.model_name,
+            "model_version": serving.version,
+            "task": serving.card.task,
+            "features": list(serving.encoder.names),
+        }
+
+    def openapi(self) -> dict[str, Any]:
+        serving = self.tracker.current()
+        return openapi_document(serving.card, max_batch_records=self.limits.max_batch_records)
+
+    def ingest(self, events: Sequence[Event]) -> int:
+        if events:
+            self.event_log().append_many(events)
+        return len(events)

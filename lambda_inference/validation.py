@@ -1,0 +1,289 @@
+"""Parse and validate request bodies at the edge, and encode records into ONNX feeds.
+
+Records arrive as JSON objects keyed by feature name, arrays of values in
+schema order, or (for a one-feature model) bare values. A batch is encoded in
+two tiers: a vectorised fast path (``operator.itemgetter`` + one
+``numpy.array`` call) that accepts only the common, unambiguous case, and an
+exact per-value path that is used whenever the fast path declines. The exact
+path is the specification: it decides every error and names the record index
+and feature; the fast path only ever agrees with it or steps aside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from lambda_inference.errors import (
+    EmptyBatchError,
+    InvalidRecordError,
+    InvalidRequestError,
+    InvalidTypeError,
+    MalformedJsonError,
+    MissingFeatureError,
+    NonFiniteNumberError,
+    TooManyRecordsError,
+    UnknownFeatureError,
+)
+from mlsys.contract import FeatureSpec, Feeds, categorical_value
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# --- JSON -----------------------------------------------------------------------
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body; NaN/Infinity (not JSON, but sent by many encoders)
+    get their own error naming where they are."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        original = str(exc)
+    try:
+        lenient = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedJsonError(f"request body is not valid JSON: {original}") from None
+    where = _first_non_finite(lenient, "$")
+    raise NonFiniteNumberError(
+        f"NaN and Infinity are not allowed (found at {where})",
+        details={"path": where},
+    )
+
+
+def _first_non_finite(value: Any, path: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _first_non_finite(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_non_finite(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def request_data(payload: Any) -> Any:
+    """The ``data`` member of ``{"data": ...}``."""
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise InvalidRequestError('request body must be a JSON object {"data": ...}')
+    extra = sorted(k for k in payload if k != "data")
+    if extra:
+        raise InvalidRequestError(
+            f'unexpected member(s) {", ".join(map(repr, extra))}; the body is {{"data": ...}}',
+            details={"members": extra},
+        )
+    return payload["data"]
+
+
+def batch_records(data: Any, *, max_records: int) -> list[Any]:
+    if not isinstance(data, list):
+        raise InvalidRequestError('/batch expects "data" to be an array of records')
+    if not data:
+        raise EmptyBatchError("the batch is empty; send at least one record")
+    if len(data) > max_records:
+        raise TooManyRecordsError(
+            f"the batch has {len(data)} records; the limit is {max_records}",
+            details={"records": len(data), "limit": max_records},
+        )
+    return data
+
+
+# --- records --------------------------------------------------------------------
+
+
+_JSON_TYPE_NAMES = {
+    type(None): "null",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+class RecordEncoder:
+    """Encodes records for one model's feature schema; built once per model version."""
+
+    def __init__(self, features: Sequence[FeatureSpec]) -> None:
+        self.features = tuple(features)
+        self.names = tuple(f.name for f in self.features)
+        self.count = len(self.features)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._all_numeric = all(f.kind == "numeric" for f in self.features)
+        getter = itemgetter(*self.names)
+        self._get = getter if self.count > 1 else lambda r: (getter(r),)
+
+    # public ---------------------------------------------------------------------
+    def encode(self, records: list[Any], *, body_has_booleans: bool = True) -> Feeds:
+        """Feeds for ``records``; raises a :class:`ValidationError` naming the
+        first bad record and feature. ``body_has_booleans=False`` (no ``true``
+        or ``false`` in the raw body) lets numeric batches take the fast path."""
+        if self._all_numeric and not body_has_booleans:
+            matrix = self._numeric_fast(records)
+            if matrix is not None:
+                return {f.input_name: matrix[:, i : i + 1] for i, f in enumerate(self.features)}
+        columns = self._columns_fast(records)
+        if columns is None:
+            columns = self._columns_exact(records)
+        return self._columns_to_feeds(columns)
+
+    def as_record_list(self, data: Any) -> list[Any]:
+        """A /stream record as a one-record batch (a bare value for one-feature models)."""
+        if isinstance(data, dict | list):
+            return [data]
+        if self.count == 1:
+            return [[data]]
+        raise InvalidRecordError(
+            f"record must be an object keyed by feature name or an array of {self.count} "
+            f"values in schema order, got {_type_name(data)}",
+            details={"record": 0, "expected_features": list(self.names)},
+        )
+
+    # fast paths -----------------------------------------------------------------
+    def _rows(self, records: list[Any]) -> list[Any] | None:
+        """Values in schema order per record, or ``None`` if any record is unusual."""
+        kinds = set(map(type, records))
+        if kinds == {dict}:
+            if set(map(len, records)) != {self.count}:
+                return None
+            try:
+                return list(map(self._get, records))
+            except KeyError:
+                return None
+        if kinds == {list} and set(map(len, records)) == {self.count}:
+            return records
+        return None
+
+    def _numeric_fast(self, records: list[Any]) -> npt.NDArray[np.float32] | None:
+        rows = self._rows(records)
+        if rows is None:
+            return None
+        try:
+            array = np.array(rows)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        # Only plain numbers give an int/float array; None gives object, strings unicode.
+        if array.dtype.kind not in "fi" or array.ndim != 2:
+            return None
+        with np.errstate(over="ignore"):
+            matrix = array.astype(np.float32)
+        if not np.isfinite(matrix).all():
+            return None  # overflowed float32: let the exact path name the value
+        return matrix
+
+    def _columns_fast(self, records: list[Any]) -> list[list[Any]] | None:
+        rows = self._rows(records)
+        if rows is None:
+            return None
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        for spec, column in zip(self.features, columns, strict=True):
+            allowed = _NUMERIC_TYPES if spec.kind == "numeric" else _CATEGORY_TYPES
+            if not set(map(type, column)) <= allowed:
+                return None
+            if spec.kind == "numeric" and not all(map(_finite_float32, column)):
+                return None
+        return columns
+
+    # exact path -----------------------------------------------------------------
+    def _columns_exact(self, records: list[Any]) -> list[list[Any]]:
+        columns: list[list[Any]] = [[] for _ in self.features]
+        for index, record in enumerate(records):
+            for position, value in enumerate(self._record_values(index, record)):
+                spec = self.features[position]
+                columns[position].append(self._checked(index, spec, value))
+        return columns
+
+    def _record_values(self, index: int, record: Any) -> Sequence[Any]:
+        if isinstance(record, dict):
+            unknown = [key for key in record if key not in self._index]
+            if unknown:
+                raise UnknownFeatureError(
+                    f"record {index}: unknown feature {unknown[0]!r}; the model's features "
+                    f"are {', '.join(self.names)}",
+                    details={"record": index, "feature": unknown[0]},
+                )
+            for name in self.names:
+                if name not in record:
+                    raise MissingFeatureError(
+                        f"record {index}: feature {name!r} is missing (send null for a "
+                        "missing value)",
+                        details={"record": index, "feature": name},
+                    )
+            return [record[name] for name in self.names]
+        if isinstance(record, list):
+            if len(record) != self.count:
+                raise InvalidRecordError(
+                    f"record {index}: has {len(record)} values; the model expects "
+                    f"{self.count} in this order: {', '.join(self.names)}",
+                    details={"record": index, "expected_features": list(self.names)},
+                )
+            return record
+        if self.count == 1:
+            return [record]
+        raise InvalidRecordError(
+            f"record {index}: must be an object keyed by feature name or an array of "
+            f"{self.count} values, got {_type_name(record)}",
+            details={"record": index, "expected_features": list(self.names)},
+        )
+
+    @staticmethod
+    def _checked(index: int, spec: FeatureSpec, value: Any) -> Any:
+        if value is None:
+            return None
+        if spec.kind == "numeric":
+            if type(value) not in _NUMERIC_TYPES:
+                raise InvalidTypeError(
+                    f"record {index}: feature {spec.name!r} is numeric; got "
+                    f"{_type_name(value)} {value!r}",
+                    details={"record": index, "feature": spec.name, "expected": "number"},
+                )
+            if not _finite_float32(value):
+                raise NonFiniteNumberError(
+                    f"record {index}: feature {spec.name!r} value {value!r} is outside the "
+                    "float32 range",
+                    details={"record": index, "feature": spec.name},
+                )
+            return value
+        if type(value) not in _CATEGORY_TYPES:
+            raise InvalidTypeError(
+                f"record {index}: feature {spec.name!r} is categorical; got {_type_name(value)}",
+                details={"record": index, "feature": spec.name, "expected": "string"},
+            )
+        return value
+
+    def _columns_to_feeds(self, columns: list[list[Any]]) -> Feeds:
+        feeds: Feeds = {}
+        for spec, column in zip(self.features, columns, strict=True):
+            if spec.kind == "numeric":
+                # dtype=float32 turns None into NaN, which the graph's imputer fills.
+                feeds[spec.input_name] = np.array(column, dtype=np.float32).reshape(-1, 1)
+            else:
+                encoded = np.empty((len(column), 1), dtype=object)
+                encoded[:, 0] = [v if type(v) is str else categorical_value(v) for v in column]
+                feeds[spec.input_name] = encoded
+        return feeds
+
+
+_NUMERIC_TYPES = frozenset({int, float, type(None)})
+_CATEGORY_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _finite_float32(value: Any) -> bool:
+    return value is None or (-FLOAT32_MAX <= value <= FLOAT32_MAX)

@@ -1,0 +1,71 @@
+"""infra.config: cdk.json documents the defaults; bad context fails with the key's name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.config import DEFAULTS, ConfigError, config_from_context
+from tests.infra.conftest import ROOT
+
+
+def test_cdk_json_runs_the_app_and_lists_every_default() -> None:
+    cdk_json = json.loads((ROOT / "cdk.json").read_text())
+    assert cdk_json["app"] == "python3 app.py"
+    ours = {key: value for key, value in cdk_json["context"].items() if key in DEFAULTS}
+    assert ours == dict(DEFAULTS)
+    unknown = [k for k in cdk_json["context"] if k not in DEFAULTS and not k.startswith("@")]
+    assert unknown == []
+
+
+def test_defaults_give_an_environment_agnostic_api_key_stage() -> None:
+    config = config_from_context({})
+    assert (config.stage, config.account, config.region) == ("dev", "", "")
+    assert config.serving.predict_auth == "api-key"
+    assert config.serving.lambda_bundle_dir == ".build/lambda"
+    assert config.serving.lambda_timeout_seconds < 29
+    assert config.training.instance_types == ("c6i.xlarge", "m6i.xlarge", "c5.xlarge")
+
+
+def test_command_line_strings_are_converted() -> None:
+    # `cdk synth -c key=value` delivers every value as a string.
+    config = config_from_context(
+        {
+            "training_max_vcpus": "32",
+            "training_spot": "false",
+            "training_instance_types": "c7i.large, m7i.large",
+            "provisioned_utilization_target": "0.5",
+            "@aws-cdk/core:someFeatureFlag": True,
+        }
+    )
+    assert config.training.max_vcpus == 32
+    assert config.training.spot is False
+    assert config.training.instance_types == ("c7i.large", "m7i.large")
+    assert config.serving.provisioned_utilization_target == 0.5
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"log_retention_days": 31}, "log_retention_days must be one of"),
+        ({"predict_auth": "cognito"}, "predict_auth must be 'api-key' or 'iam'"),
+        ({"lambda_timeout_seconds": 29}, "lambda_timeout_seconds must be between 1 and 28"),
+        ({"reserved_concurrency": 5}, "reserved_concurrency (5) must be >= "),
+        ({"training_spot": "maybe"}, "training_spot must be true or false"),
+        ({"training_max_vcpus": "lots"}, "training_max_vcpus must be a number"),
+        ({"training_max_vcpus": 2.5}, "training_max_vcpus must be an integer"),
+        ({"training_job_vcpus": 32}, "training_job_vcpus must be <= training_max_vcpus"),
+        ({"training_schedule": "weekly"}, "training_schedule='weekly' does not match"),
+        ({"training_instance_types": []}, "training_instance_types must be a non-empty list"),
+        ({"alarm_email": "ops"}, "alarm_email='ops' does not match"),
+        ({"github_repository": "no-owner"}, "github_repository='no-owner' does not match"),
+        ({"stage": "Prod!"}, "stage='Prod!' does not match"),
+        ({"account": "12345"}, "account='12345' does not match"),
+        ({"trainig_schedule": "rate(1 day)"}, "unknown context key(s): trainig_schedule"),
+    ],
+)
+def test_bad_context_names_the_key(context: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_context(context)
+    assert message in str(raised.value)

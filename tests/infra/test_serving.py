@@ -1,0 +1,254 @@
+"""Serving: functions, the autoscaled live alias, the REST API and the log-ingest path."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from infra.model_store import BUCKET_LOGICAL_ID
+from infra.system_log import TABLE_LOGICAL_ID
+from tests.infra.conftest import ROOT, VARIANT_STACK, Assembly
+from tests.infra.templates import (
+    actions,
+    logical_id,
+    mentions,
+    of_type,
+    one,
+    resources,
+    role_statements,
+    routes,
+)
+
+PREDICT = [("POST", "/stream"), ("POST", "/batch")]
+ADMIN = [
+    ("GET", "/log"),
+    ("DELETE", "/log"),
+    ("GET", "/emptyLog"),
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+]
+
+
+def function(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    found = logical_id(template, "AWS::Lambda::Function", f"Serving{name}Function")
+    return found, template["Resources"][found]["Properties"]
+
+
+def test_routes_and_their_authorisation(main_template: dict[str, Any]) -> None:
+    found = routes(main_template)
+    assert sorted(found) == sorted(PREDICT + ADMIN)
+    live = logical_id(main_template, "AWS::Lambda::Alias", "ServingPredictLive")
+    admin, _ = function(main_template, "Admin")
+    for route in PREDICT:
+        method = found[route]
+        assert (method["AuthorizationType"], method["ApiKeyRequired"]) == ("NONE", True)
+        assert mentions(method["Integration"]["Uri"], live), route
+    for route in ADMIN:
+        method = found[route]
+        assert method["AuthorizationType"] == "AWS_IAM", route
+        assert mentions(method["Integration"]["Uri"], admin), route
+
+
+def test_predict_routes_can_require_iam_instead_of_an_api_key(variant: Assembly) -> None:
+    template = variant.templates[VARIANT_STACK]
+    found = routes(template)
+    for route in PREDICT:
+        assert found[route]["AuthorizationType"] == "AWS_IAM"
+        assert not found[route].get("ApiKeyRequired", False)
+    assert of_type(template, "AWS::ApiGateway::UsagePlan") == {}
+    assert of_type(template, "AWS::ApiGateway::ApiKey") == {}
+
+
+def test_stage_throttles_traces_and_writes_access_logs(main_template: dict[str, Any]) -> None:
+    stage = one(main_template, "AWS::ApiGateway::Stage")[1]["Properties"]
+    assert stage["StageName"] == "dev"
+    assert stage["TracingEnabled"] is True
+    (settings,) = stage["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (100, 200)
+    assert settings["DataTraceEnabled"] is False
+    log_group = logical_id(main_template, "AWS::Logs::LogGroup", "ServingApiAccessLogs")
+    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": [log_group, "Arn"]}
+
+
+def test_usage_plan_applies_context_rate_burst_and_quota_to_the_key(
+    main_template: dict[str, Any],
+) -> None:
+    plan_id, plan = one(main_template, "AWS::ApiGateway::UsagePlan")
+    assert plan["Properties"]["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
+    assert plan["Properties"]["Quota"] == {"Limit": 100000, "Period": "DAY"}
+    key_id, _ = one(main_template, "AWS::ApiGateway::ApiKey")
+    link = one(main_template, "AWS::ApiGateway::UsagePlanKey")[1]["Properties"]
+    assert (link["UsagePlanId"], link["KeyId"]) == ({"Ref": plan_id}, {"Ref": key_id})
+
+
+def test_prediction_bodies_are_validated_against_json_schema_models(
+    main_template: dict[str, Any],
+) -> None:
+    found = routes(main_template)
+    validator_id, validator = one(main_template, "AWS::ApiGateway::RequestValidator")
+    assert validator["Properties"]["ValidateRequestBody"] is True
+    schemas = {
+        name: model["Properties"]["Schema"]
+        for name, model in of_type(main_template, "AWS::ApiGateway::Model").items()
+    }
+    for route in PREDICT:
+        method = found[route]
+        assert method["RequestValidatorId"] == {"Ref": validator_id}
+        schema = schemas[method["RequestModels"]["application/json"]["Ref"]]
+        assert schema["required"] == ["data"]
+    batch = schemas[found[("POST", "/batch")]["RequestModels"]["application/json"]["Ref"]]
+    assert batch["properties"]["data"]["type"] == "array"
+    log_parameters = found[("GET", "/log")]["RequestParameters"]
+    assert sorted(log_parameters) == [
+        f"method.request.querystring.{name}" for name in ("limit", "next", "since", "type")
+    ]
+
+
+def test_gateway_errors_use_the_api_error_shape(main_template: dict[str, Any]) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in of_type(main_template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    for response_type in ("BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_5XX"):
+        template = responses[response_type]["ResponseTemplates"]["application/json"]
+        rendered = template.replace("$context.error.messageString", '"message"')
+        assert set(json.loads(rendered)["error"]) == {"code", "message", "details"}
+    assert responses["THROTTLED"]["StatusCode"] == "429"
+
+
+def makefile_lambda_python() -> str:
+    match = re.search(r"^LAMBDA_PYTHON \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert match is not None
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("name", "handler", "delivery"),
+    [
+        ("Predict", "lambda_inference.handler.handle_predict", "stdout"),
+        ("Admin", "lambda_inference.handler.handle_admin", "sync"),
+        ("LogIngest", "lambda_inference.handler.handle_log_ingest", "sync"),
+    ],
+)
+def test_functions_run_the_bundle_on_arm64_with_the_contract_environment(
+    main_template: dict[str, Any], name: str, handler: str, delivery: str
+) -> None:
+    _, properties = function(main_template, name)
+    assert properties["Handler"] == handler
+    assert properties["Architectures"] == ["arm64"]
+    # The bundle's wheels are built for the Makefile's Python; the runtime must match.
+    assert properties["Runtime"] == f"python{makefile_lambda_python()}"
+    if name != "LogIngest":  # behind API Gateway, whose integration timeout is 29 s
+        assert properties["Timeout"] < 29
+    environment = properties["Environment"]["Variables"]
+    assert environment["MLSYS_LOG_DELIVERY"] == delivery
+    assert environment["MLSYS_REGISTRY_URI"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": BUCKET_LOGICAL_ID}]]
+    }
+    assert environment["MLSYS_LOG_URI"] == {
+        "Fn::Join": ["", ["dynamodb://", {"Ref": TABLE_LOGICAL_ID}]]
+    }
+    assert environment["MLSYS_MODEL_NAME"] == "default"
+    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "mlsys"
+
+
+def test_all_functions_share_one_code_asset(main_template: dict[str, Any]) -> None:
+    keys = {
+        json.dumps(f["Properties"]["Code"], sort_keys=True)
+        for f in of_type(main_template, "AWS::Lambda::Function").values()
+    }
+    assert len(keys) == 1
+
+
+def test_predict_memory_timeout_reserved_concurrency_and_tracing(
+    main_template: dict[str, Any],
+) -> None:
+    _, predict = function(main_template, "Predict")
+    assert (predict["MemorySize"], predict["Timeout"]) == (1024, 15)
+    assert predict["ReservedConcurrentExecutions"] == 50
+    assert predict["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_live_alias_has_provisioned_concurrency_scaled_on_utilisation(
+    main_template: dict[str, Any],
+) -> None:
+    alias_id, alias = one(main_template, "AWS::Lambda::Alias")
+    predict, _ = function(main_template, "Predict")
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["Properties"]["FunctionName"] == {"Ref": predict}
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 1
+    }
+    target_id, target = one(main_template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 10)
+    assert mentions(target["Properties"]["ResourceId"], alias_id)
+    policy = one(main_template, "AWS::ApplicationAutoScaling::ScalingPolicy")[1]["Properties"]
+    assert policy["ScalingTargetId"] == {"Ref": target_id}
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
+    }
+    assert tracking["TargetValue"] == 0.7
+
+
+def test_zero_provisioned_concurrency_means_no_warm_pool_and_no_scaling(
+    variant: Assembly,
+) -> None:
+    template = variant.templates[VARIANT_STACK]
+    _, alias = one(template, "AWS::Lambda::Alias")
+    assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
+    assert of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+
+
+def test_predict_log_events_are_shipped_to_the_ingest_function(
+    main_template: dict[str, Any],
+) -> None:
+    subscription = one(main_template, "AWS::Logs::SubscriptionFilter")[1]["Properties"]
+    ingest, _ = function(main_template, "LogIngest")
+    predict_logs = logical_id(main_template, "AWS::Logs::LogGroup", "ServingPredictLogs")
+    assert subscription["FilterPattern"] == '{ $.mlsys_event.type = "*" }'
+    assert subscription["LogGroupName"] == {"Ref": predict_logs}
+    assert subscription["DestinationArn"] == {"Fn::GetAtt": [ingest, "Arn"]}
+    _, predict = function(main_template, "Predict")
+    assert predict["LoggingConfig"]["LogGroup"] == {"Ref": predict_logs}
+
+
+def granted(template: dict[str, Any], role_prefix: str) -> set[str]:
+    role = logical_id(template, "AWS::IAM::Role", role_prefix)
+    return {a for s in role_statements(template, role) for a in actions(s)}
+
+
+def test_each_function_gets_only_what_its_routes_need(main_template: dict[str, Any]) -> None:
+    logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert granted(main_template, "ServingPredictRole") == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        *logs,
+        *xray,
+    }
+    assert granted(main_template, "ServingAdminRole") == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        *logs,
+        *xray,
+    }
+    assert granted(main_template, "ServingLogIngestRole") == {
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        *logs,
+    }
+    predict = logical_id(main_template, "AWS::IAM::Role", "ServingPredictRole")
+    (read,) = [s for s in role_statements(main_template, predict) if s["Action"] == "s3:GetObject"]
+    assert resources(read) == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [BUCKET_LOGICAL_ID, "Arn"]}, "/models/*"]]}
+    ]

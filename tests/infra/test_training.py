@@ -1,0 +1,162 @@
+"""Training: Batch on EC2 without a NAT gateway, the job definition, its role, triggers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.model_store import BUCKET_LOGICAL_ID, REPOSITORY_LOGICAL_ID
+from infra.system_log import TABLE_LOGICAL_ID
+from tests.infra.conftest import VARIANT_STACK, Assembly
+from tests.infra.templates import actions, logical_id, of_type, one, resources, role_statements
+
+
+def job_definition(template: dict[str, Any]) -> dict[str, Any]:
+    return one(template, "AWS::Batch::JobDefinition")[1]["Properties"]
+
+
+def test_compute_environment_uses_context_instance_types_vcpus_and_spot(
+    main_template: dict[str, Any], variant: Assembly
+) -> None:
+    resources_ = one(main_template, "AWS::Batch::ComputeEnvironment")[1]["Properties"][
+        "ComputeResources"
+    ]
+    assert resources_["Type"] == "SPOT"
+    assert resources_["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    assert resources_["InstanceTypes"] == ["c6i.xlarge", "m6i.xlarge", "c5.xlarge"]
+    assert (resources_["MinvCpus"], resources_["MaxvCpus"]) == (0, 16)
+    on_demand = one(variant.templates[VARIANT_STACK], "AWS::Batch::ComputeEnvironment")[1]
+    assert on_demand["Properties"]["ComputeResources"]["Type"] == "EC2"
+
+
+def test_network_has_no_nat_gateway_no_inbound_rules_and_free_gateway_endpoints(
+    main_template: dict[str, Any],
+) -> None:
+    assert of_type(main_template, "AWS::EC2::NatGateway") == {}
+    subnets = of_type(main_template, "AWS::EC2::Subnet")
+    assert len(subnets) == 2
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets.values())
+    endpoints = of_type(main_template, "AWS::EC2::VPCEndpoint").values()
+    assert {e["Properties"]["VpcEndpointType"] for e in endpoints} == {"Gateway"}
+    assert len(endpoints) == 2  # S3 and DynamoDB
+    (group,) = of_type(main_template, "AWS::EC2::SecurityGroup").values()
+    assert "SecurityGroupIngress" not in group["Properties"]
+    assert [rule["FromPort"] for rule in group["Properties"]["SecurityGroupEgress"]] == [443]
+    launch_template = one(main_template, "AWS::EC2::LaunchTemplate")[1]["Properties"]
+    assert launch_template["LaunchTemplateData"]["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
+    main_template: dict[str, Any],
+) -> None:
+    definition = job_definition(main_template)
+    container = definition["ContainerProperties"]
+    image = json.dumps(container["Image"])
+    assert f'"Ref": "{REPOSITORY_LOGICAL_ID}"' in image
+    assert image.endswith(':bootstrap"]]}')
+    job_role = logical_id(main_template, "AWS::IAM::Role", "TrainingJobRole")
+    assert container["JobRoleArn"] == {"Fn::GetAtt": [job_role, "Arn"]}
+    trust = main_template["Resources"][job_role]["Properties"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert container["Command"] == ["--data", "Ref::data"]
+    assert definition["Parameters"]["data"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": BUCKET_LOGICAL_ID}, "/data/"]]
+    }
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert environment["MLSYS_REGISTRY_URI"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": BUCKET_LOGICAL_ID}]]
+    }
+    assert environment["MLSYS_LOG_URI"] == {
+        "Fn::Join": ["", ["dynamodb://", {"Ref": TABLE_LOGICAL_ID}]]
+    }
+    assert environment["MLSYS_MODEL_NAME"] == "default"
+    assert environment["MLSYS_TIME_BUDGET_SECONDS"] == "1800"
+    memory = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    assert memory == {"MEMORY": "6144", "VCPU": "2"}
+    assert definition["Timeout"] == {"AttemptDurationSeconds": 7200}
+    # Only Spot reclamation is retried; a failing run exits.
+    assert [rule["Action"] for rule in definition["RetryStrategy"]["EvaluateOnExit"]] == [
+        "RETRY",
+        "EXIT",
+    ]
+
+
+def test_job_role_reads_data_reads_and_writes_models_writes_the_log_and_nothing_else(
+    main_template: dict[str, Any],
+) -> None:
+    role = logical_id(main_template, "AWS::IAM::Role", "TrainingJobRole")
+    granted = {
+        (action, json.dumps(resource, sort_keys=True))
+        for statement in role_statements(main_template, role)
+        for action in actions(statement)
+        for resource in resources(statement)
+    }
+    bucket_arn = {"Fn::GetAtt": [BUCKET_LOGICAL_ID, "Arn"]}
+
+    def objects(prefix: str) -> str:
+        return json.dumps({"Fn::Join": ["", [bucket_arn, f"/{prefix}*"]]}, sort_keys=True)
+
+    table = json.dumps({"Fn::GetAtt": [TABLE_LOGICAL_ID, "Arn"]}, sort_keys=True)
+    assert granted == {
+        ("s3:GetObject", objects("data/")),
+        ("s3:GetObject", objects("models/")),
+        ("s3:PutObject", objects("models/")),
+        ("s3:ListBucket", json.dumps(bucket_arn, sort_keys=True)),
+        ("dynamodb:PutItem", table),
+        ("dynamodb:BatchWriteItem", table),
+    }
+    (listing,) = [s for s in role_statements(main_template, role) if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["data/*", "models/*"]}}
+
+
+def rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in of_type(template, "AWS::Events::Rule").items()}
+
+
+def test_schedule_and_new_data_submit_the_training_job(main_template: dict[str, Any]) -> None:
+    found = rules(main_template)
+    queue = logical_id(main_template, "AWS::Batch::JobQueue", "TrainingJobQueue")
+    definition = one(main_template, "AWS::Batch::JobDefinition")[0]
+    schedule = next(r for r in found.values() if "ScheduleExpression" in r)
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * SUN *)"
+    upload = next(
+        r for r in found.values() if r.get("EventPattern", {}).get("source") == ["aws.s3"]
+    )
+    assert upload["EventPattern"]["detail"] == {
+        "bucket": {"name": [{"Ref": BUCKET_LOGICAL_ID}]},
+        "object": {"key": [{"prefix": "data/"}]},
+    }
+    for rule in (schedule, upload):
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [queue, "JobQueueArn"]}
+        assert target["BatchParameters"]["JobDefinition"] == {"Ref": definition}
+    # The uploaded object's URI replaces Ref::data in the job's command.
+    transformer = upload["Targets"][0]["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"detail-object-key": "$.detail.object.key"}
+    assert transformer["InputTemplate"] == {
+        "Fn::Join": [
+            "",
+            ['{"Parameters":{"data":"s3://', {"Ref": BUCKET_LOGICAL_ID}, '/<detail-object-key>"}}'],
+        ]
+    }
+
+
+def test_failed_training_job_notifies_the_alarm_topic(main_template: dict[str, Any]) -> None:
+    topic = one(main_template, "AWS::SNS::Topic")[0]
+    queue = logical_id(main_template, "AWS::Batch::JobQueue", "TrainingJobQueue")
+    failed = next(
+        r
+        for r in rules(main_template).values()
+        if r.get("EventPattern", {}).get("source") == ["aws.batch"]
+    )
+    assert failed["EventPattern"]["detail-type"] == ["Batch Job State Change"]
+    assert failed["EventPattern"]["detail"] == {
+        "status": ["FAILED"],
+        "jobQueue": [{"Fn::GetAtt": [queue, "JobQueueArn"]}],
+    }
+    assert failed["Targets"][0]["Arn"] == {"Ref": topic}
+
+
+def test_triggers_can_be_switched_off(variant: Assembly) -> None:
+    remaining = rules(variant.templates[VARIANT_STACK]).values()
+    assert [r["EventPattern"]["source"] for r in remaining] == [["aws.batch"]]

@@ -1,0 +1,160 @@
+"""Bad input, interrupted runs and lost promotion races never harm the champion."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from mlsys.errors import ConcurrentUpdateError
+from mlsys.eventlog import open_event_log
+from mlsys.registry import ModelRegistry
+from mlsys.storage import LocalStore
+from tests.training_support import (
+    nonlinear_regression,
+    registry_files,
+    train,
+    write_csv,
+)
+from training_job.run import TrainingConfig, TrainingRun
+
+pytestmark = pytest.mark.slow
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Case -> (extra train arguments, expected message fragment)."""
+    header_only = tmp / "header.csv"
+    header_only.write_text("a,b,y\n")
+    empty = tmp / "empty.csv"
+    empty.write_text("")
+    garbage = tmp / "garbage.parquet"
+    garbage.write_bytes(b"this is not parquet at all")
+    text_labels = write_csv(nonlinear_regression().assign(y="same"), tmp / "one_class.csv")
+    words = write_csv(nonlinear_regression().assign(y=["w1", "w2"] * 150), tmp / "words.csv")
+    notes = tmp / "notes.txt"
+    notes.write_text("a,b\n1,2\n")
+    bad_gzip = tmp / "bad.csv.gz"
+    bad_gzip.write_bytes(gzip.compress(b"\xff\xfe\x00garbage")[:10])
+    data = str(write_csv(nonlinear_regression(), tmp / "ok.csv"))
+    return {
+        "missing file": (["--data", str(tmp / "nope.csv")], "data file not found"),
+        "missing target": (["--data", data, "--target", "price"], "target column 'price' not found"),
+        "header only": (["--data", str(header_only)], "is empty"),
+        "empty file": (["--data", str(empty)], "is empty"),
+        "unreadable parquet": (["--data", str(garbage)], "cannot read"),
+        "unsupported format": (["--data", str(notes)], "unsupported data format"),
+        "corrupt gzip": (["--data", str(bad_gzip)], "cannot read"),
+        "single class": (["--data", str(text_labels)], "single class"),
+        "text for regression": (["--data", str(words), "--task", "regression"], "not numeric"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing file", "missing target", "header only", "empty file", "unreadable parquet",
+     "unsupported format", "corrupt gzip", "single class", "text for regression"],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    args, message = bad_inputs(tmp_path)[case]
+    code, result, err = train(capsys, registry, log, *args)
+    assert code == 2
+    assert result is None
+    assert message in err
+    assert err.startswith("mlsys train: error: ")
+    assert err.count("\n") == 1
+    assert registry_files(registry) == []
+
+
+def test_bad_input_leaves_an_existing_champion_and_log_untouched(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    train(capsys, registry, log, "--models", "linear")
+    before = {name: (registry / name).read_bytes() for name in registry_files(registry)}
+    code, _, _ = train(capsys, registry, log, "--data", str(tmp_path / "missing.parquet"))
+    assert code == 2
+    assert {name: (registry / name).read_bytes() for name in registry_files(registry)} == before
+    assert len(open_event_log(f"sqlite:///{log}").query().events) == 1
+
+
+class CrashingStore(LocalStore):
+    """A store whose champion-pointer write dies, like a process killed at that moment."""
+
+    def write(self, key: str, data: bytes, *, if_match: str | None = None,
+              if_absent: bool = False) -> str:
+        if key.endswith("champion.json"):
+            raise RuntimeError("simulated crash before the pointer write")
+        return super().write(key, data, if_match=if_match, if_absent=if_absent)
+
+
+def test_interrupted_run_leaves_the_champion_serving(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry_dir, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(), tmp_path / "d.csv"))
+    train(capsys, registry_dir, log, "--data", data, "--models", "linear")
+    healthy = ModelRegistry.open(str(registry_dir), model_name="default")
+    champion = healthy.require_champion()
+
+    crashing = ModelRegistry(CrashingStore(registry_dir), model_name="default")
+    config = TrainingConfig(data=data, candidates=("random_forest",), time_budget_seconds=30)
+    run = TrainingRun(config, registry=crashing, event_log=open_event_log(f"sqlite:///{log}"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run.execute()
+
+    assert healthy.require_champion() == champion
+    assert healthy.load_champion().version == champion.version
+    failed = healthy.runs()[-1]
+    assert failed["status"] == "failed"
+    assert "simulated crash" in failed["reason"]
+    assert failed["champion_version"] == champion.version
+
+
+class RacingStore(LocalStore):
+    """Lets another trainer promote a version just before this run's pointer write."""
+
+    def __init__(self, root: Path, rival_version: str) -> None:
+        super().__init__(root)
+        self.rival_version = rival_version
+        self.raced = False
+
+    def write(self, key: str, data: bytes, *, if_match: str | None = None,
+              if_absent: bool = False) -> str:
+        if key.endswith("champion.json") and not self.raced:
+            self.raced = True
+            rival = ModelRegistry(LocalStore(self.root), model_name="default")
+            rival.promote(self.rival_version, reason="rival", actor="rival",
+                          expected=rival.champion())
+        return super().write(key, data, if_match=if_match, if_absent=if_absent)
+
+
+def test_concurrent_promotion_is_lost_not_overwritten(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry_dir, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(), tmp_path / "d.csv"))
+    _, first, _ = train(capsys, registry_dir, log, "--data", data, "--models", "linear")
+    _, rival, _ = train(capsys, registry_dir, log, "--data", data, "--models", "linear",
+                        "--seed", "5")
+    assert first is not None
+    assert rival is not None
+    assert rival["promoted"] is False  # registered, not promoted: the rival to be
+
+    store = RacingStore(registry_dir, rival["version"])
+    racing = ModelRegistry(store, model_name="default")
+    config = TrainingConfig(data=data, candidates=("random_forest",), time_budget_seconds=30)
+    outcome = TrainingRun(config, registry=racing,
+                          event_log=open_event_log(f"sqlite:///{log}")).execute()
+
+    assert store.raced
+    assert outcome.promoted is False
+    assert outcome.code == "concurrent_update"
+    assert "another promotion won" in outcome.reason
+    assert racing.require_champion().version == rival["version"]
+    assert racing.runs()[-1]["code"] == "concurrent_update"
+    assert racing.card(outcome.run_id).decision["promote"] is True  # the policy said yes
+

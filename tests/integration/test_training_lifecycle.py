@@ -1,0 +1,196 @@
+"""`mlsys train` and `mlsys models` end to end on a local registry and SQLite log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlsys.contract import columns_to_feeds
+from mlsys.eventlog import open_event_log
+from mlsys.registry import ModelRegistry
+from tests.training_support import (
+    mixed_classification,
+    models,
+    nonlinear_regression,
+    registry_files,
+    train,
+    write_csv,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def champion_bytes(registry: Path) -> bytes:
+    return (registry / "models" / "default" / "champion.json").read_bytes()
+
+
+def test_champion_challenger_lifecycle(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(), tmp_path / "data.csv"))
+    assert models(capsys, registry, "show", "champion")[0] != 0
+
+    code, first, _ = train(capsys, registry, log, "--data", data, "--models", "linear")
+    assert code == 0
+    assert first is not None
+    assert first["promoted"] is True
+    assert first["champion_version"] is None
+    assert first["metric"] == "r2"
+    code, shown, _ = models(capsys, registry, "show", "champion", "--json")
+    assert code == 0
+    assert json.loads(shown)["card"]["version"] == first["version"]
+
+    before = champion_bytes(registry)
+    code, second, _ = train(capsys, registry, log, "--data", data, "--models", "linear")
+    assert code == 0
+    assert second is not None
+    assert second["promoted"] is False
+    assert second["code"] == "not_improved"
+    assert second["champion_version"] == first["version"]
+    assert second["champion_score"] == pytest.approx(second["challenger_score"])
+    assert champion_bytes(registry) == before  # not even rewritten
+
+    code, third, _ = train(capsys, registry, log, "--data", data, "--models", "random_forest")
+    assert code == 0
+    assert third is not None
+    assert third["promoted"] is True
+    assert third["challenger_score"] > third["champion_score"] + 0.1
+    assert models(capsys, registry, "show", "champion", "--json")[1].count(third["version"])
+
+    code, out, _ = models(capsys, registry, "rollback", "--reason", "test rollback")
+    assert code == 0
+    assert first["version"] in out
+    reg = ModelRegistry.open(str(registry), model_name="default")
+    assert reg.require_champion().version == first["version"]
+
+    # Every run is kept: three versions, three run records, three training events.
+    assert reg.versions() == [first["version"], second["version"], third["version"]]
+    assert [r["promoted"] for r in reg.runs()] == [True, False, True]
+    events = open_event_log(f"sqlite:///{log}").query(event_type="training").events
+    assert [e.data["promoted"] for e in events] == [True, False, True]  # newest first
+    assert events[0].model_version == third["version"]
+    card = reg.card(second["version"])
+    assert card.decision["code"] == "not_improved"
+    assert card.metrics["champion"]["r2"] == pytest.approx(second["champion_score"])
+
+
+def test_models_cli_lists_shows_and_promotes_by_hand(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    _, first, _ = train(capsys, registry, log, "--models", "linear")
+    _, second, _ = train(capsys, registry, log, "--models", "linear", "--seed", "1")
+    assert first is not None
+    assert second is not None
+    code, listed, _ = models(capsys, registry, "list", "--json")
+    rows = json.loads(listed)
+    assert [r["version"] for r in rows] == [first["version"], second["version"]]
+    assert [r["champion"] for r in rows] == [True, False]
+    code, text, _ = models(capsys, registry, "list")
+    assert text.startswith("* " + first["version"])
+
+    code, _, err = models(capsys, registry, "promote", second["version"])
+    assert code == 2
+    assert "--reason" in err
+    code, out, _ = models(capsys, registry, "promote", second["version"], "--reason", "by hand")
+    assert code == 0
+    code, shown, _ = models(capsys, registry, "show", "champion")
+    assert second["version"] in shown
+    assert "by hand" in shown
+    code, _, err = models(capsys, registry, "show", "no-such-version")
+    assert code == 1
+    assert "no version 'no-such-version'" in err
+    code, history, _ = models(capsys, registry, "history", "--json")
+    assert [h["reason"] for h in json.loads(history)][-1] == "by hand"
+
+
+def test_mixed_types_missing_values_and_string_labels_train_and_serve(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = write_csv(mixed_classification(), tmp_path / "mixed.csv")
+    code, result, err = train(capsys, registry, log, "--data", str(data), "--target", "label",
+                              "--models", "linear,gradient_boosting")
+    assert code == 0, err
+    assert result is not None
+    assert result["promoted"] is True
+    assert result["task"] == "classification"
+    assert result["metric"] == "f1_macro"
+    assert result["challenger_score"] > 0.7
+    model = ModelRegistry.open(str(registry), model_name="default").load_champion()
+    card = model.card
+    assert card.classes == ("high", "low", "mid")
+    city = card.feature("home city")
+    assert city.kind == "categorical"
+    assert city.categories == ("Lyon", "Nice", "Paris")
+    assert city.had_missing
+    assert card.feature("age in years").had_missing
+    # Raw records with missing values and an unseen category score like any other.
+    feeds = columns_to_feeds(card.features, {
+        "age in years": [None, 35.0], "home city": [None, "Berlin"], "score (z)": [3.0, -3.0],
+    })
+    prediction = model.predict(feeds)
+    assert prediction.values == ["high", "low"]
+    assert prediction.probabilities is not None
+    assert np.allclose(prediction.probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_schema_change_is_reported_and_needs_permission(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    frame = nonlinear_regression()
+    old = write_csv(frame, tmp_path / "old.csv")
+    new = write_csv(frame.rename(columns={"a": "alpha"}), tmp_path / "new.csv")
+    train(capsys, registry, log, "--data", str(old), "--models", "linear")
+    before = champion_bytes(registry)
+    code, blocked, _ = train(capsys, registry, log, "--data", str(new), "--models", "linear")
+    assert code == 0
+    assert blocked is not None
+    assert blocked["promoted"] is False
+    assert blocked["code"] == "schema_changed"
+    assert "'a'" in blocked["reason"]
+    assert blocked["champion_score"] is None
+    assert champion_bytes(registry) == before
+    code, allowed, _ = train(capsys, registry, log, "--data", str(new), "--models", "linear",
+                             "--allow-schema-change")
+    assert allowed is not None
+    assert allowed["promoted"] is True
+    assert allowed["code"] == "schema_change_allowed"
+
+
+def test_confidence_promotes_a_significant_improvement(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(rows=120), tmp_path / "d.csv"))
+    train(capsys, registry, log, "--data", data, "--models", "linear")
+    code, better, _ = train(capsys, registry, log, "--data", data, "--models", "random_forest",
+                            "--confidence", "0.95")
+    assert better is not None
+    assert better["bootstrap"]["lower"] > 0
+    assert better["promoted"] is True
+
+
+def test_human_readable_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from mlsys.cli import main
+
+    code = main(["train", "--registry", str(tmp_path / "r"), "--log",
+                 f"sqlite:///{tmp_path / 'log.sqlite3'}", "--models", "linear"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "r2 = " in out
+    assert "PROMOTED: no champion yet" in out
+    assert registry_files(tmp_path / "r")
+
+
+def test_bad_target_for_the_chosen_metric_is_a_config_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = train(capsys, tmp_path / "r", tmp_path / "log.sqlite3", "--metric", "f1_macro")
+    assert code == 2
+    assert "not a regression metric" in err
+    assert registry_files(tmp_path / "r") == []
+

@@ -1,0 +1,80 @@
+"""Small data sets and helpers for the training and registry tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys.cli import main as mlsys_main
+
+FAST = ("--time-budget", "30")
+
+
+def nonlinear_regression(rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    """A target a linear model explains badly and a forest well (so a better model exists)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, size=(rows, 3))
+    y = np.sin(2 * x[:, 0]) * 3 + np.where(x[:, 1] > 0, 2.0, -2.0) + 0.1 * rng.normal(size=rows)
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": y})
+
+
+def mixed_classification(rows: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Numeric and string features with missing values, string labels, odd column names."""
+    rng = np.random.default_rng(seed)
+    score = rng.normal(size=rows)
+    city = rng.choice(["Paris", "Lyon", "Nice"], size=rows).astype(object)
+    age = rng.normal(40, 10, size=rows).round(1)
+    logit = 2 * score + np.where(city == "Paris", 1.5, 0.0)
+    label = np.where(logit > 1, "high", np.where(logit > -0.5, "mid", "low"))
+    frame = pd.DataFrame({"age in years": age, "home city": city, "score (z)": score,
+                          "label": label})
+    frame.loc[rng.random(rows) < 0.1, "age in years"] = np.nan
+    frame.loc[rng.random(rows) < 0.1, "home city"] = None
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def run_main(argv: list[str]) -> int:
+    """``mlsys ...`` in-process; argparse errors exit via SystemExit, return its code."""
+    try:
+        return mlsys_main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def train(
+    capsys: pytest.CaptureFixture[str], registry: Path | str, log: Path, *args: str
+) -> tuple[int, dict[str, Any] | None, str]:
+    """Run ``mlsys train --json`` in-process: exit code, parsed result, stderr."""
+    argv = ["train", "--registry", str(registry), "--log", f"sqlite:///{log}", "--json",
+            *FAST, *args]
+    code = run_main(argv)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out) if code == 0 and captured.out.strip() else None
+    return code, result, captured.err
+
+
+def models(
+    capsys: pytest.CaptureFixture[str], registry: Path | str, *args: str
+) -> tuple[int, str, str]:
+    """Run ``mlsys models ACTION ...`` in-process: exit code, stdout, stderr."""
+    action, *rest = args
+    code = run_main(["models", action, "--registry", str(registry), *rest])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def registry_files(root: Path) -> list[str]:
+    """Every file under a local registry (empty if it was never created)."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

@@ -1,0 +1,84 @@
+"""Training defaults come from MLSYS_* variables through mlsys.settings only."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mlsys.errors import ConfigError
+from mlsys.settings import load_settings
+from training_job.cli import add_arguments, config_from
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+    assert settings.training_data is None
+    assert settings.training_task == "auto"
+    assert settings.min_improvement == 0.0
+    assert settings.confidence is None
+    assert settings.allow_schema_change is False
+    assert settings.time_budget_seconds == 120.0
+
+
+def test_training_variables_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "MLSYS_DATA": "s3://bucket/data/",
+            "MLSYS_TARGET": "price",
+            "MLSYS_TASK": "regression",
+            "MLSYS_METRIC": "rmse",
+            "MLSYS_MIN_IMPROVEMENT": "0.01",
+            "MLSYS_CONFIDENCE": "0.95",
+            "MLSYS_SEED": "7",
+            "MLSYS_ALLOW_SCHEMA_CHANGE": "true",
+            "MLSYS_TIME_BUDGET_SECONDS": "60",
+        }
+    )
+    assert settings.training_data == "s3://bucket/data/"
+    assert settings.training_target == "price"
+    assert settings.training_metric == "rmse"
+    assert settings.min_improvement == 0.01
+    assert settings.confidence == 0.95
+    assert settings.seed == 7
+    assert settings.allow_schema_change is True
+    assert settings.time_budget_seconds == 60.0
+    assert settings.extra == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MLSYS_CONFIDENCE", "1.5"),
+        ("MLSYS_CONFIDENCE", "high"),
+        ("MLSYS_ALLOW_SCHEMA_CHANGE", "maybe"),
+        ("MLSYS_TASK", "clustering"),
+        ("MLSYS_MIN_IMPROVEMENT", "-1"),
+        ("MLSYS_TIME_BUDGET_SECONDS", "0"),
+    ],
+)
+def test_invalid_training_variables_are_config_errors(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_flags_override_environment_defaults() -> None:
+    settings = load_settings(
+        {"MLSYS_MIN_IMPROVEMENT": "0.05", "MLSYS_SEED": "3", "MLSYS_ALLOW_SCHEMA_CHANGE": "1"}
+    )
+    from_env = config_from(parse([]), settings)
+    assert from_env.min_improvement == 0.05
+    assert from_env.seed == 3
+    assert from_env.allow_schema_change is True
+    from_flags = config_from(
+        parse(["--min-improvement", "0", "--seed", "9", "--models", "linear"]), settings
+    )
+    assert from_flags.min_improvement == 0.0
+    assert from_flags.seed == 9
+    assert from_flags.candidates == ("linear",)

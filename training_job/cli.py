@@ -1,0 +1,181 @@
+"""``mlsys train``: train a challenger and promote it if it beats the champion.
+
+Every option defaults to the matching ``MLSYS_*`` environment variable (read
+in :mod:`mlsys.settings`), so the AWS Batch container can be configured either
+way. Exit 0 whether or not the challenger is promoted; bad input exits 2 (via
+the ``mlsys`` dispatcher) with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, cast
+
+from mlsys.errors import ConfigError
+from mlsys.eventlog import open_event_log
+from mlsys.registry import ModelRegistry
+from mlsys.settings import Settings
+from training_job.cloudwatch import emit_training_metrics
+from training_job.run import TrainingConfig, TrainingRun, summary_lines
+from training_job.schema import TaskChoice
+from training_job.search import CANDIDATES
+
+METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def _non_negative(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(raw: str) -> float:
+    value = _non_negative(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _candidates(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown or not names:
+        choices = ", ".join(CANDIDATES)
+        raise argparse.ArgumentTypeError(
+            f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {choices}"
+        )
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        metavar="PATH_OR_S3_URI",
+        help="CSV/Parquet file or s3:// URI; an s3:// prefix ending in '/' uses "
+        "its newest object (env MLSYS_DATA; default: scikit-learn's diabetes data)",
+    )
+    parser.add_argument(
+        "--target", metavar="COL", help="target column (env MLSYS_TARGET; default: the last column)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=("auto", "regression", "classification"),
+        help="env MLSYS_TASK; default auto (strings and few integer levels are classes)",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRIC_CHOICES,
+        help="primary holdout metric (env MLSYS_METRIC; default r2 for "
+        "regression, f1_macro for classification)",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="URI",
+        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
+    )
+    parser.add_argument("--model-name", metavar="NAME", help="env MLSYS_MODEL_NAME")
+    parser.add_argument(
+        "--log",
+        metavar="URI",
+        dest="log_uri",
+        help="system log: sqlite:///path or dynamodb://table (env MLSYS_LOG_URI)",
+    )
+    parser.add_argument(
+        "--min-improvement",
+        type=_non_negative,
+        metavar="X",
+        help="absolute metric gain needed over the champion "
+        "(env MLSYS_MIN_IMPROVEMENT; default 0: any strict improvement)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=_fraction,
+        metavar="LEVEL",
+        help="also require a paired-bootstrap improvement significant at this "
+        "level, e.g. 0.95 (env MLSYS_CONFIDENCE)",
+    )
+    parser.add_argument("--seed", type=int, metavar="N", help="env MLSYS_SEED; default 0")
+    parser.add_argument(
+        "--allow-schema-change",
+        action="store_true",
+        default=None,
+        help="promote even if the champion cannot score the new data "
+        "(env MLSYS_ALLOW_SCHEMA_CHANGE)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=_positive,
+        metavar="SECONDS",
+        help="wall-clock budget of model search + final fit "
+        "(env MLSYS_TIME_BUDGET_SECONDS; default 120)",
+    )
+    parser.add_argument(
+        "--models",
+        type=_candidates,
+        metavar="NAMES",
+        help=f"comma-separated candidate models (default: {','.join(CANDIDATES)})",
+    )
+    parser.add_argument(
+        "--emf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print CloudWatch EMF metrics on stdout (default: on under "
+        "`python -m training_job`, off for `mlsys train`)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def config_from(args: argparse.Namespace, settings: Settings) -> TrainingConfig:
+    return TrainingConfig(
+        data=_pick(args.data, settings.training_data),
+        target=_pick(args.target, settings.training_target),
+        task=cast(TaskChoice, _pick(args.task, settings.training_task)),
+        metric=_pick(args.metric, settings.training_metric),
+        min_improvement=_pick(args.min_improvement, settings.min_improvement),
+        confidence=_pick(args.confidence, settings.confidence),
+        seed=_pick(args.seed, settings.seed),
+        allow_schema_change=_pick(args.allow_schema_change, settings.allow_schema_change),
+        time_budget_seconds=_pick(args.time_budget, settings.time_budget_seconds),
+        candidates=_pick(args.models, tuple(CANDIDATES)),
+        git_commit=settings.git_commit,
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    config = config_from(args, settings)
+    if config.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {config.seed}")
+    registry = ModelRegistry.open(
+        _pick(args.registry, settings.registry_uri),
+        model_name=_pick(args.model_name, settings.model_name),
+    )
+    event_log = open_event_log(_pick(args.log_uri, settings.log_uri))
+    outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
+    result = outcome.to_dict()
+    if getattr(args, "emf", None):
+        emit_training_metrics(result, stream=sys.stdout)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print("\n".join(summary_lines(outcome)))
+    return 0

@@ -1,0 +1,162 @@
+"""Loading training data: CSV or Parquet, from a local path or S3, or the bundled default.
+
+Every failure a user can cause (missing file, unreadable format, empty data)
+raises :class:`~mlsys.errors.DataError` before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from mlsys.errors import DataError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DEFAULT_SOURCE = "sklearn:diabetes"
+DEFAULT_TARGET = "progression"
+"""Target column of the bundled data set (the disease progression one year after baseline)."""
+
+_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset:
+    frame: pd.DataFrame
+    source: str
+    """Where the rows came from: a path, the ``s3://`` object actually read, or the default."""
+    sha256: str
+    """Of the bytes read (for the default data set: of its canonical CSV rendering)."""
+    default_target: str | None = None
+    """The target column to use when none is given, if the source defines one."""
+
+
+def data_format(name: str) -> str:
+    """``csv`` or ``parquet`` from a file name; :class:`DataError` for anything else."""
+    lowered = name.lower()
+    for suffix, kind in _FORMATS.items():
+        if lowered.endswith(suffix):
+            return kind
+    supported = ", ".join(_FORMATS)
+    raise DataError(f"unsupported data format for {name!r}: use one of {supported}")
+
+
+def parse_table(raw: bytes, *, kind: str, source: str) -> pd.DataFrame:
+    """Parse CSV or Parquet bytes; map every parser failure to :class:`DataError`."""
+    if not raw:
+        raise DataError(f"data file {source} is empty")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(io.BytesIO(raw))
+        if source.lower().endswith(".gz"):
+            return pd.read_csv(io.BytesIO(raw), compression="gzip")
+        return pd.read_csv(io.BytesIO(raw))
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {source} has no rows or columns") from None
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError) as exc:
+        # pyarrow's ArrowInvalid is a ValueError (as is UnicodeDecodeError); a bad gzip or
+        # parquet header an OSError; a truncated gzip an EOFError.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read {source} as {kind.upper()}: {detail}") from None
+
+
+def load_default() -> Dataset:
+    """scikit-learn's bundled diabetes data: 442 rows, all 10 features, no download."""
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415 - sklearn is slow to import
+
+    bunch = load_diabetes(as_frame=True)
+    frame = bunch.frame.rename(columns={"target": DEFAULT_TARGET})
+    canonical = frame.to_csv(index=False).encode()
+    return Dataset(
+        frame=frame,
+        source=DEFAULT_SOURCE,
+        sha256=hashlib.sha256(canonical).hexdigest(),
+        default_target=DEFAULT_TARGET,
+    )
+
+
+def load_local(path: str) -> Dataset:
+    kind = data_format(path)
+    file = Path(path).expanduser()
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"data path is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
+    frame = parse_table(raw, kind=kind, source=path)
+    return Dataset(frame=frame, source=str(file), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _s3_error_code(exc: Exception) -> str:
+    response: dict[str, Any] = getattr(exc, "response", {}) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def newest_object(client: S3Client, bucket: str, prefix: str) -> str:
+    """Key of the most recently modified CSV/Parquet object under ``prefix``."""
+    newest: tuple[Any, str] | None = None
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or not any(key.lower().endswith(s) for s in _FORMATS):
+                continue
+            candidate = (obj["LastModified"], key)
+            if newest is None or candidate > newest:
+                newest = candidate
+    if newest is None:
+        raise DataError(f"no CSV or Parquet object under s3://{bucket}/{prefix}")
+    return newest[1]
+
+
+def load_s3(uri: str, *, client: S3Client | None = None) -> Dataset:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket:
+        raise DataError(f"data URI {uri!r} has no bucket")
+    if client is None:
+        import boto3  # noqa: PLC0415 - only S3 users pay for boto3
+
+        client = boto3.client("s3")
+    try:
+        if not key or key.endswith("/"):
+            key = newest_object(client, bucket, key)
+        kind = data_format(key)
+        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = _s3_error_code(exc)
+        if code in {"NoSuchKey", "404", "NoSuchBucket"}:
+            raise DataError(f"data not found: {uri} ({code})") from None
+        raise DataError(f"cannot read {uri}: {code or exc}") from None
+    except BotoCoreError as exc:
+        raise DataError(f"cannot read {uri}: {exc}") from None
+    source = f"s3://{bucket}/{key}"
+    frame = parse_table(raw, kind=kind, source=source)
+    return Dataset(frame=frame, source=source, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def load_dataset(source: str | None, *, s3_client: S3Client | None = None) -> Dataset:
+    """Load ``source`` (``None``: the bundled default); never returns an empty frame."""
+    if source is None or source == "":
+        dataset = load_default()
+    elif source.startswith("s3://"):
+        dataset = load_s3(source, client=s3_client)
+    else:
+        dataset = load_local(source)
+    if dataset.frame.shape[0] == 0 or dataset.frame.shape[1] == 0:
+        raise DataError(f"data set {dataset.source} is empty")
+    dataset.frame.columns = [str(c) for c in dataset.frame.columns]
+    return dataset
