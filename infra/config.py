@@ -105,6 +105,9 @@ LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 54
 """Retention periods CloudWatch Logs accepts."""
 
 
+_CLI_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
 class ConfigError(ValueError):
     """A context value is missing or invalid; the message names the key."""
 
@@ -170,11 +173,15 @@ class _Reader:
     """Typed access to raw context values (``-c key=value`` arrives as a string)."""
 
     def __init__(self, context: Mapping[str, object]) -> None:
-        # Feature flags ("@aws-cdk/...") and the CLI's own keys ("aws:cdk:...") are not ours.
+        # Feature flags ("@aws-cdk/..."), the CLI's own keys ("aws:cdk:...", lookups in
+        # cdk.context.json, acknowledged notices) are not ours.
         unknown = sorted(
             key
             for key in context
-            if key not in DEFAULTS and not key.startswith("@") and ":" not in key
+            if key not in DEFAULTS
+            and key not in _CLI_KEYS
+            and not key.startswith("@")
+            and ":" not in key
         )
         if unknown:
             raise ConfigError(f"unknown context key(s): {', '.join(unknown)}")

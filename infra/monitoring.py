@@ -16,12 +16,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.common import METRICS_NAMESPACE
 from infra.config import MonitoringConfig
 from infra.serving import Serving
 from infra.training import Training
 
 FIVE_MINUTES = Duration.minutes(5)
-NAMESPACE = "mlsys"
 
 
 def search(
@@ -184,7 +184,7 @@ class Monitoring(Construct):
     ) -> None:
         stage = serving.api.deployment_stage
         predict = serving.predict.function
-        inference = f'{{{NAMESPACE},ModelVersion,service}} service="inference"'
+        inference = f'{{{METRICS_NAMESPACE},ModelVersion,service}} service="inference"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Requests",
@@ -258,7 +258,7 @@ class Monitoring(Construct):
             ),
         )
         day = Duration.days(1)
-        training_schema = f'{{{NAMESPACE},service}} service="training"'
+        training_schema = f'{{{METRICS_NAMESPACE},service}} service="training"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Training outcomes",

@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as log_destinations
 from constructs import Construct, IConstruct
 
-from infra.common import acknowledge, retention
+from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import ServingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
@@ -21,7 +21,6 @@ from infra.system_log import SystemLog
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 """Must match LAMBDA_PYTHON in the Makefile: the bundle's wheels are built for it."""
 
-METRICS_NAMESPACE = "mlsys"
 EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
 """Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
 
@@ -56,7 +55,7 @@ BATCH_SCHEMA = apigw.JsonSchema(
 
 # Gateway-generated errors in the same shape as the handlers' errors.
 _GATEWAY_ERRORS = {
-    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "invalid_body"),
+    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "invalid_request"),
     apigw.ResponseType.THROTTLED: ("429", "throttled"),
     apigw.ResponseType.QUOTA_EXCEEDED: ("429", "quota_exceeded"),
     apigw.ResponseType.REQUEST_TOO_LARGE: ("413", "payload_too_large"),
@@ -172,6 +171,7 @@ class Serving(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage_name = stage_name
         code = lambda_code(bundle_dir)
         common_env = {
             "MLSYS_REGISTRY_URI": model_store.registry_uri,
@@ -289,8 +289,11 @@ class Serving(Construct):
             "Api",
             description="mlsys inference API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Execution logging needs the account-wide API Gateway logging role. It is
+            # shared by every REST API in the account/region, so removing this stack
+            # must not delete it from under the others.
             cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
                 stage_name=stage_name,
                 throttling_rate_limit=config.throttle_rate,
@@ -418,11 +421,13 @@ class Serving(Construct):
                 "predict_auth=iam to require SigV4 instead.",
             )
 
-    def read_only_admin_routes(self) -> list[str]:
-        """execute-api ARNs of the admin GET routes (what a smoke test may call)."""
-        stage = self.api.deployment_stage.stage_name
+    def smoke_test_routes(self) -> list[str]:
+        """execute-api ARNs a deploy smoke test may call with SigV4: the read-only admin
+        routes, plus the predict routes when they take IAM rather than an API key."""
+        allowed = [route for route in ADMIN_ROUTES if route[0] == "GET" and route[1] != "emptyLog"]
+        if self.api_key is None:
+            allowed.extend(PREDICT_ROUTES)
         return [
-            self.api.arn_for_execute_api(method, f"/{path}", stage)
-            for method, path in ADMIN_ROUTES
-            if method == "GET" and path != "emptyLog"
+            self.api.arn_for_execute_api(method, f"/{path}", self.stage_name)
+            for method, path in allowed
         ]

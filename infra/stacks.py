@@ -121,7 +121,7 @@ class CiAccessStack(Stack):
             repository=app_stack.model_store.repository,
             job_queue=app_stack.training.job_queue,
             api_key=app_stack.serving.api_key,
-            smoke_test_routes=app_stack.serving.read_only_admin_routes(),
+            smoke_test_routes=app_stack.serving.smoke_test_routes(),
         )
         CfnOutput(self, "DeployRoleArn", value=self.ci_access.role.role_arn)
 

@@ -55,7 +55,6 @@ class SystemLog(Construct):
             actions=[
                 "dynamodb:Query",
                 "dynamodb:GetItem",
-                "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
                 "dynamodb:BatchWriteItem",
             ],

@@ -19,12 +19,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.common import acknowledge, retention
+from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
 
-METRICS_NAMESPACE = "mlsys"
 DATA_PARAMETER = "data"
 TRAINING_AZS = 2
 """Two AZs give Spot capacity a choice of pools without adding cost (no NAT gateways)."""

@@ -166,6 +166,10 @@ class Api:
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
+    def close(self) -> None:
+        """Write the service's queued log events (the local server, at shutdown)."""
+        self.service.close()
+
     def handle_predict(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         return self._dispatch(PREDICT_ROUTES, event, context)
 

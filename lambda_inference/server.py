@@ -4,16 +4,27 @@ Each HTTP request becomes the API Gateway REST (v1 proxy) event API Gateway
 would send, and goes through the same :class:`~lambda_inference.handler.Api`,
 so local and AWS behaviour cannot drift. One service (one onnxruntime session,
 one SQLite connection serialised by a lock) is shared by the server's threads.
+
+System-log events use ``background`` delivery by default (``--log-delivery``):
+a request only queues its event and one writer thread appends the queue to the
+store in batches. The admin routes flush the queue before reading or clearing,
+and :meth:`LocalServer.server_close` (run on Ctrl-C and SIGTERM) drains it, so
+no event is lost when the server stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import signal
 import sys
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -117,12 +128,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", help="model to serve (default: MLSYS_MODEL_NAME)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--log-delivery",
+        choices=SERVE_LOG_DELIVERIES,
+        default="background",
+        help="how requests write system-log events: background (default; queued and "
+        "written in batches by a writer thread) or sync (written in the request)",
+    )
 
 
-def create_server(api: Api, *, host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(api))
-    server.daemon_threads = True
-    return server
+SERVE_LOG_DELIVERIES = ("background", "sync")
+"""``stdout`` is left out: locally nothing would ingest the printed events."""
+
+
+class LocalServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose :meth:`server_close` also drains the system log."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], api: Api) -> None:
+        self.api = api  # before binding: a failed bind calls server_close()
+        super().__init__(address, make_handler(api))
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.api.close()
+
+
+def create_server(api: Api, *, host: str, port: int) -> LocalServer:
+    return LocalServer((host, port), api)
+
+
+@contextmanager
+def _sigterm_stops_serving() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so ``serve_forever`` unwinds and drains the log."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Once: a second SIGTERM must not cut short the (bounded) drain that follows.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous: Callable[[int, FrameType | None], Any] | int | None = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,7 +186,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         registry_uri=args.registry or settings.registry_uri,
         log_uri=args.log or settings.log_uri,
         model_name=args.model_name or settings.model_name,
-        log_delivery="sync",
+        log_delivery=args.log_delivery,
     )
     api = Api(InferenceService.from_settings(settings, emit_metrics=False))
     try:
@@ -145,14 +200,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(
         f"mlsys serve: model {settings.model_name!r} from {settings.registry_uri}, "
-        f"log {settings.log_uri}",
+        f"log {settings.log_uri} ({settings.log_delivery} delivery)",
         flush=True,
     )
     print(f"listening on http://{host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    with _sigterm_stops_serving():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()  # drains the queued log events
     return 0

@@ -2,8 +2,18 @@
 
 :class:`InferenceService` owns the expensive, per-container objects (the
 champion tracker with its registry client and onnxruntime session, the event
-log and its client) and is built once from :class:`~mlsys.settings.Settings`;
-tests build it with their own registry, log and clock.
+log and its client, the log delivery) and is built once from
+:class:`~mlsys.settings.Settings`; tests build it with their own registry, log
+and clock.
+
+Events go through one :class:`~lambda_inference.events.EventSink` chosen by
+``log_delivery``: ``sync`` (written in the request), ``background`` (queued and
+written in batches by a writer thread; the local server's default) or
+``stdout`` (printed for CloudWatch Logs ingestion; the predict function on
+AWS). Whatever the delivery, the admin routes read their own writes:
+``GET /log`` first flushes the sink, and a clear is queued behind the events
+emitted before it, so it removes those and none emitted after it.
+:meth:`InferenceService.close` drains the sink.
 """
 
 from __future__ import annotations
@@ -15,8 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from aws_lambda_powertools import Logger
+
 from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
 from lambda_inference.events import (
+    BackgroundSink,
     EventSink,
     StdoutSink,
     StoreSink,
@@ -37,8 +50,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
+logger = Logger(service="inference")
+
 Endpoint = Literal["stream", "batch"]
 DEFAULT_LOG_PAGE = 100
+LOG_FLUSH_SECONDS = 10.0
+"""How long ``GET /log`` and a clear wait for queued events to reach the store."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,16 +74,33 @@ class InferenceService:
         telemetry: Telemetry,
         limits: Limits,
         sink: EventSink | None = None,
+        log_delivery: str = "sync",
+        stdout: TextIO | None = None,
         log_inputs: str = "full",
+        log_flush_seconds: float = LOG_FLUSH_SECONDS,
     ) -> None:
         self.tracker = tracker
         self.telemetry = telemetry
         self.limits = limits
         self.log_inputs = log_inputs
+        self.log_flush_seconds = log_flush_seconds
         self._open_log = open_log
         self._log: EventLog | None = None
         self._log_lock = threading.Lock()
-        self.sink = sink if sink is not None else StoreSink(self.event_log)
+        self.sink = sink if sink is not None else self._sink_for(log_delivery, stdout=stdout)
+
+    def _sink_for(self, delivery: str, *, stdout: TextIO | None) -> EventSink:
+        if delivery == "stdout":
+            return StdoutSink(stdout)
+        if delivery == "background":
+            return BackgroundSink(
+                self.event_log,
+                fallback=StdoutSink(stdout),
+                on_write_failure=lambda events: self.telemetry.log_write_failed(events=events),
+            )
+        if delivery == "sync":
+            return StoreSink(self.event_log, fallback=StdoutSink(stdout))
+        raise ValueError(f"unknown log delivery {delivery!r}; use sync, background or stdout")
 
     @classmethod
     def from_settings(
@@ -111,7 +145,8 @@ class InferenceService:
                 max_body_bytes=settings.max_body_bytes,
                 max_log_page=settings.max_log_page,
             ),
-            sink=StdoutSink(stdout) if settings.log_delivery == "stdout" else None,
+            log_delivery=settings.log_delivery,
+            stdout=stdout,
             log_inputs=settings.log_inputs,
         )
 
@@ -125,6 +160,18 @@ class InferenceService:
                     self._log = self._open_log()
                 log = self._log
         return log
+
+    def close(self) -> None:
+        """Write the events still queued (``background`` delivery); call once, at shutdown."""
+        self.sink.close(timeout=self.log_flush_seconds)
+
+    def _flush_log(self) -> None:
+        """Let a read see every event emitted before it (read-your-writes)."""
+        if not self.sink.flush(timeout=self.log_flush_seconds):
+            logger.warning(
+                "system-log events are still queued; this read may miss the newest ones",
+                extra=self.sink.describe(),
+            )
 
     # --- predictions -------------------------------------------------------------
     def predict(self, endpoint: Endpoint, body: bytes, *, request_id: str) -> dict[str, Any]:
@@ -224,6 +271,7 @@ class InferenceService:
                 f"unknown query parameter(s) {', '.join(unknown)}; use limit, type, since, next",
                 details={"parameters": unknown},
             )
+        self._flush_log()
         page = self.event_log().query(
             limit=self._limit(params.get("limit")),
             event_type=self._event_type(params.get("type")),
@@ -274,7 +322,8 @@ class InferenceService:
         return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
     def clear_log(self) -> dict[str, Any]:
-        self.event_log().clear()
+        """Clear after the events emitted before this call; events emitted after it stay."""
+        self.sink.run_after_pending(self.event_log().clear, timeout=self.log_flush_seconds)
         return {"result": "log emptied"}
 
     def health(self) -> dict[str, Any]:
@@ -285,6 +334,7 @@ class InferenceService:
             "model_version": serving.version,
             "task": serving.card.task,
             "features": list(serving.encoder.names),
+            "log": self.sink.describe(),
         }
 
     def openapi(self) -> dict[str, Any]:

@@ -83,6 +83,12 @@ class Telemetry:
             dimensions["ModelVersion"] = version
         self._single("Errors", MetricUnit.Count, 1, **dimensions)
 
+    def log_write_failed(self, *, events: int) -> None:
+        """A system-log write failed (``background`` delivery); its events are retried."""
+        self._single("LogWriteFailures", MetricUnit.Count, 1)
+        if events:
+            self._single("LogEventsRetried", MetricUnit.Count, events)
+
     def flush(self) -> None:
         # Flushing an empty set only makes Powertools warn (admin routes add none).
         # The metric set is Powertools' process-wide one, shared by every instance.

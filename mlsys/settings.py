@@ -16,6 +16,7 @@ from mlsys.errors import ConfigError
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
 DEFAULT_MODEL_NAME = "default"
+LOG_DELIVERIES = ("sync", "background", "stdout")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -93,8 +94,10 @@ class Settings:
     """MLSYS_LOG_URI: ``sqlite:///path`` or ``dynamodb://table``."""
     log_delivery: str = "sync"
     """MLSYS_LOG_DELIVERY: ``sync`` writes events to the store in-request;
-    ``stdout`` prints them as structured JSON for asynchronous ingestion
-    (CloudWatch Logs subscription -> DynamoDB)."""
+    ``background`` queues them for a writer thread that appends them in batches
+    (long-lived processes; ``mlsys serve``'s default); ``stdout`` prints them as
+    structured JSON for asynchronous ingestion (CloudWatch Logs subscription ->
+    DynamoDB)."""
     log_inputs: str = "full"
     """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256."""
     log_retention_days: int = 30
@@ -167,7 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         registry_uri=env.get("MLSYS_REGISTRY_URI") or DEFAULT_REGISTRY_URI,
         model_name=env.get("MLSYS_MODEL_NAME") or DEFAULT_MODEL_NAME,
         log_uri=env.get("MLSYS_LOG_URI") or DEFAULT_LOG_URI,
-        log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", ("sync", "stdout")),
+        log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", LOG_DELIVERIES),
         log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", ("full", "digest")),
         log_retention_days=_int(env, "MLSYS_LOG_RETENTION_DAYS", 30, minimum=1),
         log_shards=_int(env, "MLSYS_LOG_SHARDS", 8, minimum=1),

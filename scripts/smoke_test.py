@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.auth import SigV4Auth
@@ -35,6 +36,8 @@ from botocore.credentials import ReadOnlyCredentials
 
 SIGV4_SERVICE = "execute-api"
 PREDICTION_EVENT = "prediction"
+LOG_PAGE = 100
+MAX_LOG_PAGES = 5
 
 
 class SmokeTestError(Exception):
@@ -180,6 +183,7 @@ def run_checks(
     report: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
     """Run every check in order; raise :class:`SmokeTestError` on the first failure."""
     health = client.call("GET", "/health", signed=True)
@@ -192,6 +196,8 @@ def run_checks(
         record = record_from_openapi(spec.body)
         report(f"ok GET /openapi.json ({spec.elapsed_ms:.0f} ms): record {json.dumps(record)}")
 
+    # Clock skew between this machine and AWS is tolerated by looking a few minutes back.
+    since = (now() - timedelta(minutes=5)).isoformat(timespec="seconds").replace("+00:00", "Z")
     stream = client.call("POST", "/stream", payload={"data": record}, signed=predict_signed)
     body = stream.body
     _require(
@@ -214,17 +220,8 @@ def run_checks(
     wanted = body.get("request_id")
     deadline = clock() + log_wait_seconds
     while True:
-        log = client.call(
-            "GET", "/log", query={"limit": "50", "type": PREDICTION_EVENT}, signed=True
-        )
-        events = log.body.get("result") if isinstance(log.body, dict) else None
-        if not isinstance(events, list):
-            raise SmokeTestError(
-                f"GET /log: expected a list of events, got {json.dumps(log.body)[:200]}"
-            )
-        if log_wait_seconds <= 0 or any(
-            isinstance(e, dict) and e.get("request_id") == wanted for e in events
-        ):
+        found, events, elapsed_ms = find_in_log(client, wanted, since=since)
+        if log_wait_seconds <= 0 or found:
             break
         if clock() >= deadline:
             raise SmokeTestError(
@@ -232,8 +229,34 @@ def run_checks(
                 f"{log_wait_seconds:g} s (is log ingestion working?)"
             )
         sleep(min(5.0, max(0.5, log_wait_seconds / 20)))
-    found = "" if log_wait_seconds <= 0 else f", including request {wanted}"
-    report(f"ok GET /log ({log.elapsed_ms:.0f} ms): {len(events)} events{found}")
+    found_text = "" if log_wait_seconds <= 0 else f", including request {wanted}"
+    report(f"ok GET /log ({elapsed_ms:.0f} ms): {events} events{found_text}")
+
+
+def find_in_log(client: ApiClient, request_id: Any, *, since: str) -> tuple[bool, int, float]:
+    """Page through recent prediction events looking for ``request_id``.
+
+    Returns (found, events on the first page, first page latency). ``since``
+    keeps a busy log from burying the request under newer traffic.
+    """
+    query = {"limit": str(LOG_PAGE), "type": PREDICTION_EVENT, "since": since}
+    first_count, first_ms = 0, 0.0
+    for page in range(MAX_LOG_PAGES):
+        log = client.call("GET", "/log", query=query, signed=True)
+        events = log.body.get("result") if isinstance(log.body, dict) else None
+        if not isinstance(events, list):
+            raise SmokeTestError(
+                f"GET /log: expected a list of events, got {json.dumps(log.body)[:200]}"
+            )
+        if page == 0:
+            first_count, first_ms = len(events), log.elapsed_ms
+        if any(isinstance(e, dict) and e.get("request_id") == request_id for e in events):
+            return True, first_count, first_ms
+        token = log.body.get("next")
+        if not token:
+            break
+        query = {**query, "next": str(token)}
+    return False, first_count, first_ms
 
 
 def aws_credentials(region: str) -> ReadOnlyCredentials | None:

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pandas as pd
 import pytest
+from moto import mock_aws
 
 from mlsys.cli import main as mlsys_main
+from tests.inference_support import fake_aws_credentials
 
 FAST = ("--time-budget", "30")
+
+
+@contextlib.contextmanager
+def mocked_bucket(monkeypatch: pytest.MonkeyPatch, bucket: str) -> Iterator[None]:
+    """An S3 bucket under moto, with fake credentials (never real ones)."""
+    fake_aws_credentials(monkeypatch)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        yield
 
 
 def nonlinear_regression(rows: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -31,8 +45,9 @@ def mixed_classification(rows: int = 240, seed: int = 0) -> pd.DataFrame:
     age = rng.normal(40, 10, size=rows).round(1)
     logit = 2 * score + np.where(city == "Paris", 1.5, 0.0)
     label = np.where(logit > 1, "high", np.where(logit > -0.5, "mid", "low"))
-    frame = pd.DataFrame({"age in years": age, "home city": city, "score (z)": score,
-                          "label": label})
+    frame = pd.DataFrame(
+        {"age in years": age, "home city": city, "score (z)": score, "label": label}
+    )
     frame.loc[rng.random(rows) < 0.1, "age in years"] = np.nan
     frame.loc[rng.random(rows) < 0.1, "home city"] = None
     return frame
@@ -55,8 +70,16 @@ def train(
     capsys: pytest.CaptureFixture[str], registry: Path | str, log: Path, *args: str
 ) -> tuple[int, dict[str, Any] | None, str]:
     """Run ``mlsys train --json`` in-process: exit code, parsed result, stderr."""
-    argv = ["train", "--registry", str(registry), "--log", f"sqlite:///{log}", "--json",
-            *FAST, *args]
+    argv = [
+        "train",
+        "--registry",
+        str(registry),
+        "--log",
+        f"sqlite:///{log}",
+        "--json",
+        *FAST,
+        *args,
+    ]
     code = run_main(argv)
     captured = capsys.readouterr()
     result = json.loads(captured.out) if code == 0 and captured.out.strip() else None

@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="PATH_OR_S3_URI",
-        help="CSV/Parquet file or s3:// URI; an s3:// prefix ending in '/' uses "
-        "its newest object (env MLSYS_DATA; default: scikit-learn's diabetes data)",
+        help="CSV/Parquet file or s3:// URI; a directory or an s3:// prefix ending in '/' "
+        "means its newest file (env MLSYS_DATA; default: scikit-learn's diabetes data)",
     )
     parser.add_argument(
         "--target", metavar="COL", help="target column (env MLSYS_TARGET; default: the last column)"

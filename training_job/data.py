@@ -83,15 +83,29 @@ def load_default() -> Dataset:
     )
 
 
+def newest_file(directory: Path) -> Path:
+    """The most recently modified CSV/Parquet file directly in ``directory``."""
+    candidates = [
+        p
+        for p in directory.iterdir()
+        if p.is_file() and any(p.name.lower().endswith(s) for s in _FORMATS)
+    ]
+    if not candidates:
+        raise DataError(f"no CSV or Parquet file in {directory}")
+    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
 def load_local(path: str) -> Dataset:
-    kind = data_format(path)
     file = Path(path).expanduser()
+    if file.is_dir():
+        # Like an s3:// prefix: a directory of drops means "the newest one".
+        file = newest_file(file)
+        path = str(file)
+    kind = data_format(path)
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"data path is a directory, not a file: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
     frame = parse_table(raw, kind=kind, source=path)

@@ -13,6 +13,8 @@ aligned (missing classes get probability 0).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,10 +162,14 @@ def all_metrics(task: Task, y: Any, scores: Scores) -> dict[str, float]:
     for metric in METRICS.values():
         if metric.task != task:
             continue
-        try:
-            results[metric.name] = metric.compute(y, scores, None)
-        except ValueError:
-            continue  # e.g. AUC with a class absent from the holdout
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined metrics are left out instead
+            try:
+                value = metric.compute(y, scores, None)
+            except ValueError:
+                continue  # e.g. AUC with a class absent from the holdout
+        if math.isfinite(value):
+            results[metric.name] = value
     return results
 
 

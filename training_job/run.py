@@ -446,7 +446,12 @@ class TrainingRun:
         )
         y_holdout = target.y[prepared.split.holdout]
         metric = prepared.metric
-        challenger_score = evaluated.challenger_metrics[metric.name]
+        challenger_score = evaluated.challenger_metrics.get(metric.name)
+        if challenger_score is None:
+            raise DataError(
+                f"metric {metric.name} is undefined on this holdout "
+                f"({len(y_holdout)} rows); choose another --metric"
+            )
         bootstrap = None
         champion = evaluated.champion
         if (

@@ -52,9 +52,11 @@ class FakeApi:
     requests: list[Received] = field(default_factory=list)
     overrides: dict[str, tuple[int, Any]] = field(default_factory=dict)
     logged_request_ids: list[str] = field(default_factory=list)
+    newer_traffic: int = 0
+    """Prediction events logged after the smoke test's own (a busy API)."""
     url: str = ""
 
-    def answer(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def answer(self, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
         route = f"{method} {path}"
         if route in self.overrides:
             return self.overrides[route]
@@ -69,8 +71,12 @@ class FakeApi:
             n = len(json.loads(body)["data"])
             return 200, {"result": [1.0] * n, "model_version": "v1", "request_id": "req-batch"}
         if route == "GET /log":
-            events = [{"type": "prediction", "request_id": r} for r in self.logged_request_ids]
-            return 200, {"result": events, "next": None}
+            ids = [f"other-{i}" for i in range(self.newer_traffic)] + self.logged_request_ids
+            params = dict(parse_qsl(query))
+            start = int(params.get("next", "0"))
+            end = start + int(params["limit"])
+            events = [{"type": "prediction", "request_id": r} for r in ids[start:end]]
+            return 200, {"result": events, "next": str(end) if end < len(ids) else None}
         return 404, {"error": {"code": "not_found", "message": route, "details": None}}
 
 
@@ -91,7 +97,9 @@ def api() -> Iterator[FakeApi]:
                     body,
                 )
             )
-            status, payload = fake.answer(self.command, parts.path.removeprefix("/prod"), body)
+            status, payload = fake.answer(
+                self.command, parts.path.removeprefix("/prod"), parts.query, body
+            )
             raw = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -191,7 +199,9 @@ def test_admin_routes_are_sigv4_signed_and_predict_routes_carry_the_api_key(
             assert signature == expected_signature(
                 request, secret=CREDENTIALS.secret_key, region=REGION
             )
-    assert api.requests[-1].query == "limit=50&type=prediction"
+    log_query = dict(parse_qsl(api.requests[-1].query))
+    assert log_query.keys() == {"limit", "type", "since"}
+    assert log_query["type"] == "prediction"
     assert [line.split(" (")[0] for line in lines] == [
         "ok GET /health",
         "ok GET /openapi.json",
@@ -247,6 +257,13 @@ def test_failures_name_the_route(
 def test_log_wait_passes_once_the_stream_request_is_logged(api: FakeApi) -> None:
     lines = run(api, log_wait_seconds=30)
     assert lines[-1].endswith("including request req-stream-1")
+
+
+def test_log_wait_pages_past_newer_traffic(api: FakeApi) -> None:
+    api.newer_traffic = 250  # the request is on the third page of 100
+    lines = run(api, log_wait_seconds=30)
+    assert lines[-1].endswith("including request req-stream-1")
+    assert [dict(parse_qsl(r.query)).get("next") for r in api.requests[-3:]] == [None, "100", "200"]
 
 
 def test_log_wait_fails_when_ingestion_never_delivers(api: FakeApi) -> None:

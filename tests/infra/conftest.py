@@ -16,12 +16,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aws_cdk import App
 
-import app as cdk_app
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+# jsii warns on every start when the host's Node.js major version is past end-of-life;
+# the warning is about the machine, not the app, and would flood the test output. Set
+# before any test module imports aws_cdk (which starts jsii).
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN_STACK = "mlsys-dev"
@@ -68,8 +73,20 @@ class Assembly:
 
 
 def _synthesize(outdir: Path, overrides: Mapping[str, object]) -> None:
+    # Imported here: importing aws_cdk starts jsii (a Node.js process).
+    from aws_cdk import App  # noqa: PLC0415
+
+    import app as cdk_app  # noqa: PLC0415
+
     started = time.perf_counter()
-    app = App(context={**cdk_app.cdk_json_context(), **overrides}, outdir=str(outdir))
+    context = {
+        **cdk_app.cdk_json_context(),
+        # Reference the Lambda bundle in place instead of copying ~120 MB into every
+        # assembly; the asset hash, and so the template, is the same.
+        "aws:cdk:disable-asset-staging": True,
+        **overrides,
+    }
+    app = App(context=context, outdir=str(outdir))
     cdk_app.configure(app)
     error = None
     try:
@@ -163,3 +180,19 @@ def main_template(assembly: Assembly) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def ci_template(assembly: Assembly) -> dict[str, Any]:
     return assembly.templates[CI_STACK]
+
+
+@pytest.fixture(scope="session")
+def main(main_template: dict[str, Any]) -> Template:
+    """``aws_cdk.assertions.Template`` over the system stack."""
+    from aws_cdk.assertions import Template  # noqa: PLC0415 (starts jsii)
+
+    return Template.from_json(main_template)
+
+
+@pytest.fixture(scope="session")
+def ci(ci_template: dict[str, Any]) -> Template:
+    """``aws_cdk.assertions.Template`` over the CI-access stack."""
+    from aws_cdk.assertions import Template  # noqa: PLC0415 (starts jsii)
+
+    return Template.from_json(ci_template)

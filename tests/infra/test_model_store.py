@@ -100,8 +100,8 @@ def test_model_bucket_is_versioned_encrypted_private_logged_and_expires_old_vers
 
 
 @pytest.mark.parametrize("bucket", [BUCKET_LOGICAL_ID, ACCESS_LOG_BUCKET_LOGICAL_ID])
-def test_buckets_deny_plain_http(main_template: dict[str, Any], bucket: str) -> None:
-    Template.from_json(main_template).has_resource_properties(
+def test_buckets_deny_plain_http(main: Template, bucket: str) -> None:
+    main.has_resource_properties(
         "AWS::S3::BucketPolicy",
         {
             "Bucket": {"Ref": bucket},
@@ -125,28 +125,36 @@ def test_buckets_deny_plain_http(main_template: dict[str, Any], bucket: str) -> 
 def test_image_repository_scans_on_push_keeps_tags_immutable_and_expires_images(
     main_template: dict[str, Any],
 ) -> None:
+    Template.from_json(main_template).has_resource_properties(
+        "AWS::ECR::Repository",
+        {"ImageScanningConfiguration": {"ScanOnPush": True}, "ImageTagMutability": "IMMUTABLE"},
+    )
     repository = main_template["Resources"][REPOSITORY_LOGICAL_ID]["Properties"]
-    assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
-    assert repository["ImageTagMutability"] == "IMMUTABLE"
     rules = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     assert [rule["selection"]["tagStatus"] for rule in rules] == ["untagged", "any"]
     assert rules[1]["selection"]["countType"] == "imageCountMoreThan"
 
 
-def test_system_log_table_layout_matches_the_event_log_contract(
-    main_template: dict[str, Any],
-) -> None:
-    table = main_template["Resources"][TABLE_LOGICAL_ID]["Properties"]
-    assert table["KeySchema"] == [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ]
-    assert table["AttributeDefinitions"] == [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
-    ]
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    assert table["SSESpecification"] == {"SSEEnabled": True}
-    assert table["DeletionProtectionEnabled"] is True
+def test_system_log_table_layout_matches_the_event_log_contract(main: Template) -> None:
+    main.resource_count_is("AWS::DynamoDB::Table", 1)
+    main.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": {
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                "BillingMode": "PAY_PER_REQUEST",
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+                "SSESpecification": {"SSEEnabled": True},
+                "DeletionProtectionEnabled": True,
+            },
+        },
+    )

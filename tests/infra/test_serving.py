@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match, Template
 
 from infra.model_store import BUCKET_LOGICAL_ID
 from infra.system_log import TABLE_LOGICAL_ID
@@ -62,7 +63,19 @@ def test_predict_routes_can_require_iam_instead_of_an_api_key(variant: Assembly)
     assert of_type(template, "AWS::ApiGateway::ApiKey") == {}
 
 
-def test_stage_throttles_traces_and_writes_access_logs(main_template: dict[str, Any]) -> None:
+def test_stage_throttles_traces_and_writes_access_logs(
+    main_template: dict[str, Any], main: Template
+) -> None:
+    main.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "MethodSettings": [
+                Match.object_like(
+                    {"HttpMethod": "*", "ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200}
+                )
+            ]
+        },
+    )
     stage = one(main_template, "AWS::ApiGateway::Stage")[1]["Properties"]
     assert stage["StageName"] == "dev"
     assert stage["TracingEnabled"] is True
@@ -173,8 +186,23 @@ def test_predict_memory_timeout_reserved_concurrency_and_tracing(
 
 
 def test_live_alias_has_provisioned_concurrency_scaled_on_utilisation(
-    main_template: dict[str, Any],
+    main_template: dict[str, Any], main: Template
 ) -> None:
+    main.resource_count_is("AWS::Lambda::Alias", 1)
+    main.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
+                    },
+                    "TargetValue": 0.7,
+                }
+            ),
+        },
+    )
     alias_id, alias = one(main_template, "AWS::Lambda::Alias")
     predict, _ = function(main_template, "Predict")
     assert alias["Properties"]["Name"] == "live"
@@ -236,7 +264,6 @@ def test_each_function_gets_only_what_its_routes_need(main_template: dict[str, A
         "s3:ListBucket",
         "dynamodb:Query",
         "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:BatchWriteItem",
         *logs,

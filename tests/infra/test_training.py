@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_cdk.assertions import Match, Template
+
 from infra.model_store import BUCKET_LOGICAL_ID, REPOSITORY_LOGICAL_ID
 from infra.system_log import TABLE_LOGICAL_ID
 from tests.infra.conftest import VARIANT_STACK, Assembly
@@ -12,7 +14,8 @@ from tests.infra.templates import actions, logical_id, of_type, one, resources, 
 
 
 def job_definition(template: dict[str, Any]) -> dict[str, Any]:
-    return one(template, "AWS::Batch::JobDefinition")[1]["Properties"]
+    properties: dict[str, Any] = one(template, "AWS::Batch::JobDefinition")[1]["Properties"]
+    return properties
 
 
 def test_compute_environment_uses_context_instance_types_vcpus_and_spot(
@@ -30,9 +33,9 @@ def test_compute_environment_uses_context_instance_types_vcpus_and_spot(
 
 
 def test_network_has_no_nat_gateway_no_inbound_rules_and_free_gateway_endpoints(
-    main_template: dict[str, Any],
+    main_template: dict[str, Any], main: Template
 ) -> None:
-    assert of_type(main_template, "AWS::EC2::NatGateway") == {}
+    main.resource_count_is("AWS::EC2::NatGateway", 0)
     subnets = of_type(main_template, "AWS::EC2::Subnet")
     assert len(subnets) == 2
     assert all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets.values())
@@ -47,14 +50,28 @@ def test_network_has_no_nat_gateway_no_inbound_rules_and_free_gateway_endpoints(
 
 
 def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
-    main_template: dict[str, Any],
+    main_template: dict[str, Any], main: Template
 ) -> None:
+    job_role = logical_id(main_template, "AWS::IAM::Role", "TrainingJobRole")
+    main.has_resource_properties(
+        "AWS::Batch::JobDefinition",
+        {
+            "Type": "container",
+            "PlatformCapabilities": ["EC2"],
+            "ContainerProperties": Match.object_like(
+                {
+                    "Image": Match.any_value(),
+                    "JobRoleArn": {"Fn::GetAtt": [job_role, "Arn"]},
+                    "Command": ["--data", "Ref::data"],
+                }
+            ),
+        },
+    )
     definition = job_definition(main_template)
     container = definition["ContainerProperties"]
     image = json.dumps(container["Image"])
     assert f'"Ref": "{REPOSITORY_LOGICAL_ID}"' in image
     assert image.endswith(':bootstrap"]]}')
-    job_role = logical_id(main_template, "AWS::IAM::Role", "TrainingJobRole")
     assert container["JobRoleArn"] == {"Fn::GetAtt": [job_role, "Arn"]}
     trust = main_template["Resources"][job_role]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,26 @@ def test_concurrent_requests_lose_and_duplicate_no_log_events(
         token = f"&next={page['next']}"
     assert len(logged) == len(sent) == 160
     assert sorted(logged) == sorted(sent)
+
+
+def test_sigterm_writes_every_queued_log_event_before_exiting(
+    regression_server: tuple[Server, Path], tmp_path: Path
+) -> None:
+    _, registry = regression_server
+    log = tmp_path / "sigterm.sqlite3"
+    server = Server(registry, log, "default")  # background log delivery, the default
+    record = holdout_frame().iloc[0].to_dict()
+    sent = [
+        str(server.call("POST", "/stream", {"data": record})[1]["request_id"]) for _ in range(30)
+    ]
+    server.stop()  # SIGTERM right after the last response, with events still queued
+    assert server.process.returncode == 0  # a clean shutdown, not death by signal
+    with closing(sqlite3.connect(log)) as connection:
+        stored = [
+            json.loads(body)["request_id"]
+            for (body,) in connection.execute("SELECT body FROM events WHERE type='prediction'")
+        ]
+    assert sorted(stored) == sorted(sent)
 
 
 def test_classifier_with_categories_and_missing_values_end_to_end(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mlsys.errors import ConcurrentUpdateError
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
 from mlsys.storage import LocalStore
@@ -17,6 +16,7 @@ from tests.training_support import (
     train,
     write_csv,
 )
+from training_job.guardrails import GuardrailBudgets
 from training_job.run import TrainingConfig, TrainingRun
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,10 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     data = str(write_csv(nonlinear_regression(), tmp / "ok.csv"))
     return {
         "missing file": (["--data", str(tmp / "nope.csv")], "data file not found"),
-        "missing target": (["--data", data, "--target", "price"], "target column 'price' not found"),
+        "missing target": (
+            ["--data", data, "--target", "price"],
+            "target column 'price' not found",
+        ),
         "header only": (["--data", str(header_only)], "is empty"),
         "empty file": (["--data", str(empty)], "is empty"),
         "unreadable parquet": (["--data", str(garbage)], "cannot read"),
@@ -52,8 +55,17 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "missing target", "header only", "empty file", "unreadable parquet",
-     "unsupported format", "corrupt gzip", "single class", "text for regression"],
+    [
+        "missing file",
+        "missing target",
+        "header only",
+        "empty file",
+        "unreadable parquet",
+        "unsupported format",
+        "corrupt gzip",
+        "single class",
+        "text for regression",
+    ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str
@@ -84,8 +96,9 @@ def test_bad_input_leaves_an_existing_champion_and_log_untouched(
 class CrashingStore(LocalStore):
     """A store whose champion-pointer write dies, like a process killed at that moment."""
 
-    def write(self, key: str, data: bytes, *, if_match: str | None = None,
-              if_absent: bool = False) -> str:
+    def write(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
         if key.endswith("champion.json"):
             raise RuntimeError("simulated crash before the pointer write")
         return super().write(key, data, if_match=if_match, if_absent=if_absent)
@@ -122,13 +135,15 @@ class RacingStore(LocalStore):
         self.rival_version = rival_version
         self.raced = False
 
-    def write(self, key: str, data: bytes, *, if_match: str | None = None,
-              if_absent: bool = False) -> str:
+    def write(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
         if key.endswith("champion.json") and not self.raced:
             self.raced = True
             rival = ModelRegistry(LocalStore(self.root), model_name="default")
-            rival.promote(self.rival_version, reason="rival", actor="rival",
-                          expected=rival.champion())
+            rival.promote(
+                self.rival_version, reason="rival", actor="rival", expected=rival.champion()
+            )
         return super().write(key, data, if_match=if_match, if_absent=if_absent)
 
 
@@ -138,8 +153,9 @@ def test_concurrent_promotion_is_lost_not_overwritten(
     registry_dir, log = tmp_path / "registry", tmp_path / "log.sqlite3"
     data = str(write_csv(nonlinear_regression(), tmp_path / "d.csv"))
     _, first, _ = train(capsys, registry_dir, log, "--data", data, "--models", "linear")
-    _, rival, _ = train(capsys, registry_dir, log, "--data", data, "--models", "linear",
-                        "--seed", "5")
+    _, rival, _ = train(
+        capsys, registry_dir, log, "--data", data, "--models", "linear", "--seed", "5"
+    )
     assert first is not None
     assert rival is not None
     assert rival["promoted"] is False  # registered, not promoted: the rival to be
@@ -147,8 +163,9 @@ def test_concurrent_promotion_is_lost_not_overwritten(
     store = RacingStore(registry_dir, rival["version"])
     racing = ModelRegistry(store, model_name="default")
     config = TrainingConfig(data=data, candidates=("random_forest",), time_budget_seconds=30)
-    outcome = TrainingRun(config, registry=racing,
-                          event_log=open_event_log(f"sqlite:///{log}")).execute()
+    outcome = TrainingRun(
+        config, registry=racing, event_log=open_event_log(f"sqlite:///{log}")
+    ).execute()
 
     assert store.raced
     assert outcome.promoted is False
@@ -158,3 +175,25 @@ def test_concurrent_promotion_is_lost_not_overwritten(
     assert racing.runs()[-1]["code"] == "concurrent_update"
     assert racing.card(outcome.run_id).decision["promote"] is True  # the policy said yes
 
+
+def test_failed_guardrail_blocks_even_the_first_promotion(tmp_path: Path) -> None:
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
+    config = TrainingConfig(
+        candidates=("linear",),
+        time_budget_seconds=30,
+        budgets=GuardrailBudgets(max_model_bytes=100, latency_p95_ms=1e-9),
+    )
+    outcome = TrainingRun(config, registry=registry, event_log=None).execute()
+    assert outcome.promoted is False
+    assert outcome.code == "guardrail_failed"
+    assert "model.onnx" in outcome.reason
+    assert "single-record p95" in outcome.reason
+    assert registry.champion() is None
+    card = registry.card(outcome.run_id)  # registered for inspection, never served
+    assert card.guardrails["passed"] is False
+    assert {c["name"]: c["passed"] for c in card.guardrails["checks"]} == {
+        "onnx_check": True,
+        "parity": True,
+        "latency": False,
+        "size": False,
+    }

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlsys.cli import main as mlsys_main
 from mlsys.contract import columns_to_feeds
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
@@ -94,7 +95,7 @@ def test_models_cli_lists_shows_and_promotes_by_hand(
     code, _, err = models(capsys, registry, "promote", second["version"])
     assert code == 2
     assert "--reason" in err
-    code, out, _ = models(capsys, registry, "promote", second["version"], "--reason", "by hand")
+    code, _, _ = models(capsys, registry, "promote", second["version"], "--reason", "by hand")
     assert code == 0
     code, shown, _ = models(capsys, registry, "show", "champion")
     assert second["version"] in shown
@@ -111,8 +112,17 @@ def test_mixed_types_missing_values_and_string_labels_train_and_serve(
 ) -> None:
     registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
     data = write_csv(mixed_classification(), tmp_path / "mixed.csv")
-    code, result, err = train(capsys, registry, log, "--data", str(data), "--target", "label",
-                              "--models", "linear,gradient_boosting")
+    code, result, err = train(
+        capsys,
+        registry,
+        log,
+        "--data",
+        str(data),
+        "--target",
+        "label",
+        "--models",
+        "linear,gradient_boosting",
+    )
     assert code == 0, err
     assert result is not None
     assert result["promoted"] is True
@@ -128,9 +138,14 @@ def test_mixed_types_missing_values_and_string_labels_train_and_serve(
     assert city.had_missing
     assert card.feature("age in years").had_missing
     # Raw records with missing values and an unseen category score like any other.
-    feeds = columns_to_feeds(card.features, {
-        "age in years": [None, 35.0], "home city": [None, "Berlin"], "score (z)": [3.0, -3.0],
-    })
+    feeds = columns_to_feeds(
+        card.features,
+        {
+            "age in years": [None, 35.0],
+            "home city": [None, "Berlin"],
+            "score (z)": [3.0, -3.0],
+        },
+    )
     prediction = model.predict(feeds)
     assert prediction.values == ["high", "low"]
     assert prediction.probabilities is not None
@@ -154,8 +169,9 @@ def test_schema_change_is_reported_and_needs_permission(
     assert "'a'" in blocked["reason"]
     assert blocked["champion_score"] is None
     assert champion_bytes(registry) == before
-    code, allowed, _ = train(capsys, registry, log, "--data", str(new), "--models", "linear",
-                             "--allow-schema-change")
+    code, allowed, _ = train(
+        capsys, registry, log, "--data", str(new), "--models", "linear", "--allow-schema-change"
+    )
     assert allowed is not None
     assert allowed["promoted"] is True
     assert allowed["code"] == "schema_change_allowed"
@@ -167,18 +183,26 @@ def test_confidence_promotes_a_significant_improvement(
     registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
     data = str(write_csv(nonlinear_regression(rows=120), tmp_path / "d.csv"))
     train(capsys, registry, log, "--data", data, "--models", "linear")
-    code, better, _ = train(capsys, registry, log, "--data", data, "--models", "random_forest",
-                            "--confidence", "0.95")
+    _, better, _ = train(
+        capsys, registry, log, "--data", data, "--models", "random_forest", "--confidence", "0.95"
+    )
     assert better is not None
     assert better["bootstrap"]["lower"] > 0
     assert better["promoted"] is True
 
 
 def test_human_readable_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from mlsys.cli import main
-
-    code = main(["train", "--registry", str(tmp_path / "r"), "--log",
-                 f"sqlite:///{tmp_path / 'log.sqlite3'}", "--models", "linear"])
+    code = mlsys_main(
+        [
+            "train",
+            "--registry",
+            str(tmp_path / "r"),
+            "--log",
+            f"sqlite:///{tmp_path / 'log.sqlite3'}",
+            "--models",
+            "linear",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "r2 = " in out
@@ -193,4 +217,3 @@ def test_bad_target_for_the_chosen_metric_is_a_config_error(
     assert code == 2
     assert "not a regression metric" in err
     assert registry_files(tmp_path / "r") == []
-

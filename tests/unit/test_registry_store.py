@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.errors import ConcurrentUpdateError, ConfigError, RegistryError, VersionNotFoundError
-from mlsys.registry import ModelRegistry
+from mlsys.registry import ModelRegistry, new_version_id
 from mlsys.storage import LocalStore, ObjectNotFoundError, ObjectStore, S3Store, open_store
+from tests.training_support import mocked_bucket
 
 BUCKET = "mlsys-test-registry"
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with mocked_bucket(monkeypatch, BUCKET):
         yield
 
 
@@ -215,3 +208,10 @@ def test_racing_first_promotions_have_exactly_one_winner(tmp_path: Path) -> None
         thread.join()
     assert len(winners) == 1
     assert registry.require_champion().version == winners[0]
+
+
+def test_version_ids_created_in_one_second_sort_in_creation_order() -> None:
+    base = datetime(2026, 11, 29, 3, 35, 0, tzinfo=UTC)
+    ids = [new_version_id(base + timedelta(milliseconds=ms)) for ms in (0, 7, 250, 999)]
+    assert sorted(ids) == ids
+    assert ids[0].startswith("20261129T033500000Z-")

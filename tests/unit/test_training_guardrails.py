@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import get_scorer
 
 from mlsys.contract import FeatureSpec
 from training_job.cloudwatch import emit_training_metrics
@@ -155,6 +156,4 @@ def test_training_metrics_are_emitted_as_emf() -> None:
 
 @pytest.mark.parametrize("name", ["r2", "f1_macro"])
 def test_every_metric_has_a_cross_validation_scorer(name: str) -> None:
-    from sklearn.metrics import get_scorer
-
     assert get_scorer(METRICS[name].sklearn_scoring) is not None
