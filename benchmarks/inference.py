@@ -263,9 +263,9 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
         f"this, the local default) {_verdict(ratio <= STREAM_TARGET_RATIO)}"
     )
     print(
-        f"    (p99 {_p99(background_samples) * 1e6:.0f} us: the writer shares the GIL) "
-        f"after the loop {backlog} event(s) "
-        f"were queued, flushed in {drain * 1e3:.1f} ms; {loop_counters.batches} batches, "
+        f"    p99 {_p99(background_samples) * 1e6:.0f} us; after the loop {backlog} event(s) "
+        f"were queued, {'flushed' if drained else 'NOT flushed'} in {drain * 1e3:.1f} ms; "
+        f"{loop_counters.batches} batches, "
         f"{loop_counters.written_synchronously} queue overflow(s)"
     )
     print(
