@@ -118,6 +118,16 @@ class Monitoring(Construct):
                 evaluation_periods=3,
                 datapoints_to_alarm=2,
             )
+        self._alarm(
+            "LogIngestDeadLetters",
+            serving.ingest_dead_letters.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            threshold=1,
+            description="Batches of system-log events failed ingestion after Lambda's "
+            "retries and wait in the log-ingest DLQ (kept 14 days); fix the cause, then "
+            "redrive them (see Serving._ingest_dead_letter_queue in infra/serving.py).",
+        )
         throttled = cloudwatch.MathExpression(
             expression="reads + writes",
             using_metrics={
@@ -256,6 +266,26 @@ class Monitoring(Construct):
                 ],
                 width=8,
             ),
+        )
+        ingest = serving.ingest.function
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="System-log ingest",
+                left=[
+                    ingest.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
+                    ingest.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                    # Lambda could not even hand a failed batch to the DLQ (lost events).
+                    ingest.metric(
+                        "DestinationDeliveryFailures", period=FIVE_MINUTES, statistic="Sum"
+                    ),
+                ],
+                right=[
+                    serving.ingest_dead_letters.metric_approximate_number_of_messages_visible(
+                        period=FIVE_MINUTES, statistic="Maximum", label="Batches in the DLQ"
+                    )
+                ],
+                width=24,
+            )
         )
         day = Duration.days(1)
         training_schema = f'{{{METRICS_NAMESPACE},service}} service="training"'

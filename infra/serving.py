@@ -9,11 +9,13 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as log_destinations
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
-from infra.common import METRICS_NAMESPACE, acknowledge, retention
+from infra.common import METRICS_NAMESPACE, acknowledge, pin_logical_id, retention
 from infra.config import ServingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
@@ -33,6 +35,15 @@ ADMIN_ROUTES = (
     ("GET", "openapi.json"),
 )
 LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
+
+INGEST_RETRY_ATTEMPTS = 2
+"""Lambda's own retries of a failed ingest batch (the maximum) before it goes to the DLQ."""
+INGEST_MAX_EVENT_AGE = Duration.hours(6)
+"""How long a batch may wait in Lambda's async queue (the maximum): throttled ingest
+invocations are retried for this long before the batch goes to the DLQ."""
+DEAD_LETTER_RETENTION = Duration.days(14)
+"""SQS's maximum: two weeks to notice the alarm and redrive."""
+DEAD_LETTER_QUEUE_LOGICAL_ID = "LogIngestDeadLetterQueue"
 
 # API Gateway validates only the envelope; the handlers validate each record against the
 # champion's feature schema (which changes with the model) and name the offending field.
@@ -242,6 +253,7 @@ class Serving(Construct):
             tracing=False,
         )
         self.ingest.add_statements(system_log.write_statement())
+        self.ingest_dead_letters = self._ingest_dead_letter_queue()
         self.subscription = logs.SubscriptionFilter(
             self,
             "PredictEvents",
@@ -252,6 +264,50 @@ class Serving(Construct):
 
         self.live = self._live_alias(config)
         self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _ingest_dead_letter_queue(self) -> sqs.Queue:
+        """Where a batch of log events goes once Lambda has given up on it.
+
+        The subscription invokes the ingest function asynchronously; without an
+        on-failure destination a batch that still fails after the retries (table
+        throttled or unavailable for hours, a bug) would be dropped.
+
+        Redrive: each message is a Lambda *invocation record*, not the bare event; the
+        original CloudWatch Logs payload is its ``requestPayload`` (``{"awslogs":
+        {"data": ...}}``). Re-invoke the ingest function with that payload, e.g.
+        ``aws lambda invoke --function-name <ingest> --invocation-type Event
+        --cli-binary-format raw-in-base64-out --payload "$(jq -c .requestPayload
+        <<<"$body")" /dev/null``, then delete the message. Re-ingesting is idempotent
+        (mlsys/eventlog_dynamodb.py): the item key is ``sk`` = the event id printed by
+        the predict function and ``pk`` = type + CRC32(id) % MLSYS_LOG_SHARDS, so a
+        batch that was partly written overwrites the same items instead of duplicating
+        them -- as long as MLSYS_LOG_SHARDS has not changed in between. Events older
+        than a ``DELETE /log`` cut-off stay hidden after the redrive, as intended; the
+        TTL (``expires_at``) of a redriven event counts from the redrive.
+        """
+        queue = sqs.Queue(
+            self,
+            "LogIngestDeadLetters",
+            # Log events may carry request inputs (MLSYS_LOG_INPUTS); SQS-managed SSE
+            # needs no key policy for Lambda to write with.
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DEAD_LETTER_RETENTION,
+        )
+        # Holds events not yet in the table: a refactor must not replace (empty) it.
+        pin_logical_id(queue, DEAD_LETTER_QUEUE_LOGICAL_ID)
+        self.ingest.function.configure_async_invoke(
+            on_failure=lambda_destinations.SqsDestination(queue),
+            retry_attempts=INGEST_RETRY_ATTEMPTS,
+            max_event_age=INGEST_MAX_EVENT_AGE,
+        )
+        acknowledge(
+            queue.node.find_child("Resource"),
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the log-ingest function "
+            "(an async-invoke on-failure destination, which cdk-nag does not recognise).",
+        )
+        return queue
 
     def _live_alias(self, config: ServingConfig) -> lambda_.Alias:
         provisioned = config.provisioned_concurrency_min

@@ -79,6 +79,8 @@ class MlsysStack(Stack):
             "TrainingImageRepositoryUri": self.model_store.repository.repository_uri,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
             "AlarmTopic": self.alerts.topic.topic_arn,
+            # Failed system-log batches wait here for a redrive (see infra/serving.py).
+            "LogIngestDeadLetterQueueUrl": self.serving.ingest_dead_letters.queue_url,
         }
         if self.serving.api_key is not None:
             outputs["ApiKeyId"] = self.serving.api_key.key_id

@@ -19,7 +19,7 @@ from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 from training_job.cloudwatch import emit_training_metrics
 from training_job.run import TrainingConfig, TrainingRun, summary_lines
-from training_job.schema import TaskChoice
+from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS, TaskChoice
 from training_job.search import CANDIDATES
 
 METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         metavar="PATH_OR_S3_URI",
         help="CSV/Parquet file or s3:// URI; a directory or an s3:// prefix ending in '/' "
-        "means its newest file (env MLSYS_DATA; default: scikit-learn's diabetes data)",
+        "means its newest file (env MLSYS_DATA; default, also named sklearn:diabetes: "
+        "scikit-learn's diabetes data)",
     )
     parser.add_argument(
         "--target", metavar="COL", help="target column (env MLSYS_TARGET; default: the last column)"
@@ -76,7 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         choices=("auto", "regression", "classification"),
-        help="env MLSYS_TASK; default auto (strings and few integer levels are classes)",
+        help="env MLSYS_TASK; default auto: strings and booleans are class labels, and so "
+        f"are whole numbers with at most {AUTO_CLASSIFICATION_MAX_LEVELS} distinct values "
+        "(e.g. 0/1/2) each seen twice on average; any other number (fractions, many "
+        "distinct values) is regression",
     )
     parser.add_argument(
         "--metric",

@@ -163,8 +163,12 @@ def load_s3(uri: str, *, client: S3Client | None = None) -> Dataset:
 
 
 def load_dataset(source: str | None, *, s3_client: S3Client | None = None) -> Dataset:
-    """Load ``source`` (``None``: the bundled default); never returns an empty frame."""
-    if source is None or source == "":
+    """Load ``source``; never returns an empty frame.
+
+    ``None``, ``""`` and :data:`DEFAULT_SOURCE` (the name a run record gives the bundled
+    data set) all mean the bundled default, so a recorded source can be passed back as is.
+    """
+    if source is None or source in ("", DEFAULT_SOURCE):
         dataset = load_default()
     elif source.startswith("s3://"):
         dataset = load_s3(source, client=s3_client)

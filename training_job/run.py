@@ -175,6 +175,11 @@ def prepare(config: TrainingConfig, dataset: Dataset) -> PreparedData:
         )
     if frame.shape[1] < 2:
         raise DataError(f"data set {dataset.source} has only the target column; no features")
+    # Before the target's own checks: with too few rows, "a single class" or "constant"
+    # would blame the values when the problem is the row count.
+    schema.require_enough_rows(
+        int(frame[target_name].notna().sum()), source=dataset.source, target=target_name
+    )
     target = schema.prepare_target(frame[target_name], task=config.task)
     labelled = frame.loc[target.keep].reset_index(drop=True)
     inferred = schema.infer_schema(labelled, target=target_name)

@@ -29,20 +29,22 @@ from mlsys.contract import (
     input_name_for,
 )
 from mlsys.errors import DataError
+from training_job.search import SMALL_DATA_FOLDS
 
 TaskChoice = Literal["auto", "regression", "classification"]
 
-MIN_ROWS = 20
-"""Fewer labelled rows than this cannot give both a training set and a holdout."""
 MAX_CATEGORIES = 1000
 """A string column with more distinct values looks like an identifier; it is dropped."""
 MAX_CLASSES = 100
 AUTO_CLASSIFICATION_MAX_LEVELS = 20
 """``--task auto``: an integer-valued numeric target with at most this many distinct
-values is treated as class labels (strings and booleans always are)."""
+values (each seen twice on average) is treated as class labels; see :func:`detect_task`."""
 HOLDOUT_FRACTION = 0.2
 MAX_HOLDOUT_ROWS = 100_000
 """Beyond this the holdout is precise enough; more rows go to training."""
+MIN_SCORED_ROWS = 2
+"""Rows a score needs to be defined (r2 of one row is not): the least a cross-validation
+fold and the holdout may hold."""
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 50
 
@@ -128,11 +130,26 @@ def _integer_valued(values: npt.NDArray[np.float64]) -> bool:
 
 
 def detect_task(target: pd.Series[Any]) -> Task:
-    """``classification`` for string/boolean targets and few integer levels, else ``regression``."""
+    """The task ``--task auto`` picks for a target column (missing values removed).
+
+    * strings and booleans: ``classification``;
+    * numbers that are all whole (0/1/2, 1..5 ratings, 3.0) with at most
+      :data:`AUTO_CLASSIFICATION_MAX_LEVELS` distinct values, each appearing at least
+      twice on average: ``classification`` (the values become the class labels);
+    * any other number -- fractions, or many distinct values such as prices or counts,
+      or whole numbers that are mostly unique in a small table: ``regression``.
+
+    Pass ``--task`` explicitly when the data says otherwise.
+    """
     if not is_numeric_column(target):
         return "classification"
     values = target.to_numpy(dtype=np.float64, na_value=np.nan)
-    if _integer_valued(values) and len(np.unique(values)) <= AUTO_CLASSIFICATION_MAX_LEVELS:
+    levels = len(np.unique(values))
+    if (
+        _integer_valued(values)
+        and levels <= AUTO_CLASSIFICATION_MAX_LEVELS
+        and 2 * levels <= len(values)
+    ):
         return "classification"
     return "regression"
 
@@ -213,6 +230,35 @@ class Split:
 
 def holdout_size(rows: int) -> int:
     return max(1, min(MAX_HOLDOUT_ROWS, math.ceil(rows * HOLDOUT_FRACTION)))
+
+
+def _minimum_rows() -> int:
+    """The fewest labelled rows the pipeline can train and judge a model on: a holdout
+    of :data:`MIN_SCORED_ROWS` or more, and training rows enough for every one of the
+    :data:`~training_job.search.SMALL_DATA_FOLDS` cross-validation folds to score
+    :data:`MIN_SCORED_ROWS` (13 with the defaults: 10 to cross-validate, 3 held out)."""
+    rows = 1
+    while (
+        holdout_size(rows) < MIN_SCORED_ROWS
+        or rows - holdout_size(rows) < SMALL_DATA_FOLDS * MIN_SCORED_ROWS
+    ):
+        rows += 1
+    return rows
+
+
+MIN_ROWS = _minimum_rows()
+
+
+def require_enough_rows(rows: int, *, source: str, target: str) -> None:
+    """:class:`DataError` (checked before anything else about the target) if ``rows``
+    labelled rows are too few to split, cross-validate and compare on a holdout."""
+    if rows < MIN_ROWS:
+        plural = "row has" if rows == 1 else "rows have"
+        raise DataError(
+            f"{source}: only {rows} {plural} a value in target column {target!r}; training "
+            f"needs at least {MIN_ROWS} ({holdout_size(MIN_ROWS)} held out to compare "
+            f"models, the rest cross-validated in {SMALL_DATA_FOLDS} folds)"
+        )
 
 
 def split_rows(y: npt.NDArray[Any], *, task: Task, seed: int) -> Split:

@@ -31,7 +31,10 @@ MAX_SEARCH_ROWS = 20_000
 SEARCH_SHARE = 0.4
 """Fraction of the time budget the search may use; the rest is for the final fit."""
 SMALL_DATA_ROWS = 2_000
-"""Below this, 5-fold cross-validation (cheap and less noisy); above, 3-fold."""
+"""Below this, :data:`SMALL_DATA_FOLDS`-fold cross-validation (cheap and less noisy);
+above, :data:`LARGE_DATA_FOLDS`-fold."""
+SMALL_DATA_FOLDS = 5
+LARGE_DATA_FOLDS = 3
 
 
 def _linear(task: Task, seed: int) -> Any:
@@ -183,7 +186,7 @@ class SearchResult:
 def _folds(y: npt.NDArray[Any], task: Task, seed: int) -> Any:
     from sklearn.model_selection import KFold, StratifiedKFold  # noqa: PLC0415
 
-    splits = 5 if len(y) < SMALL_DATA_ROWS else 3
+    splits = SMALL_DATA_FOLDS if len(y) < SMALL_DATA_ROWS else LARGE_DATA_FOLDS
     if task == "classification":
         smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
         if smallest >= 2:

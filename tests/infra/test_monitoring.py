@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
+from infra.serving import DEAD_LETTER_QUEUE_LOGICAL_ID
 from tests.infra.conftest import VARIANT_STACK, Assembly
 from tests.infra.templates import logical_id, mentions, of_type, one
 
@@ -28,7 +29,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 ) -> None:
     topic = one(main_template, "AWS::SNS::Topic")[0]
     found = alarms(main_template)
-    assert len(found) == 11
+    assert len(found) == 12
     for name, properties in found.items():
         if name.startswith("TrainingJobFailed"):
             # The failure rule already e-mails the job id and reason.
@@ -41,7 +42,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     main_template: dict[str, Any], main: Template
 ) -> None:
-    main.resource_count_is("AWS::CloudWatch::Alarm", 11)
+    main.resource_count_is("AWS::CloudWatch::Alarm", 12)
     main.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -79,6 +80,31 @@ def test_lambda_errors_throttles_and_spillover_alarms(main_template: dict[str, A
     assert spillover["MetricName"] == "ProvisionedConcurrencySpilloverInvocations"
     resource = next(d for d in spillover["Dimensions"] if d["Name"] == "Resource")
     assert json.dumps(resource["Value"]).endswith(':live"]]}')
+
+
+def test_a_log_batch_waiting_in_the_dead_letter_queue_raises_an_alarm(
+    main_template: dict[str, Any], main: Template
+) -> None:
+    topic = one(main_template, "AWS::SNS::Topic")[0]
+    main.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [
+                {
+                    "Name": "QueueName",
+                    "Value": {"Fn::GetAtt": [DEAD_LETTER_QUEUE_LOGICAL_ID, "QueueName"]},
+                }
+            ],
+            # >= 1 message, i.e. > 0: a single failed batch is enough.
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Threshold": 1,
+            "Statistic": "Maximum",
+            "AlarmActions": [{"Ref": topic}],
+            "OKActions": [{"Ref": topic}],
+        },
+    )
 
 
 def test_no_spillover_alarm_without_provisioned_concurrency(variant: Assembly) -> None:
@@ -134,6 +160,7 @@ def test_dashboard_shows_traffic_latency_errors_concurrency_and_training(
         "Predictions per model version",
         "Prediction distribution per model version",
         "Training outcomes",
+        "System-log ingest",
     ):
         assert f'\\"title\\":\\"{title}' in body, title
     assert '\\"p50\\"' in body
@@ -162,3 +189,6 @@ def test_dashboard_refers_to_this_stacks_resources(main_template: dict[str, Any]
     body = one(main_template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"]
     predict = logical_id(main_template, "AWS::Lambda::Function", "ServingPredictFunction")
     assert mentions(body, predict)
+    # The ingest widget plots this stack's DLQ depth next to the function's failures.
+    assert DEAD_LETTER_QUEUE_LOGICAL_ID in json.dumps(body)
+    assert "DestinationDeliveryFailures" in json.dumps(body)

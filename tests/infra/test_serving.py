@@ -10,6 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.model_store import BUCKET_LOGICAL_ID
+from infra.serving import DEAD_LETTER_QUEUE_LOGICAL_ID
 from infra.system_log import TABLE_LOGICAL_ID
 from tests.infra.conftest import ROOT, VARIANT_STACK, Assembly
 from tests.infra.templates import (
@@ -245,6 +246,42 @@ def test_predict_log_events_are_shipped_to_the_ingest_function(
     assert predict["LoggingConfig"]["LogGroup"] == {"Ref": predict_logs}
 
 
+def test_log_batches_that_still_fail_after_retries_land_in_the_dead_letter_queue(
+    main_template: dict[str, Any], main: Template
+) -> None:
+    ingest, _ = function(main_template, "LogIngest")
+    queue = DEAD_LETTER_QUEUE_LOGICAL_ID
+    # Only the asynchronously invoked ingest function has an async-invoke config.
+    config = one(main_template, "AWS::Lambda::EventInvokeConfig")[1]["Properties"]
+    assert config["FunctionName"] == {"Ref": ingest}
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": [queue, "Arn"]}
+    }
+    assert "OnSuccess" not in config["DestinationConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 6 * 3600
+    # Encrypted at rest, kept for SQS's maximum of 14 days.
+    main.resource_count_is("AWS::SQS::Queue", 1)
+    main.has_resource_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 14 * 86400}
+    )
+    assert main_template["Resources"][queue]["Type"] == "AWS::SQS::Queue"
+    # ... and reachable over TLS only.
+    policy = one(main_template, "AWS::SQS::QueuePolicy")[1]["Properties"]
+    assert policy["Queues"] == [{"Ref": queue}]
+    assert any(
+        s["Effect"] == "Deny"
+        and s["Action"] == "sqs:*"
+        and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in policy["PolicyDocument"]["Statement"]
+    )
+    # The ingest role may send to this queue and nothing else in SQS.
+    role = logical_id(main_template, "AWS::IAM::Role", "ServingLogIngestRole")
+    sends = [s for s in role_statements(main_template, role) if "sqs:SendMessage" in actions(s)]
+    assert [resources(s) for s in sends] == [[{"Fn::GetAtt": [queue, "Arn"]}]]
+    assert main_template["Outputs"]["LogIngestDeadLetterQueueUrl"]["Value"] == {"Ref": queue}
+
+
 def granted(template: dict[str, Any], role_prefix: str) -> set[str]:
     role = logical_id(template, "AWS::IAM::Role", role_prefix)
     return {a for s in role_statements(template, role) for a in actions(s)}
@@ -272,6 +309,10 @@ def test_each_function_gets_only_what_its_routes_need(main_template: dict[str, A
     assert granted(main_template, "ServingLogIngestRole") == {
         "dynamodb:PutItem",
         "dynamodb:BatchWriteItem",
+        # The on-failure destination: Lambda sends failed batches with the function's role.
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
         *logs,
     }
     predict = logical_id(main_template, "AWS::IAM::Role", "ServingPredictRole")

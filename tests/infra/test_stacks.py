@@ -18,6 +18,7 @@ MAIN_OUTPUTS = {
     "TrainingImageRepositoryUri",
     "DashboardName",
     "AlarmTopic",
+    "LogIngestDeadLetterQueueUrl",
 }
 
 

@@ -18,6 +18,7 @@ from tests.training_support import (
 )
 from training_job.guardrails import GuardrailBudgets
 from training_job.run import TrainingConfig, TrainingRun
+from training_job.schema import MIN_ROWS
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,8 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     garbage.write_bytes(b"this is not parquet at all")
     text_labels = write_csv(nonlinear_regression().assign(y="same"), tmp / "one_class.csv")
     words = write_csv(nonlinear_regression().assign(y=["w1", "w2"] * 150), tmp / "words.csv")
+    one_row = tmp / "one_row.csv"
+    one_row.write_text("a,b\n1,2\n")
     notes = tmp / "notes.txt"
     notes.write_text("a,b\n1,2\n")
     bad_gzip = tmp / "bad.csv.gz"
@@ -49,6 +52,11 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "unsupported format": (["--data", str(notes)], "unsupported data format"),
         "corrupt gzip": (["--data", str(bad_gzip)], "cannot read"),
         "single class": (["--data", str(text_labels)], "single class"),
+        # Not "a single class 2": one row is too few whatever its values.
+        "one row": (
+            ["--data", str(one_row), "--target", "b"],
+            f"only 1 row has a value in target column 'b'; training needs at least {MIN_ROWS}",
+        ),
         "text for regression": (["--data", str(words), "--task", "regression"], "not numeric"),
     }
 
@@ -64,6 +72,7 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "unsupported format",
         "corrupt gzip",
         "single class",
+        "one row",
         "text for regression",
     ],
 )
@@ -79,6 +88,36 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert err.startswith("mlsys train: error: ")
     assert err.count("\n") == 1
     assert registry_files(registry) == []
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_the_minimum_row_count_is_enough_to_train_and_one_less_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, task: str
+) -> None:
+    assert MIN_ROWS == 13  # 3 held out + 5 cross-validation folds of 2
+    frame = nonlinear_regression(rows=MIN_ROWS + 20)
+    if task == "classification":
+        frame = frame.assign(y=(frame["y"] > 0).astype(int))
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    # Rows without a target value do not count.
+    short = frame.head(MIN_ROWS).copy()
+    short.loc[short.index[0], "y"] = None
+    code, result, err = train(
+        capsys, registry, log, "--data", str(write_csv(short, tmp_path / "short.csv"))
+    )
+    assert code == 2
+    assert result is None
+    assert f"only {MIN_ROWS - 1} rows have a value in target column 'y'" in err
+    assert err.count("\n") == 1
+    assert registry_files(registry) == []
+
+    enough = write_csv(frame.head(MIN_ROWS), tmp_path / "enough.csv")
+    code, result, err = train(capsys, registry, log, "--data", str(enough), "--models", "linear")
+    assert code == 0, err
+    assert result is not None
+    assert result["task"] == task
+    assert result["promoted"] is True
+    assert (result["data"]["train_rows"], result["data"]["holdout_rows"]) == (10, 3)
 
 
 def test_bad_input_leaves_an_existing_champion_and_log_untouched(

@@ -77,6 +77,33 @@ def test_champion_challenger_lifecycle(capsys: pytest.CaptureFixture[str], tmp_p
     assert card.metrics["champion"]["r2"] == pytest.approx(second["champion_score"])
 
 
+def test_the_recorded_default_source_names_the_same_data_on_the_command_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    code, first, err = train(capsys, registry, log, "--models", "linear")
+    assert code == 0, err
+    assert first is not None
+    recorded = ModelRegistry.open(str(registry), model_name="default").runs()[0]["data"]
+    assert recorded["source"] == "sklearn:diabetes"
+
+    # An operator re-running exactly what the record names ...
+    code, again, err = train(
+        capsys, registry, log, "--data", recorded["source"], "--models", "linear"
+    )
+    assert code == 0, err
+    assert again is not None
+    # ... and the AWS job submitted with parameter data=sklearn:diabetes (MLSYS_DATA).
+    monkeypatch.setenv("MLSYS_DATA", recorded["source"])
+    code, from_env, err = train(capsys, registry, log, "--models", "linear")
+    assert code == 0, err
+    assert from_env is not None
+    for result in (again, from_env):
+        assert result["data"] == first["data"]  # same source, fingerprint and split
+        assert result["target"] == "progression"
+        assert result["champion_score"] == pytest.approx(result["challenger_score"])
+
+
 def test_models_cli_lists_shows_and_promotes_by_hand(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

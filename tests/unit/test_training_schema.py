@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsys.cli import main as mlsys_main
 from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.errors import DataError
 from training_job.schema import (
+    AUTO_CLASSIFICATION_MAX_LEVELS,
     MAX_HOLDOUT_ROWS,
     compare_schema,
     detect_task,
@@ -80,13 +82,31 @@ def test_model_frame_renames_and_encodes_like_serving() -> None:
     [
         (["a", "b", "a"], "classification"),
         ([True, False, True], "classification"),
-        ([0, 1, 2, 1], "classification"),
+        ([0, 1, 2, 1, 0, 2], "classification"),
+        ([1.0, 2.0, 3.0, 1.0, 2.0, 3.0], "classification"),  # whole numbers as floats
+        ([1, 2, 3, 4, 5] * 4, "classification"),  # ratings
+        (list(range(1, 21)) * 2, "classification"),  # 20 levels: the most
+        (list(range(1, 22)) * 2, "regression"),  # 21 levels: a quantity, not classes
         ([0.5, 1.5, 2.25], "regression"),
+        ([0, 1, 2, 1.5] * 5, "regression"),  # one fraction is enough
         (list(range(100)), "regression"),
+        ([120, 95, 310, 87, 150, 240, 199, 64, 175, 130, 88, 305, 260], "regression"),
+        ([3, 7, 3, 9, 12, 5, 8, 1, 10, 6, 2, 11, 4], "regression"),  # mostly unique
     ],
 )
 def test_task_is_detected_from_the_target(values: list[object], task: str) -> None:
     assert detect_task(pd.Series(values)) == task
+
+
+def test_the_task_help_states_the_auto_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        mlsys_main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "default auto: strings and booleans are class labels, and so are whole numbers with "
+        f"at most {AUTO_CLASSIFICATION_MAX_LEVELS} distinct values (e.g. 0/1/2)" in help_text
+    )
+    assert "any other number (fractions, many distinct values) is regression" in help_text
 
 
 def test_string_labels_are_encoded_with_sorted_json_native_classes() -> None:
