@@ -185,6 +185,35 @@ def input_name_for(index: int) -> str:
     return f"f{index}"
 
 
+def schema_changes(
+    champion: ModelCard, *, task: Task, target: str, features: Sequence[FeatureSpec]
+) -> list[str]:
+    """What API clients would notice if a model with this schema replaced ``champion``.
+
+    Empty when task, target and the input names and kinds are the same. Used by
+    automatic promotion (training) and manual promotion (``mlsys models promote``).
+    """
+    changes: list[str] = []
+    if champion.task != task:
+        changes.append(f"task changed from {champion.task} to {task}")
+    if champion.target != target:
+        changes.append(f"target changed from {champion.target!r} to {target!r}")
+    old = {f.name: f.kind for f in champion.features}
+    new = {f.name: f.kind for f in features}
+    added = [n for n in new if n not in old]
+    removed = [n for n in old if n not in new]
+    retyped = [n for n in new if n in old and old[n] != new[n]]
+    if added:
+        changes.append("new input(s) " + ", ".join(repr(n) for n in added))
+    if removed:
+        changes.append("dropped input(s) " + ", ".join(repr(n) for n in removed))
+    if retyped:
+        changes.append(
+            "input(s) changing kind " + ", ".join(f"{n!r} ({old[n]} -> {new[n]})" for n in retyped)
+        )
+    return changes
+
+
 # --- encoding -----------------------------------------------------------------
 
 Feeds = dict[str, npt.NDArray[Any]]

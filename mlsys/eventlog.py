@@ -228,26 +228,34 @@ class SqliteEventLog:
             self._conn.execute("DELETE FROM events")
 
 
-def open_event_log(uri: str, **kwargs: Any) -> EventLog:
-    """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
-
-    Extra keyword arguments go to the DynamoDB implementation (client,
-    retention, shards).
-    """
+def parse_log_uri(uri: str) -> tuple[Literal["sqlite", "dynamodb"], str]:
+    """Validate a log URI without opening anything: ``(scheme, path or table)``."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
         path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
         if not path:
             raise ConfigError(f"log URI {uri!r} has no file path")
-        return SqliteEventLog(path)
+        return "sqlite", path
     if parsed.scheme == "dynamodb":
         if not parsed.netloc:
             raise ConfigError(f"log URI {uri!r} has no table name")
-        from mlsys.eventlog_dynamodb import DynamoDBEventLog  # noqa: PLC0415
-
-        return DynamoDBEventLog(parsed.netloc, **kwargs)
+        return "dynamodb", parsed.netloc
     raise ConfigError(f"log URI {uri!r}: use sqlite:///path or dynamodb://table")
+
+
+def open_event_log(uri: str, **kwargs: Any) -> EventLog:
+    """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
+
+    Extra keyword arguments go to the DynamoDB implementation (client,
+    retention, shards).
+    """
+    scheme, location = parse_log_uri(uri)
+    if scheme == "sqlite":
+        return SqliteEventLog(location)
+    from mlsys.eventlog_dynamodb import DynamoDBEventLog  # noqa: PLC0415
+
+    return DynamoDBEventLog(location, **kwargs)
 
 
 def events_from_lines(lines: Iterable[str]) -> list[Event]:

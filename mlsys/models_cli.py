@@ -1,18 +1,26 @@
 """``mlsys models``: list, show, promote and roll back model versions.
 
-``mlsys models show champion`` exits non-zero when there is no champion yet
-(the Makefile relies on that to decide whether to train). Manual promotion and
-rollback rewrite the champion pointer with compare-and-swap, like training.
+``mlsys models show champion`` exits 1 when there is no champion yet (the
+Makefile relies on that to decide whether to train); an unknown VERSION is bad
+input (exit 2). Manual promotion and rollback rewrite the champion pointer with
+compare-and-swap, like training, and append a ``training`` event (action
+``promote``/``rollback``) to the system log, best effort. ``promote`` refuses a
+version whose card records a failed guardrail, or whose inputs, task or target
+differ from the current champion's, unless ``--force`` is given (then the
+history entry's reason says what was forced past).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlsys.contract import ModelCard
+from mlsys.contract import ModelCard, schema_changes
+from mlsys.errors import ConfigError
+from mlsys.eventlog import Event, open_event_log
 from mlsys.registry import ChampionPointer, ModelRegistry
 from mlsys.settings import Settings
 
@@ -29,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
     )
     common.add_argument("--model-name", metavar="NAME", help="env MLSYS_MODEL_NAME")
+    common.add_argument(
+        "--log",
+        metavar="URI",
+        dest="log_uri",
+        help="system log promotions and rollbacks are recorded in (env MLSYS_LOG_URI)",
+    )
     common.add_argument("--json", action="store_true", help="print JSON")
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=type(parser)
@@ -45,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     promote.add_argument("version", metavar="VERSION")
     promote.add_argument("--reason", required=True, help="why (kept in the promotion history)")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if a guardrail failed or the inputs differ from the champion's",
+    )
     rollback = actions.add_parser(
         "rollback", parents=[common], help="restore the previous champion"
     )
@@ -83,6 +102,70 @@ def _print_table(rows: Sequence[Mapping[str, Any]]) -> None:
         print(
             f"{marker} {row['version']}  {row['created_at']}  {row['estimator'] or '-':<18} "
             f"{row['metric']}={score}  {row['decision'] or ''}"
+        )
+
+
+class PromotionRefusedError(ConfigError):
+    """A manual promotion the guardrails forbid (exit 2; ``--force`` overrides)."""
+
+    code = "promotion_refused"
+
+
+def promotion_blockers(card: ModelCard, champion: ModelCard | None) -> list[str]:
+    """Why ``card`` should not be promoted over ``champion`` (empty: nothing against it).
+
+    The same checks that block an automatic promotion: a guardrail recorded as failed in
+    the card, and a schema change (task, target, or input names/kinds) against the
+    current champion, which clients of the API would notice.
+    """
+    blockers = [
+        f"guardrail {check.get('name')} failed ({check.get('detail', 'no detail')})"
+        for check in card.guardrails.get("checks", [])
+        if isinstance(check, Mapping) and check.get("passed") is False
+    ]
+    if card.guardrails.get("passed") is False and not blockers:
+        blockers.append("its guardrails failed")
+    if champion is None or champion.version == card.version:
+        return blockers
+    changes = schema_changes(champion, task=card.task, target=card.target, features=card.features)
+    if changes:
+        blockers.append(f"schema differs from champion {champion.version}: {'; '.join(changes)}")
+    return blockers
+
+
+def record_champion_change(
+    settings: Settings,
+    log_uri: str | None,
+    *,
+    registry: ModelRegistry,
+    action: str,
+    pointer: ChampionPointer,
+    from_version: str | None,
+    forced: bool = False,
+) -> None:
+    """Append the change to the system log; a log failure is a warning, never a rollback
+    (the registry's history already holds the change durably)."""
+    data = {
+        "action": action,
+        "version": pointer.version,
+        "from_version": from_version,
+        "reason": pointer.reason,
+        "actor": pointer.actor,
+        "registry": registry.uri,
+        "model_name": registry.model_name,
+        "sequence": pointer.sequence,
+        "forced": forced,
+    }
+    try:
+        open_event_log(log_uri or settings.log_uri).append(
+            Event(type="training", data=data, model_version=pointer.version)
+        )
+    except Exception as exc:  # best effort: the champion change already happened
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(
+            f"mlsys models: warning: {action} of {pointer.version} done, but not recorded "
+            f"in the system log: {detail}",
+            file=sys.stderr,
         )
 
 
@@ -128,6 +211,25 @@ def _show(registry: ModelRegistry, version: str, *, as_json: bool) -> int:
     return 0
 
 
+def _promote(
+    registry: ModelRegistry, args: argparse.Namespace
+) -> tuple[ChampionPointer, str | None, bool]:
+    """The new pointer, the version it replaced and whether ``--force`` was needed."""
+    card = registry.card(args.version)  # must exist before reading the pointer
+    expected = registry.champion()
+    champion_card = registry.card(expected.version) if expected else None
+    blockers = promotion_blockers(card, champion_card)
+    reason = args.reason
+    if blockers and not args.force:
+        raise PromotionRefusedError(
+            f"not promoting {card.version}: {'; '.join(blockers)} (--force to override)"
+        )
+    if blockers:
+        reason = f"{args.reason} [forced: {'; '.join(blockers)}]"
+    pointer = registry.promote(card.version, reason=reason, actor=ACTOR, expected=expected)
+    return pointer, expected.version if expected else None, bool(blockers)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     registry = ModelRegistry.open(
         args.registry or settings.registry_uri, model_name=args.model_name or settings.model_name
@@ -154,14 +256,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 )
         return 0
     if args.action == "promote":
-        version = registry.card(args.version).version  # must exist before reading the pointer
-        pointer = registry.promote(
-            version, reason=args.reason, actor=ACTOR, expected=registry.champion()
-        )
+        pointer, from_version, forced = _promote(registry, args)
         verb = "promoted"
     else:
+        from_version, forced = registry.require_champion().version, False
         pointer = registry.rollback(reason=args.reason, actor=ACTOR)
         verb = "rolled back to"
+    record_champion_change(
+        settings,
+        args.log_uri,
+        registry=registry,
+        action=args.action,
+        pointer=pointer,
+        from_version=from_version,
+        forced=forced,
+    )
     if args.json:
         print(json.dumps(_pointer_dict(pointer)))
     else:

@@ -14,7 +14,7 @@ import sys
 from typing import Any, cast
 
 from mlsys.errors import ConfigError
-from mlsys.eventlog import open_event_log
+from mlsys.eventlog import Event, EventLog, open_event_log, parse_log_uri
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 from training_job.cloudwatch import emit_training_metrics
@@ -145,21 +145,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+class DeferredEventLog:
+    """The system log, opened on the first append: a run stopped by bad input never
+    creates (or connects to) the log, so it leaves nothing behind."""
+
+    def __init__(self, uri: str) -> None:
+        # Checked now so a mistyped --log fails before training, not after it.
+        parse_log_uri(uri)
+        self.uri = uri
+        self._log: EventLog | None = None
+
+    def append(self, event: Event) -> None:
+        if self._log is None:
+            self._log = open_event_log(self.uri)
+        self._log.append(event)
+
+
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
 def config_from(args: argparse.Namespace, settings: Settings) -> TrainingConfig:
+    """Flags over ``MLSYS_*`` defaults; a bad training variable is a :class:`ConfigError`."""
+    defaults = settings.training()
     return TrainingConfig(
-        data=_pick(args.data, settings.training_data),
-        target=_pick(args.target, settings.training_target),
-        task=cast(TaskChoice, _pick(args.task, settings.training_task)),
-        metric=_pick(args.metric, settings.training_metric),
-        min_improvement=_pick(args.min_improvement, settings.min_improvement),
-        confidence=_pick(args.confidence, settings.confidence),
-        seed=_pick(args.seed, settings.seed),
-        allow_schema_change=_pick(args.allow_schema_change, settings.allow_schema_change),
-        time_budget_seconds=_pick(args.time_budget, settings.time_budget_seconds),
+        data=_pick(args.data, defaults.data),
+        target=_pick(args.target, defaults.target),
+        task=cast(TaskChoice, _pick(args.task, defaults.task)),
+        metric=_pick(args.metric, defaults.metric),
+        min_improvement=_pick(args.min_improvement, defaults.min_improvement),
+        confidence=_pick(args.confidence, defaults.confidence),
+        seed=_pick(args.seed, defaults.seed),
+        allow_schema_change=_pick(args.allow_schema_change, defaults.allow_schema_change),
+        time_budget_seconds=_pick(args.time_budget, defaults.time_budget_seconds),
         candidates=_pick(args.models, tuple(CANDIDATES)),
         git_commit=settings.git_commit,
     )
@@ -173,7 +191,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _pick(args.registry, settings.registry_uri),
         model_name=_pick(args.model_name, settings.model_name),
     )
-    event_log = open_event_log(_pick(args.log_uri, settings.log_uri))
+    event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri))
     outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
     result = outcome.to_dict()
     if getattr(args, "emf", None):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ from mlsys.contract import (
     Task,
     categorical_column,
     input_name_for,
+    schema_changes,
 )
 from mlsys.errors import DataError
 from training_job.search import SMALL_DATA_FOLDS
@@ -65,8 +67,59 @@ def categorical_strings(series: pd.Series[Any]) -> npt.NDArray[np.object_]:
     return categorical_column(series.to_numpy(dtype=object))[:, 0]
 
 
+def _not_scalar_reason(series: pd.Series[Any]) -> str | None:
+    """Why a column cannot be a feature as is (``None``: it can).
+
+    Datetime (and timedelta/period) columns are excluded rather than turned into one
+    category per timestamp or into epoch seconds: a served record carries them as strings
+    the model contract does not parse, and a raw timestamp rarely generalises. Nested
+    values (Parquet list/struct/map columns: lists, dicts, arrays) are excluded too.
+    """
+    dtype = series.dtype
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    ):
+        return (
+            "date/time values are not used as features (derive numeric columns such as "
+            "day of week or age in days if they matter)"
+        )
+    if isinstance(dtype, pd.ArrowDtype) and dtype.pyarrow_dtype is not None:
+        import pyarrow as pa  # noqa: PLC0415 - only Arrow-backed frames get here
+
+        arrow = dtype.pyarrow_dtype
+        if pa.types.is_temporal(arrow):
+            return "date/time values are not used as features"
+        if pa.types.is_nested(arrow):
+            return "nested values (list/struct/map) are not used as features"
+    if pd.api.types.is_object_dtype(dtype):
+        # One pass over the values; the checks then run on the few distinct types.
+        kinds = tuple(series.dropna().map(type).unique())
+        if any(issubclass(k, list | tuple | dict | set | np.ndarray) for k in kinds):
+            return "nested values (list/struct/map) are not used as features"
+        if kinds and all(issubclass(k, datetime | date | time) for k in kinds):
+            return "date/time values are not used as features"
+    return None
+
+
+def infinite_count(series: pd.Series[Any]) -> int:
+    """Values that are +/-inf once encoded as the model's float32 input (so 1e39 counts)."""
+    with np.errstate(over="ignore"):
+        values = series.to_numpy(dtype=np.float32, na_value=np.nan)
+    return int(np.isinf(values).sum())
+
+
 def infer_schema(frame: pd.DataFrame, *, target: str) -> Schema:
-    """Numeric vs categorical per column, categories, missing values; unusable columns dropped."""
+    """Numeric vs categorical per column, categories, missing values; unusable columns dropped.
+
+    Dropped (named with the reason in the card's ``data.dropped_columns`` and the run's
+    notes): all-missing columns, string columns with more than :data:`MAX_CATEGORIES`
+    distinct values (identifiers), date/time columns and nested (list/struct) columns.
+    :class:`DataError` if nothing usable remains, or if a numeric column holds infinite
+    values (``inf``, ``-inf``, or beyond float32's range): they are almost always a
+    division by zero upstream, and silently treating them as missing would hide it.
+    """
     features: list[FeatureSpec] = []
     dropped: dict[str, str] = {}
     for name in frame.columns:
@@ -77,7 +130,20 @@ def infer_schema(frame: pd.DataFrame, *, target: str) -> Schema:
         if series.isna().all():
             dropped[name] = "all values are missing"
             continue
+        unusable = _not_scalar_reason(series)
+        if unusable is not None:
+            dropped[name] = unusable
+            continue
         if is_numeric_column(series):
+            infinite = infinite_count(series)
+            if infinite:
+                plural = (
+                    "row has an infinite value" if infinite == 1 else "rows have infinite values"
+                )
+                raise DataError(
+                    f"feature column {name!r}: {infinite} {plural} (inf, -inf or beyond "
+                    "float32 range); fix them, or leave the cells empty to mark them missing"
+                )
             features.append(
                 FeatureSpec(
                     name=name,
@@ -210,9 +276,14 @@ def prepare_target(series: pd.Series[Any], *, task: TaskChoice) -> Target:
             f"target column {name!r} has a single class {labels[0]!r}; classification needs two"
         )
     if len(distinct) > MAX_CLASSES:
+        if is_numeric_column(present):
+            raise DataError(
+                f"target column {name!r} has {len(distinct)} distinct values, more than "
+                f"{MAX_CLASSES} classes; use --task regression for a numeric target"
+            )
         raise DataError(
-            f"target column {name!r} has {len(distinct)} distinct values, more than "
-            f"{MAX_CLASSES} classes; use --task regression for a numeric target"
+            f"target column {name!r}: too many classes ({len(distinct)}, at most "
+            f"{MAX_CLASSES}) for classification; is this an ID column? choose another --target"
         )
     all_numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
     classes = tuple(sorted(distinct, key=_number_key if all_numbers else str))
@@ -389,20 +460,7 @@ def compare_schema(
             change="numeric input column(s) of the champion now hold text: "
             + ", ".join(repr(m) for m in now_text),
         )
-    old = {f.name: f.kind for f in champion.features}
-    new = {f.name: f.kind for f in features}
-    differences: list[str] = []
-    added = [n for n in new if n not in old]
-    removed = [n for n in old if n not in new]
-    retyped = [n for n in new if n in old and old[n] != new[n]]
-    if added:
-        differences.append("new input(s) " + ", ".join(repr(n) for n in added))
-    if removed:
-        differences.append("dropped input(s) " + ", ".join(repr(n) for n in removed))
-    if retyped:
-        differences.append(
-            "input(s) changing kind " + ", ".join(f"{n!r} ({old[n]} -> {new[n]})" for n in retyped)
-        )
+    differences = schema_changes(champion, task=task, target=target, features=features)
     return SchemaComparison(
         champion_can_score=True,
         change="; ".join(differences) if differences else None,
