@@ -51,6 +51,20 @@ class MissingValueError(ValidationError):
     code = "missing_value_not_supported"
 
 
+class PredictionNotFiniteError(MlsysError):
+    """The record is valid but the model's output for it is not finite (it
+    overflowed, e.g. a linear model on inputs near the float32 limit): 422."""
+
+    code = "prediction_not_finite"
+
+
+class InvalidEventError(ValidationError):
+    """The Lambda event cannot be read as an API Gateway request (e.g. a body
+    flagged base64 that is not)."""
+
+    code = "invalid_event"
+
+
 class EmptyBatchError(ValidationError):
     code = "empty_batch"
 
@@ -69,6 +83,10 @@ class PayloadTooLargeError(MlsysError):
 
 class UnsupportedMediaTypeError(MlsysError):
     code = "unsupported_media_type"
+
+
+class UnsupportedContentEncodingError(UnsupportedMediaTypeError):
+    code = "unsupported_content_encoding"
 
 
 class RouteNotFoundError(MlsysError):

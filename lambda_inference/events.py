@@ -52,6 +52,12 @@ MAX_LOGGED_INPUT_BYTES = 64 * 1024
 400 KB and a CloudWatch Logs event 256 KB."""
 MAX_LOGGED_OUTPUTS = 1000
 """Larger batches log a summary of their outputs instead of every value."""
+MAX_EVENT_DATA_BYTES = 100_000
+"""The most an event's ``data`` may take as compact JSON (UTF-8); larger members
+are replaced by a note with their size and sha256 (:func:`bounded_data`).
+CloudWatch Logs drops an event over 256 KB and DynamoDB refuses an item over
+400 KB; the DynamoDB log stores ASCII-escaped JSON, which can triple non-ASCII
+text, so 100 KB keeps both limits with room for the envelope."""
 
 
 class EventSink(Protocol):
@@ -555,3 +561,23 @@ def summarize(prediction: Prediction, *, classes: list[Any] | None) -> dict[str,
         "count": int(raw.size),
         "classes": dict(zip(map(str, classes), counts.tolist(), strict=True)),
     }
+
+
+def bounded_data(data: dict[str, Any], *, limit: int = MAX_EVENT_DATA_BYTES) -> dict[str, Any]:
+    """``data``, or a copy whose largest members are replaced by
+    ``{"omitted_bytes": n, "sha256": ...}`` until it fits in ``limit`` bytes."""
+    size = len(orjson.dumps(data, default=str, option=_ORJSON_OPTIONS))
+    if size <= limit:
+        return data
+    encoded = {
+        key: orjson.dumps(value, default=str, option=_ORJSON_OPTIONS) for key, value in data.items()
+    }
+    bounded = dict(data)
+    for key in sorted(encoded, key=lambda k: len(encoded[k]), reverse=True):
+        raw = encoded[key]
+        note = {"omitted_bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        bounded[key] = note
+        size -= len(raw) - len(orjson.dumps(note))
+        if size <= limit:
+            break
+    return bounded

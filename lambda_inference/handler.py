@@ -20,7 +20,27 @@ server would overwrite. Powertools still provides logging and EMF metrics.
 
 The service is created once per container on first use from
 :func:`mlsys.settings.load_settings`; tests build an :class:`Api` around their
-own service instead.
+own service instead. Reading the event and building the service happen inside
+the same error mapping as the routes, so a malformed event is a JSON 400
+(``invalid_event``) and a bad environment variable a JSON 503
+(``invalid_config``, naming the variable), never a Lambda error that API
+Gateway would turn into a bare 502.
+
+Request bodies may be sent with ``Content-Encoding: gzip``; they are
+decompressed here, bounded by the body limit (a larger result is a 413). Any
+other encoding is a 415 ``unsupported_content_encoding``. (Behind API Gateway
+a compressed body only arrives intact if the REST API lists its media type in
+``binaryMediaTypes``, so that it is passed on base64-encoded.)
+
+Size limits on AWS: API Gateway accepts bodies up to 10 MB, but Lambda's
+synchronous invocation payload limit is 6 MB (the whole event, so the body
+somewhat less, and a third more if API Gateway base64-encodes it). A body
+between the two is refused by Lambda before this handler runs, so the caller
+gets a gateway 5xx (the stack's ``DEFAULT_5XX`` gateway response keeps it in
+the ``{"error": ...}`` shape, code ``gateway_error``), not this API's 413
+``payload_too_large``; ``MLSYS_MAX_BODY_BYTES`` (default 6,000,000) only
+governs bodies that reach the handler. Clients with large batches should
+split them (``MLSYS_MAX_BATCH_RECORDS`` per request) or gzip them.
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ import base64
 import gzip
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +58,17 @@ import orjson
 from aws_lambda_powertools import Logger
 
 from lambda_inference.errors import (
+    InvalidEventError,
+    MalformedJsonError,
     MethodNotAllowedError,
+    PayloadTooLargeError,
     RouteNotFoundError,
+    UnsupportedContentEncodingError,
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
-from lambda_inference.service import InferenceService
+from lambda_inference.service import Endpoint, InferenceService
+from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
 from mlsys.settings import load_settings
@@ -68,17 +94,36 @@ class Request:
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: Any) -> Request:
+        """The request in an API Gateway event; :class:`InvalidEventError` if
+        the event is not one (wrong member types, a body flagged base64 that is not)."""
+        try:
+            return cls._from_event(event, context)
+        except (AttributeError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+            raise InvalidEventError(
+                f"the Lambda event is not a readable API Gateway request: {exc}"
+            ) from None
+
+    @classmethod
+    def placeholder(cls, event: Any, context: Any) -> Request:
+        """What an error response needs when the event itself could not be read."""
+        return cls(
+            method="?",
+            path="?",
+            headers={},
+            query={},
+            body=b"",
+            request_id=_request_id(event, context),
+        )
+
+    @classmethod
+    def _from_event(cls, event: Mapping[str, Any], context: Any) -> Request:
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         raw_body = event.get("body") or ""
         if event.get("isBase64Encoded"):
-            body = base64.b64decode(raw_body)
+            body = base64.b64decode(raw_body, validate=True)
         else:
             body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
-        request_id = (
-            (event.get("requestContext") or {}).get("requestId")
-            or getattr(context, "aws_request_id", None)
-            or str(uuid.uuid4())
-        )
+        request_id = _request_id(event, context)
         # A resource like /stream is the route itself; with a {proxy+} resource (or a
         # custom-domain base path in `path`) fall back to the request path.
         resource = str(event.get("resource") or "")
@@ -95,6 +140,14 @@ class Request:
         )
 
 
+def _request_id(event: Any, context: Any) -> str:
+    try:
+        found = (event.get("requestContext") or {}).get("requestId")
+    except AttributeError:
+        found = None
+    return str(found or getattr(context, "aws_request_id", None) or uuid.uuid4())
+
+
 Route = Callable[[InferenceService, Request], tuple[int, Any]]
 
 
@@ -104,20 +157,67 @@ def _require_json(request: Request) -> None:
         return  # many clients omit it; the body must still parse as JSON
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
+        hint = " (with curl, add -H 'Content-Type: application/json')"
         raise UnsupportedMediaTypeError(
-            f"Content-Type must be application/json, got {content_type!r}",
-            details={"content_type": content_type},
+            f"Content-Type must be application/json, got {preview(content_type)}"
+            + (hint if media_type in _CURL_FORM_TYPES else ""),
+            details={"content_type": preview_text(content_type)},
         )
 
 
-def _stream(service: InferenceService, request: Request) -> tuple[int, Any]:
+_CURL_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+"""What ``curl -d`` and ``curl -F`` send when no Content-Type is given."""
+
+
+def _decoded_body(request: Request, *, limit: int) -> bytes:
+    """The body with its Content-Encoding undone: gzip, bounded by ``limit``."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return request.body
+    if encoding not in ("gzip", "x-gzip"):
+        raise UnsupportedContentEncodingError(
+            f"Content-Encoding {preview(encoding)} is not supported; send the body "
+            "uncompressed or gzip-compressed",
+            details={"content_encoding": preview_text(encoding), "supported": ["gzip"]},
+        )
+    too_large = PayloadTooLargeError(
+        f"the decompressed request body exceeds the limit of {limit} bytes",
+        details={"limit": limit},
+    )
+    if len(request.body) > limit:
+        raise too_large
+    pieces: list[bytes] = []
+    size = 0
+    pending = request.body
+    try:
+        while pending:  # a gzip stream may hold several members
+            member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            # max_length bounds the memory a small "zip bomb" can claim.
+            piece = member.decompress(pending, limit + 1 - size)
+            size += len(piece)
+            if size > limit or member.unconsumed_tail:
+                raise too_large
+            if not member.eof:
+                raise MalformedJsonError("the gzip request body is truncated")
+            pieces.append(piece)
+            pending = member.unused_data
+    except zlib.error as exc:
+        raise MalformedJsonError(f"the request body is not valid gzip: {exc}") from None
+    return b"".join(pieces)
+
+
+def _predict(endpoint: Endpoint, service: InferenceService, request: Request) -> tuple[int, Any]:
     _require_json(request)
-    return 200, service.predict("stream", request.body, request_id=request.request_id)
+    body = _decoded_body(request, limit=service.limits.max_body_bytes)
+    return 200, service.predict(endpoint, body, request_id=request.request_id)
+
+
+def _stream(service: InferenceService, request: Request) -> tuple[int, Any]:
+    return _predict("stream", service, request)
 
 
 def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
-    _require_json(request)
-    return 200, service.predict("batch", request.body, request_id=request.request_id)
+    return _predict("batch", service, request)
 
 
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
@@ -202,18 +302,21 @@ class Api:
         self, routes: Mapping[str, Mapping[str, Route]], event: Mapping[str, Any], context: Any
     ) -> dict[str, Any]:
         self.service.telemetry.cold_start()
-        request = Request.from_event(event, context)
+        request = Request.placeholder(event, context)
         try:
+            request = Request.from_event(event, context)
             methods = routes.get(request.path)
             if methods is None:
                 raise RouteNotFoundError(
-                    f"no route {request.path}; this function serves {', '.join(routes)}",
-                    details={"path": request.path},
+                    f"no route {preview_text(request.path)}; this function serves "
+                    f"{', '.join(routes)}",
+                    details={"path": preview_text(request.path)},
                 )
             route = methods.get(request.method)
             if route is None:
                 raise MethodNotAllowedError(
-                    f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}",
+                    f"{preview_text(request.method)} is not allowed on {request.path}; "
+                    f"use {', '.join(methods)}",
                     allowed=tuple(methods),
                 )
             status, payload = route(self.service, request)
@@ -277,13 +380,41 @@ def reset_default_api() -> None:
         _default_api = None
 
 
+def _unavailable(error: Exception, event: Any, context: Any) -> dict[str, Any]:
+    """The response when the container's service cannot be built (no service,
+    so no event log: the Powertools log line is the record)."""
+    request_id = _request_id(event, context)
+    if isinstance(error, MlsysError):
+        status, code, message = status_for(error), error.code, error.message
+        logger.error(message, extra={"code": code, "request_id": request_id})
+    else:
+        status, code = INTERNAL_ERROR, "internal_error"
+        message = "internal error; see the function's logs for the request id"
+        logger.exception("could not start the service", extra={"request_id": request_id})
+    return _respond(status, error_body(code, message, {"request_id": request_id}))
+
+
 def handle_predict(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    return default_api().handle_predict(event, context)
+    try:
+        api = default_api()
+    except Exception as error:
+        return _unavailable(error, event, context)
+    return api.handle_predict(event, context)
 
 
 def handle_admin(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    return default_api().handle_admin(event, context)
+    try:
+        api = default_api()
+    except Exception as error:
+        return _unavailable(error, event, context)
+    return api.handle_admin(event, context)
 
 
 def handle_log_ingest(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    return default_api().handle_log_ingest(event, context)
+    try:
+        api = default_api()
+    except Exception:
+        # Raise: Lambda then retries the batch instead of dropping its events.
+        logger.exception("could not start the service; the batch will be retried")
+        raise
+    return api.handle_log_ingest(event, context)

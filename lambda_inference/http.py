@@ -10,11 +10,18 @@ from lambda_inference.errors import (
     MethodNotAllowedError,
     ModelUnavailableError,
     PayloadTooLargeError,
+    PredictionNotFiniteError,
     RouteNotFoundError,
     TooManyRecordsError,
     UnsupportedMediaTypeError,
 )
-from mlsys.errors import MlsysError, NoChampionError, RegistryError, ValidationError
+from mlsys.errors import (
+    ConfigError,
+    MlsysError,
+    NoChampionError,
+    RegistryError,
+    ValidationError,
+)
 from mlsys.eventlog import EventLogError, InvalidPageTokenError
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -28,10 +35,12 @@ _STATUS_BY_ERROR: tuple[tuple[type[MlsysError], int], ...] = (
     (TooManyRecordsError, 413),
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
+    (PredictionNotFiniteError, 422),
     (NoChampionError, 503),
     (ModelUnavailableError, 503),
     (RegistryError, 503),
     (EventLogError, 503),
+    (ConfigError, 503),  # the function's environment, not the request, is wrong
 )
 INTERNAL_ERROR = 500
 

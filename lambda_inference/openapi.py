@@ -87,7 +87,10 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
     errors = {
         "400": _error_response("invalid JSON, record or feature value"),
         "413": _error_response("too many records or body too large"),
-        "415": _error_response("Content-Type is not application/json"),
+        "415": _error_response(
+            "Content-Type is not application/json, or Content-Encoding is not gzip"
+        ),
+        "422": _error_response("prediction_not_finite: the model's output for a record overflowed"),
         "503": _error_response("no champion model, or it failed to load"),
     }
     record = {"$ref": "#/components/schemas/Record"}

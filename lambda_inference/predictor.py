@@ -17,9 +17,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import orjson
 
-from lambda_inference.errors import MissingValueError, ModelUnavailableError
-from lambda_inference.validation import RecordEncoder
+from lambda_inference.errors import (
+    MissingValueError,
+    ModelUnavailableError,
+    PredictionNotFiniteError,
+)
+from lambda_inference.validation import RecordEncoder, preview
 from mlsys.contract import LoadedModel, ModelCard, Prediction
 from mlsys.errors import MlsysError, NoChampionError
 from mlsys.registry import ChampionPointer, ModelRegistry
@@ -64,11 +69,39 @@ class ServingModel:
         if bool(finite.all()):
             return
         index = int(np.argmin(finite))
-        raise MissingValueError(
-            f"record {index}: the model produced no finite prediction; it cannot impute "
-            "the null value(s) in this record",
-            details={"record": index, "record_value": records[index]},
+        record = records[index]
+        details = {"record": index, "record_value": _bounded_value(record)}
+        if _has_null(record):
+            raise MissingValueError(
+                f"record {index}: the model produced no finite prediction; it cannot impute "
+                "the null value(s) in this record",
+                details=details,
+            )
+        raise PredictionNotFiniteError(
+            f"record {index}: the model's output overflowed (it is not a finite number); "
+            "the record's values are too large in magnitude for this model",
+            details=details,
         )
+
+
+def _has_null(record: Any) -> bool:
+    if isinstance(record, dict):
+        return any(value is None for value in record.values())
+    if isinstance(record, list):
+        return any(value is None for value in record)
+    return record is None  # a bare value (one-feature models)
+
+
+MAX_ECHOED_RECORD_BYTES = 1000
+"""A larger record is echoed in error details as a shortened repr."""
+
+
+def _bounded_value(record: Any) -> Any:
+    try:
+        size = len(orjson.dumps(record))
+    except TypeError:
+        size = MAX_ECHOED_RECORD_BYTES + 1
+    return record if size <= MAX_ECHOED_RECORD_BYTES else preview(record)
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,20 @@ from lambda_inference.events import (
     EventSink,
     StdoutSink,
     StoreSink,
+    bounded_data,
     inputs_field,
     outputs_field,
 )
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
 from lambda_inference.telemetry import Telemetry
-from lambda_inference.validation import batch_records, decode_json, request_data
+from lambda_inference.validation import (
+    batch_records,
+    decode_json,
+    preview,
+    preview_text,
+    request_data,
+)
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
 from mlsys.eventlog import EVENT_TYPES, Event, EventLog, EventType, open_event_log
@@ -201,13 +208,15 @@ class InferenceService:
                 type="prediction",
                 request_id=request_id,
                 model_version=serving.version,
-                data={
-                    "endpoint": endpoint,
-                    "records": len(records),
-                    **inputs_field(data, body, mode=self.log_inputs),
-                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
-                    "latency_ms": round(latency_ms, 3),
-                },
+                data=bounded_data(
+                    {
+                        "endpoint": endpoint,
+                        "records": len(records),
+                        **inputs_field(data, body, mode=self.log_inputs),
+                        **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+                        "latency_ms": round(latency_ms, 3),
+                    }
+                ),
             )
         )
         self.telemetry.request(
@@ -253,13 +262,15 @@ class InferenceService:
                 type="error",
                 request_id=request_id,
                 model_version=version,
-                data={
-                    "code": error.code,
-                    "status": status,
-                    "route": route,
-                    "message": error.message,
-                    "details": error.details,
-                },
+                data=bounded_data(
+                    {
+                        "code": error.code,
+                        "status": status,
+                        "route": route,
+                        "message": error.message,
+                        "details": error.details,
+                    }
+                ),
             )
         )
 
@@ -268,8 +279,9 @@ class InferenceService:
         unknown = sorted(set(params) - {"limit", "type", "since", "next"})
         if unknown:
             raise InvalidQueryError(
-                f"unknown query parameter(s) {', '.join(unknown)}; use limit, type, since, next",
-                details={"parameters": unknown},
+                f"unknown query parameter(s) {', '.join(map(preview_text, unknown[:10]))}; "
+                "use limit, type, since, next",
+                details={"parameters": [preview_text(name) for name in unknown[:10]]},
             )
         self._flush_log()
         page = self.event_log().query(
@@ -289,7 +301,8 @@ class InferenceService:
             limit = 0
         if not 1 <= limit <= self.limits.max_log_page:
             raise InvalidQueryError(
-                f"limit must be an integer from 1 to {self.limits.max_log_page}, got {raw!r}",
+                f"limit must be an integer from 1 to {self.limits.max_log_page}, "
+                f"got {preview(raw)}",
                 details={"parameter": "limit"},
             )
         return limit
@@ -302,7 +315,7 @@ class InferenceService:
             if raw == event_type:
                 return event_type
         raise InvalidQueryError(
-            f"type must be one of {', '.join(EVENT_TYPES)}, got {raw!r}",
+            f"type must be one of {', '.join(EVENT_TYPES)}, got {preview(raw)}",
             details={"parameter": "type"},
         )
 
@@ -312,14 +325,17 @@ class InferenceService:
             return None
         try:
             moment = datetime.fromisoformat(raw.replace(" ", "+"))
-        except ValueError:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            # Years 1 and 9999 with an offset fall outside datetime's range in UTC.
+            moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise InvalidQueryError(
-                f"since must be an ISO-8601 time such as 2026-01-31T12:00:00Z, got {raw!r}",
+                "since must be an ISO-8601 time between years 1 and 9999 in UTC, such as "
+                f"2026-01-31T12:00:00Z, got {preview(raw)}",
                 details={"parameter": "since"},
             ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -41,37 +42,126 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def decode_json(body: bytes) -> Any:
-    """Parse a request body; NaN/Infinity (not JSON, but sent by many encoders)
-    get their own error naming where they are."""
+    """Parse a request body.
+
+    orjson decides what is valid JSON. Only when it refuses does the stdlib
+    parser take a second, lenient look, to turn two common refusals into
+    errors that say where the problem is: NaN/Infinity (not JSON, but sent by
+    many encoders) become ``invalid_number`` naming their path, and integers
+    too large for a double come back as :class:`OutOfRangeInteger` markers,
+    which the record encoder rejects naming the record and feature. Anything
+    else (a UTF-8 BOM, a lone surrogate, nesting deeper than orjson's limit...)
+    is ``malformed_json`` with orjson's own message.
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         original = str(exc)
+    malformed = MalformedJsonError(f"request body is not valid JSON: {original}")
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise malformed
     try:
-        lenient = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedJsonError(f"request body is not valid JSON: {original}") from None
-    where = _first_non_finite(lenient, "$")
-    raise NonFiniteNumberError(
-        f"NaN and Infinity are not allowed (found at {where})",
-        details={"path": where},
-    )
+        lenient = json.loads(body.decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise malformed from None
+    non_finite, huge, bad_string = _lenient_findings(lenient)
+    if non_finite is not None:
+        raise NonFiniteNumberError(
+            f"NaN and Infinity are not allowed (found at {non_finite})",
+            details={"path": non_finite},
+        )
+    if bad_string or not huge:
+        raise malformed
+    for container, key, value in huge:
+        container[key] = OutOfRangeInteger(value)
+    return lenient
 
 
-def _first_non_finite(value: Any, path: str) -> str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _first_non_finite(item, f"{path}.{key}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _first_non_finite(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+class OutOfRangeInteger:
+    """An integer literal too large for a double (which orjson refuses); the
+    record encoder rejects it as out of range, naming the record and feature."""
+
+    __slots__ = ("digits", "text")
+
+    def __init__(self, value: int) -> None:
+        self.digits = len(str(abs(value)))
+        self.text = f"{'-' if value < 0 else ''}{str(abs(value))[:20]}... ({self.digits} digits)"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _lenient_findings(
+    root: Any,
+) -> tuple[str | None, list[tuple[Any, Any, int]], bool]:
+    """Walk a stdlib-parsed document (iteratively: it may be deep) in order.
+
+    Returns the path of the first non-finite float, the huge integers as
+    ``(container, key, value)``, and whether any string or key is not valid
+    Unicode (a lone surrogate). Paths are linked ``(parent, key)`` pairs, turned
+    into text only for the one that is reported.
+    """
+    huge: list[tuple[Any, Any, int]] = []
+    bad_string = False
+    stack: list[tuple[Any, Any, Any, Any]] = [(None, None, root, None)]
+    while stack:
+        container, key, value, parent = stack.pop()
+        where = (parent, key)
+        if type(value) is float and not math.isfinite(value):
+            return _path_text(where), huge, bad_string
+        if type(value) is int and not -_DOUBLE_MAX <= value <= _DOUBLE_MAX:
+            huge.append((container, key, value))
+        elif type(value) is str:
+            bad_string = bad_string or not _is_unicode(value)
+        elif type(value) is dict:
+            bad_string = bad_string or not all(map(_is_unicode, value))
+            stack.extend((value, name, item, where) for name, item in reversed(value.items()))
+        elif type(value) is list:
+            stack.extend(
+                (value, index, value[index], where) for index in reversed(range(len(value)))
+            )
+    return None, huge, bad_string
+
+
+def _path_text(where: Any) -> str:
+    """``$.data[3].age`` for a linked ``(parent, key)`` path (keys shortened)."""
+    parts: list[str] = []
+    while where is not None and where[1] is not None:  # the root's key is None
+        parent, key = where
+        parts.append(f"[{key}]" if type(key) is int else f".{preview_text(key)}")
+        where = parent
+    path = "".join(reversed(parts))
+    return "$" + (path if len(path) <= MAX_PREVIEW_CHARS else f"...{path[-MAX_PREVIEW_CHARS:]}")
+
+
+_DOUBLE_MAX = sys.float_info.max
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+MAX_PREVIEW_CHARS = 100
+"""Values and keys echoed in error messages are cut to this many characters, so
+a 1 MB string cannot make a 1 MB error body or log event."""
+
+
+def preview(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_PREVIEW_CHARS` with its original length."""
+    return preview_text(repr(value))
+
+
+def preview_text(text: str) -> str:
+    if len(text) <= MAX_PREVIEW_CHARS:
+        return text
+    return f"{text[:MAX_PREVIEW_CHARS]}... ({len(text)} chars)"
+
+
+MAX_LISTED_MEMBERS = 10
 
 
 def request_data(payload: Any) -> Any:
@@ -80,9 +170,12 @@ def request_data(payload: Any) -> Any:
         raise InvalidRequestError('request body must be a JSON object {"data": ...}')
     extra = sorted(k for k in payload if k != "data")
     if extra:
+        shown = [preview_text(k) for k in extra[:MAX_LISTED_MEMBERS]]
+        more = f" and {len(extra) - len(shown)} more" if len(extra) > len(shown) else ""
         raise InvalidRequestError(
-            f'unexpected member(s) {", ".join(map(repr, extra))}; the body is {{"data": ...}}',
-            details={"members": extra},
+            f"unexpected member(s) {', '.join(map(repr, shown))}{more}; "
+            'the body is {"data": ...}',
+            details={"members": shown, "count": len(extra)},
         )
     return payload["data"]
 
@@ -215,9 +308,9 @@ class RecordEncoder:
             unknown = [key for key in record if key not in self._index]
             if unknown:
                 raise UnknownFeatureError(
-                    f"record {index}: unknown feature {unknown[0]!r}; the model's features "
-                    f"are {', '.join(self.names)}",
-                    details={"record": index, "feature": unknown[0]},
+                    f"record {index}: unknown feature {preview(unknown[0])}; the model's "
+                    f"features are {', '.join(self.names)}",
+                    details={"record": index, "feature": preview_text(unknown[0])},
                 )
             for name in self.names:
                 if name not in record:
@@ -247,17 +340,23 @@ class RecordEncoder:
     def _checked(index: int, spec: FeatureSpec, value: Any) -> Any:
         if value is None:
             return None
+        if type(value) is OutOfRangeInteger:
+            raise NonFiniteNumberError(
+                f"record {index}: feature {spec.name!r} value {value!r} is outside the "
+                "float32 range",
+                details={"record": index, "feature": spec.name},
+            )
         if spec.kind == "numeric":
             if type(value) not in _NUMERIC_TYPES:
                 raise InvalidTypeError(
                     f"record {index}: feature {spec.name!r} is numeric; got "
-                    f"{_type_name(value)} {value!r}",
+                    f"{_type_name(value)} {preview(value)}",
                     details={"record": index, "feature": spec.name, "expected": "number"},
                 )
             if not _finite_float32(value):
                 raise NonFiniteNumberError(
-                    f"record {index}: feature {spec.name!r} value {value!r} is outside the "
-                    "float32 range",
+                    f"record {index}: feature {spec.name!r} value {preview(value)} is outside "
+                    "the float32 range",
                     details={"record": index, "feature": spec.name},
                 )
             return value

@@ -9,13 +9,21 @@ input or configuration, 1 for operational failures).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
-from mlsys.errors import ConfigError, DataError, MlsysError, ValidationError
-from mlsys.settings import Settings, load_settings
+from mlsys.errors import (
+    ConfigError,
+    DataError,
+    MlsysError,
+    NoChampionError,
+    ValidationError,
+    VersionNotFoundError,
+)
+from mlsys.settings import KNOWN_VARIABLES, Settings, load_settings
 
 BAD_INPUT_EXIT = 2
 FAILURE_EXIT = 1
@@ -56,6 +64,18 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcomma
     return parser, chosen
 
 
+def warn_unknown_variables(settings: Settings) -> None:
+    """One stderr line per unrecognised ``MLSYS_*`` variable: a typo silently ignored
+    (``MLSYS_TAKS=classification``) would otherwise train the wrong thing."""
+    prefix = "MLSYS_"
+    # Compared without the shared prefix, which would make every name look close.
+    known = sorted(name.removeprefix(prefix) for name in KNOWN_VARIABLES)
+    for name in sorted(settings.extra):
+        close = difflib.get_close_matches(name.removeprefix(prefix), known, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        print(f"mlsys: warning: unknown environment variable {name}{hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, _ = build_parser(argv)
@@ -66,8 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT_EXIT
     try:
         settings = load_settings()
+        warn_unknown_variables(settings)
         return handler.run(args, settings)
-    except (ConfigError, DataError, ValidationError) as exc:
+    except NoChampionError as exc:
+        # Exit 1, not 2: "no champion yet" is a state, not bad input (`make run` relies on
+        # `mlsys models show champion` failing to decide whether to train).
+        print(f"mlsys {args.command}: error: {exc.message}", file=sys.stderr)
+        return FAILURE_EXIT
+    except (ConfigError, DataError, ValidationError, VersionNotFoundError) as exc:
         print(f"mlsys {args.command}: error: {exc.message}", file=sys.stderr)
         return BAD_INPUT_EXIT
     except MlsysError as exc:

@@ -112,15 +112,31 @@ class Settings:
     """MLSYS_MAX_BODY_BYTES: request body limit (Lambda's payload limit is 6 MB)."""
     max_log_page: int = 1000
     """MLSYS_MAX_LOG_PAGE: largest ``limit`` GET /log accepts."""
-    # --- training defaults (``mlsys train`` / ``python -m training_job``; flags override) ---
-    training_data: str | None = None
+    training_env: Mapping[str, str] = field(default_factory=dict)
+    """The raw ``MLSYS_*`` training variables (see :class:`TrainingSettings`), validated only
+    by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""
+    git_commit: str | None = None
+    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
+
+    def training(self) -> TrainingSettings:
+        """The training defaults; :class:`ConfigError` names a bad variable."""
+        return load_training_settings(self.training_env)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """Defaults of ``mlsys train`` / ``python -m training_job`` (flags override them)."""
+
+    data: str | None = None
     """MLSYS_DATA: CSV/Parquet path or ``s3://`` URI (a prefix ending in ``/`` means its
     newest object); unset = scikit-learn's bundled diabetes data."""
-    training_target: str | None = None
+    target: str | None = None
     """MLSYS_TARGET: target column (default: the data set's last column)."""
-    training_task: str = "auto"
+    task: str = "auto"
     """MLSYS_TASK: ``auto``, ``regression`` or ``classification``."""
-    training_metric: str | None = None
+    metric: str | None = None
     """MLSYS_METRIC: primary holdout metric (default: ``r2`` / ``f1_macro``)."""
     min_improvement: float = 0.0
     """MLSYS_MIN_IMPROVEMENT: absolute metric gain a challenger needs over the champion."""
@@ -132,13 +148,22 @@ class Settings:
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
     """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
-    git_commit: str | None = None
-    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
 
 
-_KNOWN = {
+TRAINING_VARIABLES = frozenset(
+    {
+        "MLSYS_DATA",
+        "MLSYS_TARGET",
+        "MLSYS_TASK",
+        "MLSYS_METRIC",
+        "MLSYS_MIN_IMPROVEMENT",
+        "MLSYS_CONFIDENCE",
+        "MLSYS_SEED",
+        "MLSYS_ALLOW_SCHEMA_CHANGE",
+        "MLSYS_TIME_BUDGET_SECONDS",
+    }
+)
+KNOWN_VARIABLES = TRAINING_VARIABLES | {
     "MLSYS_REGISTRY_URI",
     "MLSYS_MODEL_NAME",
     "MLSYS_LOG_URI",
@@ -150,21 +175,17 @@ _KNOWN = {
     "MLSYS_MAX_BATCH_RECORDS",
     "MLSYS_MAX_BODY_BYTES",
     "MLSYS_MAX_LOG_PAGE",
-    "MLSYS_DATA",
-    "MLSYS_TARGET",
-    "MLSYS_TASK",
-    "MLSYS_METRIC",
-    "MLSYS_MIN_IMPROVEMENT",
-    "MLSYS_CONFIDENCE",
-    "MLSYS_SEED",
-    "MLSYS_ALLOW_SCHEMA_CHANGE",
-    "MLSYS_TIME_BUDGET_SECONDS",
     "MLSYS_GIT_COMMIT",
 }
+"""Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``).
+
+    Training variables are only captured here; :meth:`Settings.training` validates them,
+    so ``mlsys models`` and ``mlsys serve`` keep working whatever ``MLSYS_TASK`` says.
+    """
     env = os.environ if env is None else env
     return Settings(
         registry_uri=env.get("MLSYS_REGISTRY_URI") or DEFAULT_REGISTRY_URI,
@@ -178,15 +199,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_batch_records=_int(env, "MLSYS_MAX_BATCH_RECORDS", 10_000, minimum=1),
         max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
         max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
-        training_data=env.get("MLSYS_DATA") or None,
-        training_target=env.get("MLSYS_TARGET") or None,
-        training_task=_choice(env, "MLSYS_TASK", "auto", ("auto", "regression", "classification")),
-        training_metric=env.get("MLSYS_METRIC") or None,
+        training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
+        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
+        extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in KNOWN_VARIABLES},
+    )
+
+
+def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
+    """Validate the training variables of ``env``; :class:`ConfigError` names a bad one."""
+    return TrainingSettings(
+        data=env.get("MLSYS_DATA") or None,
+        target=env.get("MLSYS_TARGET") or None,
+        task=_choice(env, "MLSYS_TASK", "auto", ("auto", "regression", "classification")),
+        metric=env.get("MLSYS_METRIC") or None,
         min_improvement=_float(env, "MLSYS_MIN_IMPROVEMENT", 0.0),
         confidence=_optional_float(env, "MLSYS_CONFIDENCE", above=0.0, below=1.0),
         seed=_int(env, "MLSYS_SEED", 0),
         allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
         time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
-        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
-        extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in _KNOWN},
     )

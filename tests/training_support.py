@@ -87,11 +87,18 @@ def train(
 
 
 def models(
-    capsys: pytest.CaptureFixture[str], registry: Path | str, *args: str
+    capsys: pytest.CaptureFixture[str], registry: Path, *args: str, log: Path | None = None
 ) -> tuple[int, str, str]:
-    """Run ``mlsys models ACTION ...`` in-process: exit code, stdout, stderr."""
+    """Run ``mlsys models ACTION ...`` in-process: exit code, stdout, stderr.
+
+    Promotions and rollbacks are logged to ``log`` (default: ``log.sqlite3`` next to the
+    registry, where :func:`train` callers keep theirs), never to the working directory.
+    """
     action, *rest = args
-    code = run_main(["models", action, "--registry", str(registry), *rest])
+    log = registry.parent / "log.sqlite3" if log is None else log
+    code = run_main(
+        ["models", action, "--registry", str(registry), "--log", f"sqlite:///{log}", *rest]
+    )
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -6,12 +6,14 @@ raises :class:`~mlsys.errors.DataError` before anything is written anywhere.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -49,16 +51,59 @@ def data_format(name: str) -> str:
     raise DataError(f"unsupported data format for {name!r}: use one of {supported}")
 
 
+OTHER_DELIMITERS = ";\t|"
+"""Field separators recognised besides the comma (European spreadsheets export ``;``)."""
+SNIFF_BYTES = 64 * 1024
+
+
+def csv_delimiter(frame: pd.DataFrame, sample: str) -> str | None:
+    """The separator to re-read a CSV with, when a comma-parse gave one column whose header
+    contains ``;``, tab or ``|`` (``None``: the comma was right).
+
+    :class:`csv.Sniffer` decides on a sample of the file; if it cannot, the separator
+    that splits the header is used, which is unambiguous when only one of them occurs.
+    """
+    if frame.shape[1] != 1:
+        return None
+    header = str(frame.columns[0])
+    present = [d for d in OTHER_DELIMITERS if d in header]
+    if not present:
+        return None
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=OTHER_DELIMITERS).delimiter
+    except csv.Error:
+        return present[0] if len(present) == 1 else None
+
+
+def _read_csv(raw: bytes, *, source: str) -> pd.DataFrame:
+    compression: Literal["gzip"] | None = "gzip" if source.lower().endswith(".gz") else None
+    frame = pd.read_csv(io.BytesIO(raw), compression=compression)
+    if frame.shape[1] == 1 and any(d in str(frame.columns[0]) for d in OTHER_DELIMITERS):
+        text = gzip.decompress(raw) if compression else raw
+        sample = text[:SNIFF_BYTES].decode("utf-8", errors="replace")
+        delimiter = csv_delimiter(frame, sample.rsplit("\n", 1)[0] if "\n" in sample else sample)
+        if delimiter is None:
+            raise DataError(
+                f"{source} looks like a CSV separated by something other than commas "
+                f"(header {str(frame.columns[0])[:60]!r}); save it comma-separated"
+            )
+        frame = pd.read_csv(io.BytesIO(raw), compression=compression, sep=delimiter)
+    return frame
+
+
 def parse_table(raw: bytes, *, kind: str, source: str) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes; map every parser failure to :class:`DataError`."""
+    """Parse CSV or Parquet bytes; map every parser failure to :class:`DataError`.
+
+    CSV files separated by ``;``, tabs or ``|`` instead of commas are detected (see
+    :func:`csv_delimiter`) and read with their separator. Decimal commas (``1,5``) are
+    not converted: such columns are read as text.
+    """
     if not raw:
         raise DataError(f"data file {source} is empty")
     try:
         if kind == "parquet":
             return pd.read_parquet(io.BytesIO(raw))
-        if source.lower().endswith(".gz"):
-            return pd.read_csv(io.BytesIO(raw), compression="gzip")
-        return pd.read_csv(io.BytesIO(raw))
+        return _read_csv(raw, source=source)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {source} has no rows or columns") from None
     except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError) as exc:

@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from mlsys.contract import LoadedModel, ModelCard, frame_to_feeds
 from mlsys.errors import ConcurrentUpdateError, DataError, MlsysError
-from mlsys.eventlog import Event, EventLog
+from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
 from training_job import evaluation, guardrails, schema
 from training_job.data import Dataset, load_dataset
@@ -51,6 +51,14 @@ from training_job.search import search as run_search
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+class EventSink(Protocol):
+    """The part of :class:`mlsys.eventlog.EventLog` a run needs (lets the CLI open the log
+    lazily, only once there is an outcome to write)."""
+
+    def append(self, event: Event) -> None: ...
+
 
 LIBRARIES = ("mlsys", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
 BOOTSTRAP_RESAMPLES = 1000
@@ -337,7 +345,7 @@ class TrainingRun:
         config: TrainingConfig,
         *,
         registry: ModelRegistry,
-        event_log: EventLog | None,
+        event_log: EventSink | None,
         s3_client: S3Client | None = None,
         actor: str = "training_job",
         clock: Callable[[], float] = time.monotonic,
@@ -534,7 +542,13 @@ class TrainingRun:
             bootstrap=bootstrap.to_dict() if bootstrap else None,
             challenger_metrics=evaluated.challenger_metrics,
             champion_metrics=evaluated.champion_metrics,
-            notes=list(result.notes),
+            notes=[
+                *(
+                    f"column {name!r} is not used as a feature: {why}"
+                    for name, why in prepared.inferred.dropped.items()
+                ),
+                *result.notes,
+            ],
             timings=timings,
             duration_seconds=self.clock() - started,
         )
@@ -565,7 +579,10 @@ class TrainingRun:
         except MlsysError as exc:
             outcome.notes.append(f"could not record the run in the registry: {exc.message}")
         if self.event_log is not None:
-            event = Event(type="training", data=record, model_version=outcome.version)
+            # The default log is shared by every registry used from one directory: say
+            # which registry and model this outcome is about.
+            data = {**record, "registry": self.registry.uri, "model_name": outcome.model_name}
+            event = Event(type="training", data=data, model_version=outcome.version)
             try:
                 self.event_log.append(event)
             except Exception as exc:  # the log is best effort after the fact
@@ -608,7 +625,7 @@ def run_training(
     config: TrainingConfig,
     *,
     registry: ModelRegistry,
-    event_log: EventLog | None,
+    event_log: EventSink | None,
     s3_client: S3Client | None = None,
 ) -> TrainingOutcome:
     """Convenience wrapper: one :class:`TrainingRun` with default collaborators."""

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from mlsys.contract import FeatureSpec, Task
+from mlsys.errors import MlsysError
 from training_job.evaluation import Metric
 
 MAX_SEARCH_ROWS = 20_000
@@ -35,6 +36,13 @@ SMALL_DATA_ROWS = 2_000
 above, :data:`LARGE_DATA_FOLDS`-fold."""
 SMALL_DATA_FOLDS = 5
 LARGE_DATA_FOLDS = 3
+
+
+class TrainingFailedError(MlsysError):
+    """No candidate model could be trained (an operational failure, exit 1: the data passed
+    validation, so the cause is the estimators or the machine, not the user's input)."""
+
+    code = "training_failed"
 
 
 def _linear(task: Task, seed: int) -> Any:
@@ -321,7 +329,7 @@ def search(
 
     if best is None:
         failures = "; ".join(f"{r.name}: {r.detail}" for r in results)
-        raise RuntimeError(f"every candidate model failed to train ({failures})")
+        raise TrainingFailedError(f"every candidate model failed to train ({failures})")
     _, winner, measured = best
     search_seconds = clock() - started
     return _final_fit(

@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from sklearn.linear_model import Ridge
 
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
@@ -19,6 +20,7 @@ from tests.training_support import (
 from training_job.guardrails import GuardrailBudgets
 from training_job.run import TrainingConfig, TrainingRun
 from training_job.schema import MIN_ROWS
+from training_job.search import CANDIDATES, Candidate
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +41,12 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     notes.write_text("a,b\n1,2\n")
     bad_gzip = tmp / "bad.csv.gz"
     bad_gzip.write_bytes(gzip.compress(b"\xff\xfe\x00garbage")[:10])
+    infinite = nonlinear_regression()
+    infinite.loc[[3, 7], "b"] = [float("inf"), float("-inf")]
+    infinite_feature = write_csv(infinite, tmp / "inf.csv")
+    ids = write_csv(
+        nonlinear_regression().assign(y=[f"order-{i}" for i in range(300)]), tmp / "ids.csv"
+    )
     data = str(write_csv(nonlinear_regression(), tmp / "ok.csv"))
     return {
         "missing file": (["--data", str(tmp / "nope.csv")], "data file not found"),
@@ -58,6 +66,11 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             f"only 1 row has a value in target column 'b'; training needs at least {MIN_ROWS}",
         ),
         "text for regression": (["--data", str(words), "--task", "regression"], "not numeric"),
+        "infinite feature": (
+            ["--data", str(infinite_feature)],
+            "feature column 'b': 2 rows have infinite values",
+        ),
+        "identifier target": (["--data", str(ids)], "is this an ID column?"),
     }
 
 
@@ -74,6 +87,8 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "single class",
         "one row",
         "text for regression",
+        "infinite feature",
+        "identifier target",
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
@@ -88,6 +103,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert err.startswith("mlsys train: error: ")
     assert err.count("\n") == 1
     assert registry_files(registry) == []
+    assert not log.exists()  # the log is opened only when there is an outcome to write
 
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
@@ -130,6 +146,37 @@ def test_bad_input_leaves_an_existing_champion_and_log_untouched(
     assert code == 2
     assert {name: (registry / name).read_bytes() for name in registry_files(registry)} == before
     assert len(open_event_log(f"sqlite:///{log}").query().events) == 1
+
+
+def test_when_every_candidate_fails_train_says_so_in_one_line_and_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(), tmp_path / "d.csv"))
+    train(capsys, registry, log, "--data", data, "--models", "linear")
+    champion = (registry / "models" / "default" / "champion.json").read_bytes()
+    # A real estimator that scikit-learn refuses to fit (alpha must be >= 0).
+    monkeypatch.setitem(
+        CANDIDATES,
+        "misconfigured",
+        Candidate(
+            "misconfigured",
+            lambda task, seed: Ridge(alpha=-1.0),
+            scale_numeric=True,
+            cost_exponent=1.0,
+        ),
+    )
+    code, result, err = train(capsys, registry, log, "--data", data, "--models", "misconfigured")
+    assert code == 1
+    assert result is None
+    assert err.startswith(
+        "mlsys train: error: every candidate model failed to train (misconfigured: "
+    )
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert (registry / "models" / "default" / "champion.json").read_bytes() == champion
+    failed = ModelRegistry.open(str(registry), model_name="default").runs()[-1]
+    assert failed["status"] == "failed"  # the attempt is on record
 
 
 class CrashingStore(LocalStore):

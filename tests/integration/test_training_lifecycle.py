@@ -66,12 +66,23 @@ def test_champion_challenger_lifecycle(capsys: pytest.CaptureFixture[str], tmp_p
     reg = ModelRegistry.open(str(registry), model_name="default")
     assert reg.require_champion().version == first["version"]
 
-    # Every run is kept: three versions, three run records, three training events.
+    # Every run is kept: three versions, three run records, three training events,
+    # then the manual rollback's event (newest first).
     assert reg.versions() == [first["version"], second["version"], third["version"]]
     assert [r["promoted"] for r in reg.runs()] == [True, False, True]
-    events = open_event_log(f"sqlite:///{log}").query(event_type="training").events
-    assert [e.data["promoted"] for e in events] == [True, False, True]  # newest first
+    rollback, *events = open_event_log(f"sqlite:///{log}").query(event_type="training").events
+    assert [e.data["promoted"] for e in events] == [True, False, True]
     assert events[0].model_version == third["version"]
+    assert {(e.data["registry"], e.data["model_name"]) for e in events} == {
+        (str(registry), "default")
+    }
+    assert rollback.model_version == first["version"]
+    assert {k: rollback.data[k] for k in ("action", "version", "from_version", "reason")} == {
+        "action": "rollback",
+        "version": first["version"],
+        "from_version": third["version"],
+        "reason": "test rollback",
+    }
     card = reg.card(second["version"])
     assert card.decision["code"] == "not_improved"
     assert card.metrics["champion"]["r2"] == pytest.approx(second["champion_score"])
@@ -128,8 +139,8 @@ def test_models_cli_lists_shows_and_promotes_by_hand(
     assert second["version"] in shown
     assert "by hand" in shown
     code, _, err = models(capsys, registry, "show", "no-such-version")
-    assert code == 1
-    assert "no version 'no-such-version'" in err
+    assert code == 2  # an unknown version is bad input
+    assert err == "mlsys models: error: model 'default' has no version 'no-such-version'\n"
     code, history, _ = models(capsys, registry, "history", "--json")
     assert [h["reason"] for h in json.loads(history)][-1] == "by hand"
 

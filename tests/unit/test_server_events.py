@@ -63,7 +63,7 @@ def test_port_in_use_is_a_one_line_error(
                 f"sqlite:///{tmp_path}/log.sqlite3",
             ]
         )
-        assert server.run(args, Settings()) == 1
+        assert server.run(args, Settings()) == 2  # bad input: the address is taken
     err = capsys.readouterr().err.strip()
     assert err.startswith("mlsys serve: error: cannot listen on 127.0.0.1:")
     assert len(err.splitlines()) == 1

@@ -58,3 +58,22 @@ def test_fingerprint_is_the_sha256_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("x,y\n1,2\n")
     assert load_dataset(str(path)).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"], ids=["semicolon", "tab", "pipe"])
+def test_csv_separated_by_other_characters_is_read_with_its_separator(
+    tmp_path: Path, separator: str
+) -> None:
+    frame = pd.DataFrame({"size m2": [50, 70, 90], "city": ["Lyon", "Nice", "Paris"]})
+    frame["price"] = [1.5, 2.5, 3.5]
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, sep=separator, index=False)
+    loaded = load_dataset(str(path)).frame
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+def test_csv_whose_separator_cannot_be_told_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("a;b|c\n1\n2\n")
+    with pytest.raises(DataError, match="separated by something other than commas"):
+        load_dataset(str(path))

@@ -67,6 +67,43 @@ def test_no_usable_feature_is_bad_input() -> None:
         infer_schema(frame, target="y")
 
 
+@pytest.mark.parametrize(
+    ("values", "count"),
+    [([1.0, np.inf, 2.0, -np.inf], 2), ([1.0, 1e39, 2.0, 3.0], 1)],
+    ids=["inf", "beyond-float32"],
+)
+def test_infinite_feature_values_are_bad_input_naming_the_column(
+    values: list[float], count: int
+) -> None:
+    frame = pd.DataFrame({"ok": [1.0, 2.0, 3.0, 4.0], "ratio": values, "y": [1.0, 2, 3, 4]})
+    plural = "row has an infinite value" if count == 1 else "rows have infinite values"
+    with pytest.raises(DataError, match=f"feature column 'ratio': {count} {plural}"):
+        infer_schema(frame, target="y")
+
+
+def test_datetime_and_nested_columns_are_excluded_with_a_reason() -> None:
+    rows = 4
+    frame = pd.DataFrame(
+        {
+            "when": pd.date_range("2026-01-01", periods=rows, freq="h"),
+            "when_utc": pd.date_range("2026-01-01", periods=rows, freq="h", tz="UTC"),
+            "tags": [["a"], ["b", "c"], [], None],
+            "attrs": [{"k": 1}, {"k": 2}, None, {"k": 3}],
+            "x": [1.0, 2.0, 3.0, 4.0],
+            "y": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    schema = infer_schema(frame, target="y")
+    assert [f.name for f in schema.features] == ["x"]
+    assert set(schema.dropped) == {"when", "when_utc", "tags", "attrs"}
+    assert "date/time" in schema.dropped["when"]
+    assert "date/time" in schema.dropped["when_utc"]
+    assert "nested" in schema.dropped["tags"]
+    assert "nested" in schema.dropped["attrs"]
+    with pytest.raises(DataError, match=r"no usable feature columns.*when: date/time"):
+        infer_schema(frame[["when", "tags", "y"]], target="y")
+
+
 def test_model_frame_renames_and_encodes_like_serving() -> None:
     frame = pd.DataFrame({"weird name": [0.1, None], "c": ["a", None]})
     schema = infer_schema(frame.assign(y=[1, 2]), target="y")
@@ -131,6 +168,12 @@ def test_integer_labels_stay_integers_in_the_card() -> None:
         ([1.0, 1.0, 1.0], "regression", "constant"),
         ([None, None], "auto", "no values"),
         ([float(i) + 0.5 for i in range(150)], "classification", "more than 100 classes"),
+        (
+            [f"order-{i}" for i in range(150)],
+            "auto",
+            r"too many classes \(150, at most 100\) for classification; is this an ID column\? "
+            "choose another --target",
+        ),
     ],
 )
 def test_targets_unusable_for_the_task_are_bad_input(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from mlsys.errors import ConfigError
 from mlsys.settings import load_settings
+from tests.training_support import run_main
 from training_job.cli import add_arguments, config_from
 
 
 def test_defaults_without_environment() -> None:
-    settings = load_settings({})
-    assert settings.training_data is None
-    assert settings.training_task == "auto"
+    settings = load_settings({}).training()
+    assert settings.data is None
+    assert settings.task == "auto"
     assert settings.min_improvement == 0.0
     assert settings.confidence is None
     assert settings.allow_schema_change is False
@@ -22,7 +24,7 @@ def test_defaults_without_environment() -> None:
 
 
 def test_training_variables_are_parsed() -> None:
-    settings = load_settings(
+    loaded = load_settings(
         {
             "MLSYS_DATA": "s3://bucket/data/",
             "MLSYS_TARGET": "price",
@@ -35,15 +37,17 @@ def test_training_variables_are_parsed() -> None:
             "MLSYS_TIME_BUDGET_SECONDS": "60",
         }
     )
-    assert settings.training_data == "s3://bucket/data/"
-    assert settings.training_target == "price"
-    assert settings.training_metric == "rmse"
+    assert loaded.extra == {}
+    settings = loaded.training()
+    assert settings.data == "s3://bucket/data/"
+    assert settings.target == "price"
+    assert settings.task == "regression"
+    assert settings.metric == "rmse"
     assert settings.min_improvement == 0.01
     assert settings.confidence == 0.95
     assert settings.seed == 7
     assert settings.allow_schema_change is True
     assert settings.time_budget_seconds == 60.0
-    assert settings.extra == {}
 
 
 @pytest.mark.parametrize(
@@ -57,9 +61,38 @@ def test_training_variables_are_parsed() -> None:
         ("MLSYS_TIME_BUDGET_SECONDS", "0"),
     ],
 )
-def test_invalid_training_variables_are_config_errors(name: str, value: str) -> None:
+def test_invalid_training_variables_are_config_errors_when_training(name: str, value: str) -> None:
+    settings = load_settings({name: value})  # other commands are unaffected ...
     with pytest.raises(ConfigError, match=name):
-        load_settings({name: value})
+        settings.training()  # ... training refuses it
+
+
+def test_a_bad_training_variable_fails_train_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSYS_TASK", "foo")
+    registry = tmp_path / "registry"
+    assert run_main(["models", "list", "--registry", str(registry)]) == 0
+    assert capsys.readouterr().out == "no versions yet\n"
+    code = run_main(["train", "--registry", str(registry), "--log", f"sqlite:///{tmp_path}/l"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "mlsys train: error: MLSYS_TASK must be one of auto, regression, classification, "
+        "got 'foo'\n"
+    )
+    assert not registry.exists()
+
+
+def test_unknown_mlsys_variables_get_a_one_line_warning_with_a_suggestion(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSYS_TAKS", "classification")
+    monkeypatch.setenv("MLSYS_ZZZ", "1")
+    assert run_main(["models", "list", "--registry", str(tmp_path / "registry")]) == 0
+    assert capsys.readouterr().err == (
+        "mlsys: warning: unknown environment variable MLSYS_TAKS (did you mean MLSYS_TASK?)\n"
+        "mlsys: warning: unknown environment variable MLSYS_ZZZ\n"
+    )
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
