@@ -302,7 +302,7 @@ class Api:
         self, routes: Mapping[str, Mapping[str, Route]], event: Mapping[str, Any], context: Any
     ) -> dict[str, Any]:
         self.service.telemetry.cold_start()
-        request = Request.placeholder(event, context)
+        request: Request | None = None
         try:
             request = Request.from_event(event, context)
             methods = routes.get(request.path)
@@ -322,8 +322,9 @@ class Api:
             status, payload = route(self.service, request)
             return _respond(status, payload)
         except MlsysError as error:
-            return self._error_response(error, request)
+            return self._error_response(error, request or Request.placeholder(event, context))
         except Exception:
+            request = request or Request.placeholder(event, context)
             logger.exception("unhandled error", extra={"route": request.route})
             return self._error_response(
                 MlsysError(
