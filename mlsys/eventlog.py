@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
+import orjson
+
 from mlsys.errors import ConfigError, MlsysError
 
 EventType = Literal["prediction", "training", "error"]
@@ -50,6 +52,9 @@ def new_event_id(now_ns: int | None = None) -> str:
     return f"{now_ns:020d}-{secrets.token_hex(4)}"
 
 
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """One log entry. ``id`` sorts in time order; ``data`` is type-specific."""
@@ -70,6 +75,18 @@ class Event:
             "model_version": self.model_version,
             "data": dict(self.data),
         }
+
+    def to_json(self) -> str:
+        """Compact UTF-8 JSON, as stored by the log implementations.
+
+        orjson rather than :mod:`json`: ~10x faster, which matters because the
+        background writer shares the GIL with the request threads.
+        """
+        return orjson.dumps(self.to_dict(), default=str, option=_ORJSON_OPTIONS).decode()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        return cls.from_dict(orjson.loads(raw))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Event:
@@ -177,10 +194,7 @@ class SqliteEventLog:
         self.append_many((event,))
 
     def append_many(self, events: Sequence[Event]) -> None:
-        rows = [
-            (e.id, e.type, e.time, json.dumps(e.to_dict(), separators=(",", ":"), default=str))
-            for e in events
-        ]
+        rows = [(e.id, e.type, e.time, e.to_json()) for e in events]
         if len(rows) == 1:
             with self._lock:
                 self._conn.execute(_INSERT, rows[0])
@@ -219,7 +233,7 @@ class SqliteEventLog:
         sql = f"SELECT body FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
         with self._lock:
             rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
-        events = [Event.from_dict(json.loads(body)) for (body,) in rows[:limit]]
+        events = [Event.from_json(body) for (body,) in rows[:limit]]
         token = token_after(events[-1]) if len(rows) > limit else None
         return EventPage(events, token)
 

@@ -23,7 +23,6 @@ and returns ``limit``; the ``next`` token is the last id returned.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -114,7 +113,7 @@ class DynamoDBEventLog:
 
     def _item(self, event: Event) -> dict[str, Any]:
         expires_at = int(self._clock()) + self.retention_days * SECONDS_PER_DAY
-        body = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
+        body = event.to_json()
         return {
             "pk": {"S": self.partition(event.type, event.id)},
             "sk": {"S": event.id},
@@ -210,7 +209,7 @@ class DynamoDBEventLog:
         merged = sorted(
             (item for items in results for item in items), key=lambda i: i[0], reverse=True
         )[: limit + 1]
-        events = [Event.from_dict(json.loads(body)) for _, body in merged[:limit]]
+        events = [Event.from_json(body) for _, body in merged[:limit]]
         token = token_after(events[-1]) if len(merged) > limit else None
         return EventPage(events, token)
 
