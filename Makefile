@@ -30,7 +30,8 @@ $(VENV)/bin/python:
 # Runtime only: what `make run` needs (training + inference).
 $(VENV)/.runtime: $(VENV)/bin/python training_job/requirements.txt lambda_inference/requirements.txt pyproject.toml
 	$(PIP) install -r training_job/requirements.txt -r lambda_inference/requirements.txt
-	$(PIP) install --no-deps -e .
+	@# The build backend warns that an editable install shadows same-named folders: that is the point here.
+	PYTHONWARNINGS=ignore $(PIP) install --no-deps -e .
 	@touch $@
 
 # Everything `make test` needs.
