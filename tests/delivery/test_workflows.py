@@ -140,10 +140,14 @@ def test_deploy_uses_oidc_with_least_privilege_and_never_overlaps_a_stage() -> N
     (job,) = deploy["jobs"].values()
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
     assert "conclusion == 'success'" in job["if"]
-    credentials = next(
-        s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws")
-    )
-    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assume = [s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws")]
+    assert assume, "the job must assume the deploy role through OIDC"
+    # Each stage's own role (repository variable), looked up before any AWS call.
+    (role_step,) = [s for s in job["steps"] if s.get("id") == "role"]
+    assert "AWS_DEPLOY_ROLE_ARN" in role_step["run"]
+    for step in assume:
+        assert step["with"]["role-to-assume"] == "${{ steps.role.outputs.arn }}"
+        assert job["steps"].index(role_step) < job["steps"].index(step)
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
     assert "secrets." not in text  # no stored keys: OIDC only
     assert "aws-access-key-id" not in text

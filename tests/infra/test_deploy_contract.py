@@ -83,3 +83,13 @@ def test_the_deploy_role_can_do_each_step_of_the_workflow(assembly: Assembly) ->
         "execute-api:Invoke",  # SigV4 GET /health, /openapi.json, /log
     }
     assert needed <= actions, f"deploy role lacks {sorted(needed - actions)}"
+
+
+def test_every_alarm_has_a_runbook_entry(assembly: Assembly) -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    runbook = operations[operations.index("## Respond to alarms") :]
+    alarms = of_type(assembly.templates[MAIN_STACK], "AWS::CloudWatch::Alarm")
+    names = {re.sub(r"^Monitoring|[0-9A-F]{8}$", "", logical_id) for logical_id in alarms}
+    assert len(names) >= 10
+    missing = sorted(name for name in names if f"`{name}`" not in runbook)
+    assert not missing, f"alarms without a row in docs/operations.md: {missing}"
