@@ -2,8 +2,9 @@
 
 The role trusts exactly one repository and branch, and can do what the deploy workflow
 does and nothing else: assume the CDK bootstrap roles (``cdk deploy``), push the training
-image, submit and watch a training job, read the stack outputs, read the API key and
-call the SigV4 admin routes for the smoke test.
+image, submit, watch and (on timeout) terminate a training job, list the bucket's
+``data/`` prefix (a first deploy trains on the bundled data set while it is empty), read
+the stack outputs, read the API key and call the SigV4 admin routes for the smoke test.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.common import acknowledge
 from infra.config import CiConfig
+from infra.model_store import DATA_PREFIX
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -35,6 +38,7 @@ class CiAccess(Construct):
         app_stack_name: str,
         repository: ecr.IRepository,
         job_queue: batch.IJobQueue,
+        bucket: s3.IBucket,
         api_key: apigw.IApiKey | None,
         smoke_test_routes: list[str],
     ) -> None:
@@ -99,6 +103,22 @@ class CiAccess(Construct):
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
+                sid="TerminateTimedOutTrainingJobs",
+                actions=["batch:TerminateJob"],
+                # Job ids are generated at submission, so no narrower ARN exists up front.
+                resources=[f"arn:{partition}:batch:{region}:{account}:job/*"],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindTrainingData",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
                 sid="ReadStackOutputs",
                 actions=["cloudformation:DescribeStacks"],
                 # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
@@ -139,6 +159,13 @@ class CiAccess(Construct):
             "<AWS::AccountId>:job-definition/*]",
             "Each deploy registers a new job-definition revision; SubmitJob is still limited "
             "to the mlsys job queue, which only runs mlsys images.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:"
+            "<AWS::AccountId>:job/*]",
+            "batch:TerminateJob only: a job's id is generated when the workflow submits it, "
+            "and the workflow stops only the job it started when that job times out.",
         )
         acknowledge(
             policy,

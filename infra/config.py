@@ -26,6 +26,9 @@ key (default)                                  meaning
 ``training_timeout_minutes`` (120)             Batch attempt timeout
 ``training_time_budget_seconds`` (1800)        MLSYS_TIME_BUDGET_SECONDS for the model search
 ``training_min_improvement`` (0.0)             MLSYS_MIN_IMPROVEMENT
+``training_target`` ("")                       MLSYS_TARGET for jobs started by an upload,
+                                               the schedule or CI; "" = the data's default
+                                               (its last column)
 ``training_image_tag`` ("bootstrap")           tag of the training image in ECR (CI pushes the
                                                commit SHA and deploys with ``-c
                                                training_image_tag=<sha>``)
@@ -77,6 +80,7 @@ DEFAULTS: Mapping[str, object] = {
     "training_timeout_minutes": 120,
     "training_time_budget_seconds": 1800,
     "training_min_improvement": 0.0,
+    "training_target": "",
     "training_image_tag": "bootstrap",
     "predict_auth": "api-key",
     "throttle_rate": 100,
@@ -124,6 +128,7 @@ class TrainingConfig:
     timeout_minutes: int
     time_budget_seconds: int
     min_improvement: float
+    target: str
     image_tag: str
 
 
@@ -271,6 +276,7 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         timeout_minutes=read.integer("training_timeout_minutes", minimum=5),
         time_budget_seconds=read.integer("training_time_budget_seconds", minimum=10),
         min_improvement=read.number("training_min_improvement", minimum=0.0),
+        target=read.text("training_target"),
         image_tag=read.text("training_image_tag", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
     )
     if training.job_vcpus > training.max_vcpus:

@@ -122,6 +122,7 @@ class CiAccessStack(Stack):
             app_stack_name=app_stack.stack_name,
             repository=app_stack.model_store.repository,
             job_queue=app_stack.training.job_queue,
+            bucket=app_stack.model_store.bucket,
             api_key=app_stack.serving.api_key,
             smoke_test_routes=app_stack.serving.smoke_test_routes(),
         )

@@ -188,6 +188,8 @@ class Training(Construct):
                 "POWERTOOLS_SERVICE_NAME": "training",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
+                # Unset, the job trains on the data's default target (its last column).
+                **({"MLSYS_TARGET": config.target} if config.target else {}),
             },
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),

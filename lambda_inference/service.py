@@ -49,7 +49,7 @@ from lambda_inference.validation import (
 )
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
-from mlsys.eventlog import EVENT_TYPES, Event, EventLog, EventType, open_event_log
+from mlsys.eventlog import EVENT_TYPES, Event, EventLog, EventType, open_event_log_for
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 
@@ -134,14 +134,7 @@ class InferenceService:
         )
 
         def open_log() -> EventLog:
-            if settings.log_uri.startswith("dynamodb://"):
-                return open_event_log(
-                    settings.log_uri,
-                    client=dynamodb_client,
-                    retention_days=settings.log_retention_days,
-                    shards=settings.log_shards,
-                )
-            return open_event_log(settings.log_uri)
+            return open_event_log_for(settings, client=dynamodb_client)
 
         return cls(
             tracker=tracker,

@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlparse
 
 import orjson
 
 from mlsys.errors import ConfigError, MlsysError
+
+if TYPE_CHECKING:
+    from mlsys.settings import Settings
 
 EventType = Literal["prediction", "training", "error"]
 EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
@@ -270,6 +273,27 @@ def open_event_log(uri: str, **kwargs: Any) -> EventLog:
     from mlsys.eventlog_dynamodb import DynamoDBEventLog  # noqa: PLC0415
 
     return DynamoDBEventLog(location, **kwargs)
+
+
+def open_event_log_for(
+    settings: Settings, uri: str | None = None, *, client: Any = None
+) -> EventLog:
+    """Open ``uri`` (default ``settings.log_uri``) with the operator's log settings.
+
+    Every writer goes through here so that a changed ``MLSYS_LOG_SHARDS`` or
+    ``MLSYS_LOG_RETENTION_DAYS`` reaches training and ``mlsys models`` events too:
+    an event written to a shard the readers do not scan would never be served.
+    ``client`` is an injectable boto3 DynamoDB client (ignored for SQLite).
+    """
+    target = settings.log_uri if uri is None else uri
+    if parse_log_uri(target)[0] == "sqlite":
+        return open_event_log(target)
+    return open_event_log(
+        target,
+        client=client,
+        retention_days=settings.log_retention_days,
+        shards=settings.log_shards,
+    )
 
 
 def events_from_lines(lines: Iterable[str]) -> list[Event]:

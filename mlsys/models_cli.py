@@ -20,7 +20,7 @@ from typing import Any
 
 from mlsys.contract import ModelCard, schema_changes
 from mlsys.errors import ConfigError
-from mlsys.eventlog import Event, open_event_log
+from mlsys.eventlog import Event, open_event_log_for
 from mlsys.registry import ChampionPointer, ModelRegistry
 from mlsys.settings import Settings
 
@@ -157,7 +157,7 @@ def record_champion_change(
         "forced": forced,
     }
     try:
-        open_event_log(log_uri or settings.log_uri).append(
+        open_event_log_for(settings, log_uri or settings.log_uri).append(
             Event(type="training", data=data, model_version=pointer.version)
         )
     except Exception as exc:  # best effort: the champion change already happened

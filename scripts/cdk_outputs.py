@@ -20,6 +20,7 @@ REQUIRED: Mapping[str, str] = {
     "TRAINING_IMAGE_REPOSITORY_URI": "TrainingImageRepositoryUri",
     "TRAINING_JOB_QUEUE": "TrainingJobQueue",
     "TRAINING_JOB_DEFINITION": "TrainingJobDefinition",
+    "MODEL_STORE_BUCKET": "ModelStoreBucket",  # first deploy: is data/ still empty?
 }
 """Environment variable -> output key the deploy workflow cannot do without."""
 

@@ -2,12 +2,17 @@
 training step, also handy by hand (see docs/operations.md).
 
     python scripts/run_training_job.py --job-queue QUEUE --job-definition JOBDEF \\
-        [--region REGION] [--timeout-minutes 60] [--data s3://BUCKET/data/file.csv] \\
-        [--env MLSYS_MIN_IMPROVEMENT=0.01 ...]
+        [--bucket BUCKET] [--region REGION] [--timeout-minutes 60] \\
+        [--data s3://BUCKET/data/file.csv] [--env MLSYS_MIN_IMPROVEMENT=0.01 ...]
 
 ``--data`` fills the job definition's ``data`` parameter (its default is the
 bucket's ``data/`` prefix, i.e. the newest object there); ``--env`` overrides
 container environment variables such as ``MLSYS_TARGET`` or ``MLSYS_CONFIDENCE``.
+
+``--bucket`` (the stack's ``ModelStoreBucket`` output) covers a new stage's first
+deploy: without ``--data``, when ``data/`` holds no CSV or Parquet object yet, the
+job trains on the bundled ``sklearn:diabetes`` data set (and its own target column)
+instead of failing on an empty prefix.
 
 Prints each status change. Exits 0 when the job SUCCEEDED (whether or not the
 challenger was promoted: that is the training job's decision, recorded in the
@@ -27,8 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
+    from mypy_boto3_s3 import S3Client
 
 DONE_STATES = frozenset({"SUCCEEDED", "FAILED"})
+DATA_PREFIX = "data/"
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+"""What the training job reads from a prefix (training_job.data; a test keeps them equal)."""
+BUNDLED_DATA = "sklearn:diabetes"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,34 @@ def failure_reason(job: Mapping[str, Any]) -> str:
         f"log stream {container['logStreamName']}" if container.get("logStreamName") else "",
     ]
     return "; ".join(part for part in parts if part)
+
+
+def has_training_data(s3: S3Client, bucket: str) -> bool:
+    """Whether ``s3://bucket/data/`` holds an object the training job can read."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=DATA_PREFIX):
+        if any(o["Key"].lower().endswith(DATA_SUFFIXES) for o in page.get("Contents", [])):
+            return True
+    return False
+
+
+def first_deploy_fallback(
+    s3: S3Client,
+    bucket: str,
+    environment: Sequence[Mapping[str, str]],
+    report: Callable[[str], None],
+) -> tuple[str | None, list[dict[str, str]]]:
+    """``(data override, environment)`` for a run without ``--data``: the bundled data
+    set when the bucket has no training data yet, else the job definition's default."""
+    if has_training_data(s3, bucket):
+        return None, [dict(e) for e in environment]
+    report(
+        f"notice: s3://{bucket}/{DATA_PREFIX} holds no CSV or Parquet object yet; "
+        f"training on the bundled {BUNDLED_DATA} data set instead"
+    )
+    # A configured target column (training_target) names a column of the real data.
+    overridden = {e["name"] for e in environment}
+    extra = [] if "MLSYS_TARGET" in overridden else [{"name": "MLSYS_TARGET", "value": ""}]
+    return BUNDLED_DATA, [*(dict(e) for e in environment), *extra]
 
 
 def parse_env(pairs: Sequence[str]) -> list[dict[str, str]]:
@@ -140,6 +178,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--job-name", default="mlsys-training", help="name shown in the console")
     parser.add_argument("--region", help="AWS region (default: the AWS CLI's)")
     parser.add_argument(
+        "--bucket",
+        help="the model-store bucket (stack output ModelStoreBucket): without --data, "
+        f"train on {BUNDLED_DATA} while its data/ prefix is empty",
+    )
+    parser.add_argument(
         "--data",
         metavar="S3_URI",
         help="training data: an object, or a prefix ending in / for its newest object "
@@ -170,13 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     try:
+        data_uri, environment = args.data, args.environment
+        if data_uri is None and args.bucket:
+            data_uri, environment = first_deploy_fallback(
+                boto3.client("s3", region_name=args.region), args.bucket, environment, print
+            )
         outcome = submit_and_wait(
             boto3.client("batch", region_name=args.region),
             job_name=args.job_name,
             job_queue=args.job_queue,
             job_definition=args.job_definition,
-            data_uri=args.data,
-            environment=args.environment,
+            data_uri=data_uri,
+            environment=environment,
             timeout_seconds=args.timeout_minutes * 60,
             poll_seconds=args.poll_seconds,
             report=print,

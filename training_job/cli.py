@@ -14,7 +14,7 @@ import sys
 from typing import Any, cast
 
 from mlsys.errors import ConfigError
-from mlsys.eventlog import Event, EventLog, open_event_log, parse_log_uri
+from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 from training_job.cloudwatch import emit_training_metrics
@@ -149,15 +149,16 @@ class DeferredEventLog:
     """The system log, opened on the first append: a run stopped by bad input never
     creates (or connects to) the log, so it leaves nothing behind."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, settings: Settings) -> None:
         # Checked now so a mistyped --log fails before training, not after it.
         parse_log_uri(uri)
         self.uri = uri
+        self._settings = settings
         self._log: EventLog | None = None
 
     def append(self, event: Event) -> None:
         if self._log is None:
-            self._log = open_event_log(self.uri)
+            self._log = open_event_log_for(self._settings, self.uri)
         self._log.append(event)
 
 
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _pick(args.registry, settings.registry_uri),
         model_name=_pick(args.model_name, settings.model_name),
     )
-    event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri))
+    event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri), settings=settings)
     outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
     result = outcome.to_dict()
     if getattr(args, "emf", None):

@@ -18,6 +18,7 @@ OUTPUTS = {
         "TrainingJobDefinition": "arn:aws:batch:eu-west-1:123456789012:job-definition/d:3",
         "TrainingImageRepositoryUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo",
         "DashboardName": "mlsys-dev",
+        "ModelStoreBucket": "mlsys-dev-modelstore-abc",
     },
     "mlsys-dev-ci": {"DeployRoleArn": "arn:aws:iam::123456789012:role/deploy"},
 }
@@ -33,7 +34,9 @@ def test_writes_github_env_lines(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (
         "TRAINING_IMAGE_REPOSITORY_URI=123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo" in lines
     )
-    assert len(lines) == 5
+    # The training step's --bucket: a first deploy falls back to the bundled data set.
+    assert "MODEL_STORE_BUCKET=mlsys-dev-modelstore-abc" in lines
+    assert len(lines) == 6
 
 
 def test_keys_with_a_cdk_hash_suffix_match_but_longer_names_do_not() -> None:

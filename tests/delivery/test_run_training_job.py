@@ -128,3 +128,71 @@ def test_judge(
     outcome = judge(job, elapsed_seconds=elapsed, timeout_seconds=3600)
     assert (outcome.finished, outcome.succeeded) == (finished, succeeded)
     assert words in outcome.message
+
+
+def submitted_job() -> dict[str, Any]:
+    batch = boto3.client("batch", region_name=REGION)
+    (summary,) = batch.list_jobs(jobQueue="training", jobStatus="SUCCEEDED")["jobSummaryList"]
+    (job,) = batch.describe_jobs(jobs=[summary["jobId"]])["jobs"]
+    return job  # type: ignore[no-any-return]
+
+
+def run_with_bucket(queue: dict[str, str], *extra: str) -> int:
+    return run_training_job.main(
+        [
+            "--job-queue", queue["queue"],
+            "--job-definition", queue["definition"],
+            "--region", REGION,
+            "--bucket", "models",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_first_deploy_with_no_training_data_trains_on_the_bundled_data_set(
+    batch_queue: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": REGION})
+    # Not training data: the README of the prefix and an object outside it.
+    s3.put_object(Bucket="models", Key="data/README.txt", Body=b"put CSV files here")
+    s3.put_object(Bucket="models", Key="elsewhere.csv", Body=b"a,b\n1,2\n")
+
+    assert run_with_bucket(batch_queue) == 0
+    out = capsys.readouterr().out
+    assert "notice: s3://models/data/ holds no CSV or Parquet object yet" in out
+    job = submitted_job()
+    assert job["parameters"] == {"data": "sklearn:diabetes"}
+    # A training_target set for the real data would not exist in the bundled set.
+    assert {"name": "MLSYS_TARGET", "value": ""} in job["container"]["environment"]
+
+
+def test_existing_training_data_keeps_the_job_definitions_default(
+    batch_queue: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="models", Key="data/2026/houses.parquet", Body=b"PAR1")
+
+    assert run_with_bucket(batch_queue, "--env", "MLSYS_CONFIDENCE=0.9") == 0
+    assert "notice" not in capsys.readouterr().out
+    job = submitted_job()
+    assert job.get("parameters", {}) == {}
+    names = [e["name"] for e in job["container"]["environment"]]
+    assert "MLSYS_TARGET" not in names
+    assert "MLSYS_CONFIDENCE" in names
+
+
+def test_explicit_data_is_never_replaced(
+    batch_queue: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No bucket exists at all: with --data the script must not even look.
+    assert run_with_bucket(batch_queue, "--data", "s3://models/data/new.csv") == 0
+    assert "notice" not in capsys.readouterr().out
+    assert submitted_job()["parameters"] == {"data": "s3://models/data/new.csv"}
+
+
+def test_data_suffixes_match_what_the_training_job_reads() -> None:
+    from training_job.data import _FORMATS  # noqa: PLC0415
+
+    assert set(run_training_job.DATA_SUFFIXES) == set(_FORMATS)

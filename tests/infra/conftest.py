@@ -42,6 +42,7 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "training_schedule": "",
     "training_on_upload": False,
     "training_spot": False,
+    "training_target": "price in EUR",
     "alarm_email": "ops@example.com",
     "github_oidc_provider_arn": (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"

@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Template
 
 from tests.infra.conftest import VARIANT_CI_STACK, Assembly
-from tests.infra.templates import actions, of_type, one, role_statements
+from tests.infra.templates import actions, of_type, one, resources, role_statements
 
 SUBJECT = "repo:owner/repo:ref:refs/heads/main"
 
@@ -88,6 +88,8 @@ def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
         "ecr:UploadLayerPart",
         "batch:SubmitJob",
         "batch:DescribeJobs",
+        "batch:TerminateJob",
+        "s3:ListBucket",
         "cloudformation:DescribeStacks",
         "execute-api:Invoke",
         "apigateway:GET",
@@ -99,3 +101,23 @@ def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
         ("deploy", "file-publishing", "image-publishing", "lookup"), roles, strict=True
     ):
         assert f":role/cdk-hnb659fds-{name}-role-" in rendered
+
+
+def test_deploy_role_can_terminate_only_batch_jobs_and_list_only_the_data_prefix(
+    ci_template: dict[str, Any],
+) -> None:
+    role = one(ci_template, "AWS::IAM::Role")[0]
+    statements = role_statements(ci_template, role)
+    (terminate,) = [s for s in statements if "batch:TerminateJob" in actions(s)]
+    assert actions(terminate) == ["batch:TerminateJob"]
+    assert "Condition" not in terminate
+    assert json.dumps(terminate["Resource"]).endswith(':job/*"]]}')
+    assert ":batch:" in json.dumps(terminate["Resource"])
+
+    (listing,) = [s for s in statements if "s3:ListBucket" in actions(s)]
+    assert actions(listing) == ["s3:ListBucket"]
+    # The model-store bucket itself (not a wildcard), and only keys under data/.
+    (bucket,) = resources(listing)
+    assert "ModelStoreBucket" in json.dumps(bucket)
+    assert "*" not in json.dumps(bucket)
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["data/*"]}}

@@ -88,6 +88,7 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
     }
     assert environment["MLSYS_MODEL_NAME"] == "default"
     assert environment["MLSYS_TIME_BUDGET_SECONDS"] == "1800"
+    assert "MLSYS_TARGET" not in environment  # default: the data's last column
     memory = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
     assert memory == {"MEMORY": "6144", "VCPU": "2"}
     assert definition["Timeout"] == {"AttemptDurationSeconds": 7200}
@@ -177,3 +178,10 @@ def test_failed_training_job_notifies_the_alarm_topic(main_template: dict[str, A
 def test_triggers_can_be_switched_off(variant: Assembly) -> None:
     remaining = rules(variant.templates[VARIANT_STACK]).values()
     assert [r["EventPattern"]["source"] for r in remaining] == [["aws.batch"]]
+
+
+def test_training_target_context_sets_the_jobs_target_column(variant: Assembly) -> None:
+    container = job_definition(variant.templates[VARIANT_STACK])["ContainerProperties"]
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    # Uploads and the schedule submit the definition as is, so they train on this column too.
+    assert environment["MLSYS_TARGET"] == "price in EUR"
