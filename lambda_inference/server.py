@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
 from lambda_inference.service import InferenceService
+from mlsys.cli import add_location_arguments
 from mlsys.settings import Settings
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -222,9 +223,7 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", help="registry URI (default: MLSYS_REGISTRY_URI)")
-    parser.add_argument("--log", help="system log URI (default: MLSYS_LOG_URI)")
-    parser.add_argument("--model-name", help="model to serve (default: MLSYS_MODEL_NAME)")
+    add_location_arguments(parser, log_help="system log")
     parser.add_argument(
         "--host",
         type=host_argument,
@@ -323,7 +322,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = replace(
         settings,
         registry_uri=args.registry or settings.registry_uri,
-        log_uri=args.log or settings.log_uri,
+        log_uri=args.log_uri or settings.log_uri,
         model_name=args.model_name or settings.model_name,
         log_delivery=args.log_delivery,
     )

@@ -44,6 +44,25 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) -> None:
+    """``--registry``, ``--model-name`` and ``--log``: where a subcommand finds its model
+    and its system log. Unset, they fall back to the settings (``MLSYS_*``)."""
+    parser.add_argument(
+        "--registry",
+        metavar="URI",
+        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
+    )
+    parser.add_argument(
+        "--model-name", metavar="NAME", help="model in the registry (env MLSYS_MODEL_NAME)"
+    )
+    parser.add_argument(
+        "--log",
+        metavar="URI",
+        dest="log_uri",
+        help=f"{log_help}: sqlite:///path or dynamodb://table (env MLSYS_LOG_URI)",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # argparse prints usage on error; a one-line message is the contract.

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlsys.cli import add_location_arguments
 from mlsys.contract import ModelCard, schema_changes
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, open_event_log_for
@@ -31,18 +32,7 @@ ACTOR = "mlsys models"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Options live on every action so they can follow it: `mlsys models list --json`.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--registry",
-        metavar="URI",
-        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
-    )
-    common.add_argument("--model-name", metavar="NAME", help="env MLSYS_MODEL_NAME")
-    common.add_argument(
-        "--log",
-        metavar="URI",
-        dest="log_uri",
-        help="system log promotions and rollbacks are recorded in (env MLSYS_LOG_URI)",
-    )
+    add_location_arguments(common, log_help="system log promotions and rollbacks go to")
     common.add_argument("--json", action="store_true", help="print JSON")
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=type(parser)

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, cast
 
+from mlsys.cli import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
@@ -88,18 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="primary holdout metric (env MLSYS_METRIC; default r2 for "
         "regression, f1_macro for classification)",
     )
-    parser.add_argument(
-        "--registry",
-        metavar="URI",
-        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
-    )
-    parser.add_argument("--model-name", metavar="NAME", help="env MLSYS_MODEL_NAME")
-    parser.add_argument(
-        "--log",
-        metavar="URI",
-        dest="log_uri",
-        help="system log: sqlite:///path or dynamodb://table (env MLSYS_LOG_URI)",
-    )
+    add_location_arguments(parser, log_help="system log for the training event")
     parser.add_argument(
         "--min-improvement",
         type=_non_negative,
