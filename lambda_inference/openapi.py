@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlsys.contract import FeatureSpec, ModelCard
+from mlsys.eventlog import EVENT_TYPES
 
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
                         {
                             "name": "type",
                             "in": "query",
-                            "schema": {"enum": ["prediction", "training", "error"]},
+                            "schema": {"enum": list(EVENT_TYPES)},
                         },
                         {
                             "name": "since",

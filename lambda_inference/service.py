@@ -39,6 +39,7 @@ from lambda_inference.events import (
 )
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
+from lambda_inference.shadow import shadow_event
 from lambda_inference.telemetry import Telemetry
 from lambda_inference.validation import (
     batch_records,
@@ -182,7 +183,7 @@ class InferenceService:
                 details={"bytes": len(body), "limit": self.limits.max_body_bytes},
             )
         data = request_data(decode_json(body))
-        serving = self.tracker.current()
+        serving, shadow = self.tracker.for_request(request_id)
         if endpoint == "stream":
             records = serving.encoder.as_record_list(data)
         else:
@@ -219,6 +220,18 @@ class InferenceService:
             prediction=prediction,
             classes=classes,
         )
+        if shadow is not None:
+            self.sink.emit(
+                shadow_event(
+                    champion=serving,
+                    candidate=shadow,
+                    records=records,
+                    champion_prediction=prediction,
+                    body_has_booleans=has_booleans,
+                    request_id=request_id,
+                    endpoint=endpoint,
+                )
+            )
         return response
 
     @staticmethod
@@ -247,8 +260,8 @@ class InferenceService:
     # --- errors ------------------------------------------------------------------
     def record_error(self, error: MlsysError, *, status: int, route: str, request_id: str) -> None:
         """Log a failed request as an ``error`` event and count it."""
-        loaded = self.tracker.loaded()
-        version = loaded.version if loaded is not None else None
+        # The version that answers this request id (a canary splits errors too).
+        version = self.tracker.answering_version(request_id)
         self.telemetry.error(code=error.code, version=version)
         self.sink.emit(
             Event(

@@ -31,8 +31,9 @@ from mlsys.errors import ConfigError, MlsysError
 if TYPE_CHECKING:
     from mlsys.settings import Settings
 
-EventType = Literal["prediction", "training", "error"]
-EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
+EventType = Literal["prediction", "training", "error", "shadow"]
+EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error", "shadow")
+"""``shadow``: a shadow-rollout candidate's output next to the champion's (never served)."""
 
 
 class InvalidPageTokenError(MlsysError):
