@@ -154,7 +154,6 @@ class ChampionTracker:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
 
-
     def current(self) -> ServingModel:
         """The champion to serve; raises ``NoChampionError`` / ``ModelUnavailableError``."""
         return self._fresh().result()

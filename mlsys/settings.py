@@ -7,11 +7,16 @@ arguments; nothing else reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlsys.rollout import RolloutPolicy
 
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
@@ -119,10 +124,31 @@ class Settings:
     """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
+    rollout_env: Mapping[str, str] = field(default_factory=dict)
+    """The raw ``MLSYS_ROLLOUT_*`` policy variables, validated by :meth:`rollout_policy`."""
+    alarm_topic_arn: str | None = None
+    """MLSYS_ALARM_TOPIC_ARN: SNS topic the rollout evaluator notifies on complete/abort."""
 
     def training(self) -> TrainingSettings:
         """The training defaults; :class:`ConfigError` names a bad variable."""
         return load_training_settings(self.training_env)
+
+    def rollout_policy(self) -> RolloutPolicy:
+        """The automatic rollout policy: MLSYS_ROLLOUT_MIN_REQUESTS (200),
+        MLSYS_ROLLOUT_MIN_BAKE_SECONDS (900), MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE (0.02),
+        MLSYS_ROLLOUT_MAX_P99_RATIO (1.5), MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION (0.25),
+        MLSYS_ROLLOUT_MAX_QUALITY_DROP (0.02)."""
+        from mlsys.rollout import RolloutPolicy  # noqa: PLC0415 - only rollout users pay
+
+        env = self.rollout_env
+        return RolloutPolicy(
+            min_requests=_int(env, "MLSYS_ROLLOUT_MIN_REQUESTS", 200, minimum=1),
+            min_bake_seconds=_float(env, "MLSYS_ROLLOUT_MIN_BAKE_SECONDS", 900.0),
+            max_error_rate_increase=_float(env, "MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE", 0.02),
+            max_p99_latency_ratio=_float(env, "MLSYS_ROLLOUT_MAX_P99_RATIO", 1.5, minimum=1.0),
+            max_shadow_deviation=_float(env, "MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION", 0.25),
+            max_quality_drop=_float(env, "MLSYS_ROLLOUT_MAX_QUALITY_DROP", 0.02),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +174,12 @@ class TrainingSettings:
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
     """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    min_baseline_lift: float = 0.05
+    """MLSYS_MIN_BASELINE_LIFT: skill over the trivial baseline a challenger needs."""
+    rollout: str = "direct"
+    """MLSYS_ROLLOUT: ``direct``, ``canary`` or ``shadow`` for a promotion over a champion."""
+    canary_fraction: float = 0.1
+    """MLSYS_CANARY_FRACTION: share of requests a canary candidate answers."""
 
 
 TRAINING_VARIABLES = frozenset(
@@ -161,22 +193,40 @@ TRAINING_VARIABLES = frozenset(
         "MLSYS_SEED",
         "MLSYS_ALLOW_SCHEMA_CHANGE",
         "MLSYS_TIME_BUDGET_SECONDS",
+        "MLSYS_MIN_BASELINE_LIFT",
+        "MLSYS_ROLLOUT",
+        "MLSYS_CANARY_FRACTION",
     }
 )
-KNOWN_VARIABLES = TRAINING_VARIABLES | {
-    "MLSYS_REGISTRY_URI",
-    "MLSYS_MODEL_NAME",
-    "MLSYS_LOG_URI",
-    "MLSYS_LOG_DELIVERY",
-    "MLSYS_LOG_INPUTS",
-    "MLSYS_LOG_RETENTION_DAYS",
-    "MLSYS_LOG_SHARDS",
-    "MLSYS_MODEL_REFRESH_SECONDS",
-    "MLSYS_MAX_BATCH_RECORDS",
-    "MLSYS_MAX_BODY_BYTES",
-    "MLSYS_MAX_LOG_PAGE",
-    "MLSYS_GIT_COMMIT",
-}
+ROLLOUT_VARIABLES = frozenset(
+    {
+        "MLSYS_ROLLOUT_MIN_REQUESTS",
+        "MLSYS_ROLLOUT_MIN_BAKE_SECONDS",
+        "MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE",
+        "MLSYS_ROLLOUT_MAX_P99_RATIO",
+        "MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION",
+        "MLSYS_ROLLOUT_MAX_QUALITY_DROP",
+    }
+)
+KNOWN_VARIABLES = (
+    TRAINING_VARIABLES
+    | ROLLOUT_VARIABLES
+    | {
+        "MLSYS_ALARM_TOPIC_ARN",
+        "MLSYS_REGISTRY_URI",
+        "MLSYS_MODEL_NAME",
+        "MLSYS_LOG_URI",
+        "MLSYS_LOG_DELIVERY",
+        "MLSYS_LOG_INPUTS",
+        "MLSYS_LOG_RETENTION_DAYS",
+        "MLSYS_LOG_SHARDS",
+        "MLSYS_MODEL_REFRESH_SECONDS",
+        "MLSYS_MAX_BATCH_RECORDS",
+        "MLSYS_MAX_BODY_BYTES",
+        "MLSYS_MAX_LOG_PAGE",
+        "MLSYS_GIT_COMMIT",
+    }
+)
 """Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
 
 
@@ -201,6 +251,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
         git_commit=env.get("MLSYS_GIT_COMMIT") or None,
+        rollout_env={k: v for k, v in env.items() if k in ROLLOUT_VARIABLES},
+        alarm_topic_arn=env.get("MLSYS_ALARM_TOPIC_ARN") or None,
         extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in KNOWN_VARIABLES},
     )
 
@@ -217,4 +269,7 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         seed=_int(env, "MLSYS_SEED", 0),
         allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
         time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
+        min_baseline_lift=_float(env, "MLSYS_MIN_BASELINE_LIFT", 0.05, minimum=-math.inf),
+        rollout=_choice(env, "MLSYS_ROLLOUT", "direct", ("direct", "canary", "shadow")),
+        canary_fraction=_optional_float(env, "MLSYS_CANARY_FRACTION", above=0.0, below=1.0) or 0.1,
     )

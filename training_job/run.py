@@ -35,8 +35,13 @@ from mlsys.contract import LoadedModel, ModelCard, frame_to_feeds
 from mlsys.errors import ConcurrentUpdateError, DataError, MlsysError
 from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
+from mlsys.rollout import ROLLOUT_CHOICES
+from mlsys.rollout_control import start_rollout
 from training_job import evaluation, guardrails, schema
+from training_job.baseline import BEST_POSSIBLE
+from training_job.baseline import baseline as trivial_baseline
 from training_job.data import Dataset, load_dataset
+from training_job.data_checks import DataWarning, column_warnings, drift_warnings
 from training_job.export import export_onnx
 from training_job.guardrails import GuardrailBudgets, GuardrailResult
 from training_job.policy import (
@@ -62,6 +67,8 @@ class EventSink(Protocol):
 
 LIBRARIES = ("mlsys", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
 BOOTSTRAP_RESAMPLES = 1000
+BASELINE_CONFIDENCE = 0.95
+"""The challenger's lift over the trivial baseline must be significant at this level."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,8 +86,18 @@ class TrainingConfig:
     budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
     bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
     git_commit: str | None = None
+    min_baseline_lift: float = 0.05
+    rollout: str = "direct"
+    """How a promotion over an existing champion happens: direct, canary or shadow."""
+    canary_fraction: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.rollout not in ROLLOUT_CHOICES:
+            from mlsys.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(
+                f"unknown rollout {self.rollout!r}; choose from {', '.join(ROLLOUT_CHOICES)}"
+            )
         unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown or not self.candidates:
             from mlsys.errors import ConfigError  # noqa: PLC0415
@@ -124,6 +141,10 @@ class TrainingOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     duration_seconds: float = 0.0
     status: str = "completed"
+    baseline_score: float | None = None
+    data_checks: list[dict[str, str]] = field(default_factory=list)
+    rollout: dict[str, Any] | None = None
+    """The rollout this run started instead of promoting outright, if any."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +178,9 @@ class TrainingOutcome:
             "notes": self.notes,
             "timings": self.timings,
             "duration_seconds": self.duration_seconds,
+            "baseline_score": self.baseline_score,
+            "data_checks": self.data_checks,
+            "rollout": self.rollout,
         }
 
 
@@ -365,13 +389,29 @@ class TrainingRun:
         prepared = prepare(config, dataset)
         timings = {"load_seconds": self.clock() - started}
         pointer = self.registry.champion()
+        warnings = self._data_warnings(prepared, pointer)
         try:
-            outcome = self._train_and_decide(run_id, prepared, pointer, timings, started)
+            outcome = self._train_and_decide(
+                run_id, prepared, pointer, timings, started, warnings=warnings
+            )
         except Exception as exc:
             self._record_failure(run_id, prepared, pointer, exc, started)
             raise
         self._record(outcome)
         return outcome
+
+    def _data_warnings(
+        self, prepared: PreparedData, pointer: ChampionPointer | None
+    ) -> list[DataWarning]:
+        """Suspicious columns, and drift against the champion's training statistics."""
+        warnings = column_warnings(prepared.frame, target=prepared.target_name)
+        if pointer is None:
+            return warnings
+        try:
+            stats = self.registry.card(pointer.version).baseline_stats
+        except MlsysError:
+            return warnings  # a champion without a readable card: the schema check says so
+        return warnings + drift_warnings(prepared.frame, prepared.inferred.features, stats)
 
     def _train_and_decide(
         self,
@@ -380,6 +420,8 @@ class TrainingRun:
         pointer: ChampionPointer | None,
         timings: dict[str, float],
         started: float,
+        *,
+        warnings: Sequence[DataWarning] = (),
     ) -> TrainingOutcome:
         config = self.config
         target = prepared.target
@@ -431,6 +473,7 @@ class TrainingRun:
                 "holdout_rows": len(prepared.split.holdout),
                 "stratified": prepared.split.stratified,
                 "dropped_columns": dict(prepared.inferred.dropped),
+                "checks": [w.to_dict() for w in warnings],
             },
             training={
                 **result.to_dict(),
@@ -465,6 +508,27 @@ class TrainingRun:
                 f"metric {metric.name} is undefined on this holdout "
                 f"({len(y_holdout)} rows); choose another --metric"
             )
+        floor = trivial_baseline(
+            metric,
+            target.task,
+            target.y[train],
+            y_holdout,
+            n_classes=len(target.classes) if target.classes is not None else None,
+        )
+        baseline = floor.score if floor else None
+        floor_bootstrap = (
+            evaluation.paired_bootstrap(
+                y_holdout,
+                floor.scores,
+                evaluated.challenger_scores,
+                metric=metric,
+                confidence=BASELINE_CONFIDENCE,
+                resamples=config.bootstrap_resamples,
+                seed=config.seed,
+            )
+            if floor
+            else None
+        )
         bootstrap = None
         champion = evaluated.champion
         if (
@@ -491,11 +555,15 @@ class TrainingRun:
                 higher_is_better=metric.higher_is_better,
                 guardrail_failures=failures,
                 bootstrap=bootstrap,
+                baseline_score=baseline,
+                best_possible=BEST_POSSIBLE.get(metric.name),
+                baseline_bootstrap=floor_bootstrap,
             ),
             PromotionPolicy(
                 min_improvement=config.min_improvement,
                 confidence=config.confidence,
                 allow_schema_change=config.allow_schema_change,
+                min_baseline_lift=config.min_baseline_lift,
             ),
         )
         card = replace(
@@ -506,6 +574,7 @@ class TrainingRun:
                 "challenger": evaluated.challenger_metrics,
                 "champion": evaluated.champion_metrics,
                 "champion_version": pointer.version if pointer else None,
+                "baseline": {metric.name: baseline} if baseline is not None else {},
             },
             decision={
                 **decision.to_dict(),
@@ -517,7 +586,11 @@ class TrainingRun:
         self.registry.register(card, exported.model_bytes)
 
         promoted, reason, code = self._promote(decision, run_id, pointer)
+        after = self.registry.champion() if code == "rollout_started" else None
         return TrainingOutcome(
+            baseline_score=baseline,
+            data_checks=[w.to_dict() for w in warnings],
+            rollout=after.rollout.to_dict() if after and after.rollout else None,
             run_id=run_id,
             model_name=self.registry.model_name,
             promoted=promoted,
@@ -559,6 +632,18 @@ class TrainingRun:
         if not decision.promote:
             return False, decision.reason, decision.code
         try:
+            if pointer is not None and self.config.rollout in ("canary", "shadow"):
+                # A first champion is always direct: there is nothing to compare it with.
+                start_rollout(
+                    self.registry,
+                    version,
+                    mode="canary" if self.config.rollout == "canary" else "shadow",
+                    fraction=self.config.canary_fraction,
+                    reason=decision.reason,
+                    actor=f"{self.actor}:{version}",
+                    expected=pointer,
+                )
+                return False, f"{self.config.rollout} started: {decision.reason}", "rollout_started"
             self.registry.promote(
                 version, reason=decision.reason, actor=f"{self.actor}:{version}", expected=pointer
             )
@@ -642,6 +727,8 @@ def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
         f"holdout rows in {outcome.duration_seconds:.1f}s",
         f"challenger {outcome.version}: {outcome.metric} = {outcome.challenger_score:.4f}",
     ]
+    if outcome.baseline_score is not None:
+        lines.append(f"baseline (trivial): {outcome.metric} = {outcome.baseline_score:.4f}")
     if outcome.champion_version is None:
         lines.append("champion: none yet")
     elif outcome.champion_score is None:
@@ -656,5 +743,7 @@ def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
     lines.append(f"guardrails: {checks}")
     lines.extend(f"note: {note}" for note in outcome.notes)
     verdict = "PROMOTED" if outcome.promoted else "not promoted"
+    if outcome.rollout is not None:
+        verdict = "ROLLOUT"
     lines.append(f"{verdict}: {outcome.reason}")
     return lines
