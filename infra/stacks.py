@@ -12,6 +12,7 @@ from infra.ci_access import CiAccess
 from infra.config import AppConfig
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
+from infra.rollout import RolloutEvaluator
 from infra.serving import Serving
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
@@ -69,6 +70,18 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
+        self.rollout = RolloutEvaluator(
+            self,
+            "Rollout",
+            bundle_dir=bundle_dir,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            topic=self.alerts.topic,
+            topic_key=self.alerts.key,
+            model_name=config.model_name,
+            log_retention_days=config.log_retention_days,
+        )
+        self.monitoring.dashboard.add_widgets(*self.rollout.widgets())
 
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,

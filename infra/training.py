@@ -185,6 +185,8 @@ class Training(Construct):
                 "MLSYS_LOG_URI": system_log.uri,
                 "MLSYS_TIME_BUDGET_SECONDS": str(config.time_budget_seconds),
                 "MLSYS_MIN_IMPROVEMENT": str(config.min_improvement),
+                "MLSYS_ROLLOUT": config.rollout,
+                "MLSYS_CANARY_FRACTION": str(config.canary_fraction),
                 "POWERTOOLS_SERVICE_NAME": "training",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
