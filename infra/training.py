@@ -117,12 +117,7 @@ class Training(Construct):
         self.image = ecs.ContainerImage.from_ecr_repository(
             model_store.repository, config.image_tag
         )
-        self.job_logs = logs.LogGroup(
-            self,
-            "JobLogs",
-            retention=retention(log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.job_logs = self._job_logs(log_retention_days)
         container = batch.EcsEc2ContainerDefinition(
             self,
             "Container",
@@ -191,6 +186,14 @@ class Training(Construct):
                 "separate least-privilege job role.",
             )
         return compute_environment
+
+    def _job_logs(self, log_retention_days: int) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            "JobLogs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
 
     def _job_role(self, model_store: ModelStore, system_log: SystemLog) -> iam.Role:
         job_role = iam.Role(
