@@ -5,10 +5,12 @@ Order of effects, chosen so that a crash at any point leaves the champion servin
 1. Load and validate the data; resolve target, task and metric. Bad input raises
    :class:`DataError` / :class:`ConfigError` here, before anything is written.
 2. Read the champion pointer (with its ETag): the decision is made against it.
-3. Search, fit, export to ONNX; score challenger and champion on the same holdout
-   through onnxruntime (:class:`mlsys.contract.LoadedModel`, exactly as served);
-   guardrails; the pure policy :func:`~training_job.policy.decide_promotion`.
-4. Register the immutable version (``model.onnx`` then ``card.json``) whether or not
+3. Fit (search, then refit the winner), export to ONNX, evaluate challenger and
+   champion on the same holdout through onnxruntime
+   (:class:`mlsys.contract.LoadedModel`, exactly as served) with guardrails, and
+   decide with the pure policy :func:`~training_job.policy.decide_promotion`.
+4. Publish: build the model card once, with everything the run knows; register
+   the immutable version (``model.onnx`` then ``card.json``) whether or not
    it is promoted, so every run's model can be inspected or promoted by hand.
 5. If the policy says so, compare-and-swap the champion pointer against the pointer
    read in step 2; a concurrent promotion makes this run lose, never overwrite.
