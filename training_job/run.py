@@ -579,7 +579,6 @@ class TrainingRun:
         settings, contract = self.settings, exported.challenger.card
         train = prepared.split.train
         champion_version = pointer.version if pointer else None
-        bootstrap = evaluated.bootstrap
         return ModelCard(
             model_name=contract.model_name,
             version=contract.version,
@@ -613,12 +612,7 @@ class TrainingRun:
                 "champion": evaluated.champion_metrics,
                 "champion_version": champion_version,
             },
-            decision={
-                **decision.to_dict(),
-                "bootstrap": bootstrap.to_dict() if bootstrap else None,
-                "champion_version": champion_version,
-                "schema_change": evaluated.champion.schema_change if evaluated.champion else None,
-            },
+            decision=_decision_section(decision, evaluated, champion_version),
             guardrails={
                 "passed": all(c.passed for c in evaluated.checks),
                 "checks": [c.to_dict() for c in evaluated.checks],
@@ -703,6 +697,19 @@ class TrainingRun:
             self._record(outcome)
         except Exception as record_exc:  # never mask the original failure
             print(f"could not record the failed run: {record_exc}", file=sys.stderr)
+
+
+def _decision_section(
+    decision: Decision, evaluated: _Evaluation, champion_version: str | None
+) -> dict[str, Any]:
+    """The card's record of the promotion decision and what it compared against."""
+    bootstrap, champion = evaluated.bootstrap, evaluated.champion
+    return {
+        **decision.to_dict(),
+        "bootstrap": bootstrap.to_dict() if bootstrap else None,
+        "champion_version": champion_version,
+        "schema_change": champion.schema_change if champion else None,
+    }
 
 
 def _data_section(prepared: PreparedData) -> dict[str, Any]:

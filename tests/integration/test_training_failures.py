@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sklearn.linear_model import Ridge
 
+from mlsys.errors import ConfigError
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
 from mlsys.settings import GuardrailBudgets, TrainingSettings
@@ -283,3 +284,24 @@ def test_failed_guardrail_blocks_even_the_first_promotion(tmp_path: Path) -> Non
         "latency": False,
         "size": False,
     }
+
+
+def test_the_outcome_reports_what_the_registered_card_says(tmp_path: Path) -> None:
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
+    settings = TrainingSettings(candidates=("linear",), time_budget_seconds=30)
+    result = TrainingRun(settings, registry=registry, event_log=None).execute().to_dict()
+    card = registry.card(result["version"])
+    assert result["challenger_metrics"] == card.metrics["challenger"]
+    assert result["challenger_score"] == card.metrics["challenger"][card.metric]
+    assert result["guardrails"] == card.guardrails["checks"]
+    assert result["estimator"] == card.training["estimator"] == "linear"
+    assert result["code"] == card.decision["code"] == "no_champion"
+    assert result["data"]["train_rows"] == card.data["train_rows"]
+
+
+def test_unknown_candidate_models_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
+    settings = TrainingSettings(candidates=("linear", "xgboost"))
+    with pytest.raises(ConfigError, match="unknown candidate model"):
+        TrainingRun(settings, registry=registry, event_log=None)
+    assert not (tmp_path / "registry").exists()
