@@ -24,7 +24,7 @@ from infra.training import Training
 FIVE_MINUTES = Duration.minutes(5)
 
 
-def search(
+def metric_search(
     expression: str, statistic: str, period: Duration, label: str = ""
 ) -> cloudwatch.SearchExpression:
     """A SEARCH over the mlsys namespace: one line per dimension value (model version).
@@ -208,7 +208,7 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Latency (ms)",
                 left=[stage.metric_latency(period=FIVE_MINUTES, statistic="p50"), p99],
-                right=[search(f'{inference} MetricName="Latency"', "p99", FIVE_MINUTES)],
+                right=[metric_search(f'{inference} MetricName="Latency"', "p99", FIVE_MINUTES)],
                 width=8,
             ),
             cloudwatch.GraphWidget(
@@ -223,7 +223,9 @@ class Monitoring(Construct):
                 ],
                 right=[
                     # Errors carry ModelVersion only when a model was involved.
-                    search(f'{{mlsys,{dimensions}}} MetricName="Errors"', "Sum", FIVE_MINUTES)
+                    metric_search(
+                        f'{{mlsys,{dimensions}}} MetricName="Errors"', "Sum", FIVE_MINUTES
+                    )
                     for dimensions in ("ErrorCode,service", "ErrorCode,ModelVersion,service")
                 ],
                 width=8,
@@ -246,18 +248,20 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Predictions per model version",
-                left=[search(f'{inference} MetricName="Records"', "Sum", FIVE_MINUTES)],
+                left=[metric_search(f'{inference} MetricName="Records"', "Sum", FIVE_MINUTES)],
                 stacked=True,
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Prediction distribution per model version (p10/p50/p90)",
                 left=[
-                    search(f'{inference} MetricName="PredictionValue"', stat, FIVE_MINUTES, stat)
+                    metric_search(
+                        f'{inference} MetricName="PredictionValue"', stat, FIVE_MINUTES, stat
+                    )
                     for stat in ("p10", "p50", "p90")
                 ],
                 right=[
-                    search(
+                    metric_search(
                         '{mlsys,Class,ModelVersion,service} service="inference" '
                         'MetricName="PredictedClass"',
                         "Sum",
@@ -293,7 +297,7 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Training outcomes",
                 left=[
-                    search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
+                    metric_search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
                     for name in ("TrainingRuns", "Promotions", "GuardrailFailures")
                 ],
                 right=[training.metric_failed_jobs()],
@@ -302,7 +306,7 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Challenger vs champion score",
                 left=[
-                    search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
+                    metric_search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
                     for name in ("ChallengerScore", "ChampionScore")
                 ],
                 width=12,

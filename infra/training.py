@@ -103,41 +103,7 @@ class Training(Construct):
         super().__init__(scope, construct_id)
         network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
 
-        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
-            self,
-            "ComputeEnvironment",
-            vpc=network.vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-            security_groups=[network.security_group],
-            instance_types=[ec2.InstanceType(name) for name in config.instance_types],
-            use_optimal_instance_classes=False,
-            minv_cpus=0,
-            maxv_cpus=config.max_vcpus,
-            spot=config.spot,
-            allocation_strategy=(
-                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
-                if config.spot
-                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
-            ),
-            launch_template=ec2.LaunchTemplate(
-                self,
-                "LaunchTemplate",
-                # IMDSv2 with one hop: containers cannot borrow the instance's role.
-                require_imdsv2=True,
-                http_put_response_hop_limit=1,
-            ),
-            update_to_latest_image_version=True,
-        )
-        if self.compute_environment.instance_role is not None:
-            acknowledge(
-                self.compute_environment.instance_role,
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AmazonEC2ContainerServiceforEC2Role]",
-                "The ECS agent on Batch-managed instances needs exactly this AWS-maintained "
-                "policy, which AWS updates with new agent APIs; the job itself runs with the "
-                "separate least-privilege job role.",
-            )
-
+        self.compute_environment = self._compute_environment(config, network)
         self.job_queue = batch.JobQueue(
             self,
             "JobQueue",
@@ -147,29 +113,11 @@ class Training(Construct):
                 )
             ],
         )
-
-        self.job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="mlsys training job: read data/, read/write models/, write the log",
-        )
-        for statement in model_store.training_statements():
-            self.job_role.add_to_policy(statement)
-        self.job_role.add_to_policy(system_log.write_statement())
-        # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
-        # CloudWatch Logs turns into metrics from the job's log group.
-        self._acknowledge_job_role(model_store)
-
+        self.job_role = self._job_role(model_store, system_log)
         self.image = ecs.ContainerImage.from_ecr_repository(
             model_store.repository, config.image_tag
         )
-        self.job_logs = logs.LogGroup(
-            self,
-            "JobLogs",
-            retention=retention(log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.job_logs = self._job_logs(log_retention_days)
         container = batch.EcsEc2ContainerDefinition(
             self,
             "Container",
@@ -194,6 +142,81 @@ class Training(Construct):
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
         )
+        self.job_definition = self._job_definition(
+            container, config=config, model_store=model_store
+        )
+        self._add_triggers(config=config, model_store=model_store)
+        self.failure_rule = self._notify_failures(alarm_topic)
+
+    def _compute_environment(
+        self, config: TrainingConfig, network: TrainingNetwork
+    ) -> batch.ManagedEc2EcsComputeEnvironment:
+        compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            "ComputeEnvironment",
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_groups=[network.security_group],
+            instance_types=[ec2.InstanceType(name) for name in config.instance_types],
+            use_optimal_instance_classes=False,
+            minv_cpus=0,
+            maxv_cpus=config.max_vcpus,
+            spot=config.spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if config.spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
+            launch_template=ec2.LaunchTemplate(
+                self,
+                "LaunchTemplate",
+                # IMDSv2 with one hop: containers cannot borrow the instance's role.
+                require_imdsv2=True,
+                http_put_response_hop_limit=1,
+            ),
+            update_to_latest_image_version=True,
+        )
+        if compute_environment.instance_role is not None:
+            acknowledge(
+                compute_environment.instance_role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonEC2ContainerServiceforEC2Role]",
+                "The ECS agent on Batch-managed instances needs exactly this AWS-maintained "
+                "policy, which AWS updates with new agent APIs; the job itself runs with the "
+                "separate least-privilege job role.",
+            )
+        return compute_environment
+
+    def _job_logs(self, log_retention_days: int) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            "JobLogs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+    def _job_role(self, model_store: ModelStore, system_log: SystemLog) -> iam.Role:
+        job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="mlsys training job: read data/, read/write models/, write the log",
+        )
+        for statement in model_store.training_statements():
+            job_role.add_to_policy(statement)
+        job_role.add_to_policy(system_log.write_statement())
+        # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
+        # CloudWatch Logs turns into metrics from the job's log group.
+        self._acknowledge_job_role(job_role, model_store)
+        return job_role
+
+    def _job_definition(
+        self,
+        container: batch.EcsEc2ContainerDefinition,
+        *,
+        config: TrainingConfig,
+        model_store: ModelStore,
+    ) -> batch.EcsJobDefinition:
         if container.execution_role is not None:
             acknowledge(
                 container.execution_role.node.find_child("DefaultPolicy"),
@@ -201,7 +224,7 @@ class Training(Construct):
                 "ecr:GetAuthorizationToken (needed to pull the training image) supports no "
                 "resource-level permissions; image pulls are scoped to the repository.",
             )
-        self.job_definition = batch.EcsJobDefinition(
+        return batch.EcsJobDefinition(
             self,
             "JobDefinition",
             container=container,
@@ -216,9 +239,6 @@ class Training(Construct):
             ],
             propagate_tags=True,
         )
-
-        self._add_triggers(config=config, model_store=model_store)
-        self.failure_rule = self._notify_failures(alarm_topic)
 
     def _submit_job(self, job_name: str, event: events.RuleTargetInput | None) -> targets.BatchJob:
         return targets.BatchJob(
@@ -303,6 +323,6 @@ class Training(Construct):
             period=Duration.hours(1),
         )
 
-    def _acknowledge_job_role(self, model_store: ModelStore) -> None:
-        policy = self.job_role.node.find_child("DefaultPolicy")
+    def _acknowledge_job_role(self, job_role: iam.Role, model_store: ModelStore) -> None:
+        policy = job_role.node.find_child("DefaultPolicy")
         model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)

@@ -115,8 +115,6 @@ class Settings:
     training_env: Mapping[str, str] = field(default_factory=dict)
     """The raw ``MLSYS_*`` training variables (see :class:`TrainingSettings`), validated only
     by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""
-    git_commit: str | None = None
-    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
 
@@ -126,8 +124,23 @@ class Settings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuardrailBudgets:
+    """Limits an exported model must meet to be promoted (see :mod:`training_job.guardrails`)."""
+
+    regression_rtol: float = 1e-4
+    probability_atol: float = 1e-4
+    latency_p95_ms: float = 50.0
+    max_model_bytes: int = 50 * 1024 * 1024
+    latency_samples: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingSettings:
-    """Defaults of ``mlsys train`` / ``python -m training_job`` (flags override them)."""
+    """Everything a training run is configured by: the one declaration.
+
+    ``MLSYS_*`` variables give the defaults (:meth:`Settings.training`); the CLI applies
+    its flags over them with :func:`dataclasses.replace`; tests construct it directly.
+    """
 
     data: str | None = None
     """MLSYS_DATA: CSV/Parquet path or ``s3://`` URI (a prefix ending in ``/`` means its
@@ -148,6 +161,15 @@ class TrainingSettings:
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
     """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    candidates: tuple[str, ...] | None = None
+    """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
+    Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
+    git_commit: str | None = None
+    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time;
+    unset = read from ``.git`` if there is one)."""
+    budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
+    bootstrap_resamples: int = 1000
+    """Resamples of the paired bootstrap behind ``confidence``."""
 
 
 TRAINING_VARIABLES = frozenset(
@@ -161,6 +183,7 @@ TRAINING_VARIABLES = frozenset(
         "MLSYS_SEED",
         "MLSYS_ALLOW_SCHEMA_CHANGE",
         "MLSYS_TIME_BUDGET_SECONDS",
+        "MLSYS_GIT_COMMIT",
     }
 )
 KNOWN_VARIABLES = TRAINING_VARIABLES | {
@@ -175,7 +198,6 @@ KNOWN_VARIABLES = TRAINING_VARIABLES | {
     "MLSYS_MAX_BATCH_RECORDS",
     "MLSYS_MAX_BODY_BYTES",
     "MLSYS_MAX_LOG_PAGE",
-    "MLSYS_GIT_COMMIT",
 }
 """Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
 
@@ -200,7 +222,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
         max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
-        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
         extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in KNOWN_VARIABLES},
     )
 
@@ -217,4 +238,5 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         seed=_int(env, "MLSYS_SEED", 0),
         allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
         time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
+        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
     )
