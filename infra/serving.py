@@ -278,7 +278,7 @@ class Serving(Construct):
         ``aws lambda invoke --function-name <ingest> --invocation-type Event
         --cli-binary-format raw-in-base64-out --payload "$(jq -c .requestPayload
         <<<"$body")" /dev/null``, then delete the message. Re-ingesting is idempotent
-        (mlsys/eventlog_dynamodb.py): the item key is ``sk`` = the event id printed by
+        (mlsys/eventlog/dynamodb.py): the item key is ``sk`` = the event id printed by
         the predict function and ``pk`` = type + CRC32(id) % MLSYS_LOG_SHARDS, so a
         batch that was partly written overwrites the same items instead of duplicating
         them -- as long as MLSYS_LOG_SHARDS has not changed in between. Events older
