@@ -20,6 +20,7 @@ from infra.common import METRICS_NAMESPACE
 from infra.config import MonitoringConfig
 from infra.serving import Serving
 from infra.training import Training
+from mlsys import names
 
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -194,7 +195,8 @@ class Monitoring(Construct):
     ) -> None:
         stage = serving.api.deployment_stage
         predict = serving.predict.function
-        inference = f'{{{METRICS_NAMESPACE},ModelVersion,service}} service="inference"'
+        version = names.DIMENSION_MODEL_VERSION
+        inference = f'{{{METRICS_NAMESPACE},{version},service}} service="{names.INFERENCE_SERVICE}"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Requests",
@@ -208,7 +210,9 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Latency (ms)",
                 left=[stage.metric_latency(period=FIVE_MINUTES, statistic="p50"), p99],
-                right=[search(f'{inference} MetricName="Latency"', "p99", FIVE_MINUTES)],
+                right=[
+                    search(f'{inference} MetricName="{names.METRIC_LATENCY}"', "p99", FIVE_MINUTES)
+                ],
                 width=8,
             ),
             cloudwatch.GraphWidget(
@@ -223,8 +227,15 @@ class Monitoring(Construct):
                 ],
                 right=[
                     # Errors carry ModelVersion only when a model was involved.
-                    search(f'{{mlsys,{dimensions}}} MetricName="Errors"', "Sum", FIVE_MINUTES)
-                    for dimensions in ("ErrorCode,service", "ErrorCode,ModelVersion,service")
+                    search(
+                        f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
+                        "Sum",
+                        FIVE_MINUTES,
+                    )
+                    for dimensions in (
+                        f"{names.DIMENSION_ERROR_CODE},service",
+                        f"{names.DIMENSION_ERROR_CODE},{version},service",
+                    )
                 ],
                 width=8,
             ),
@@ -246,20 +257,28 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Predictions per model version",
-                left=[search(f'{inference} MetricName="Records"', "Sum", FIVE_MINUTES)],
+                left=[
+                    search(f'{inference} MetricName="{names.METRIC_RECORDS}"', "Sum", FIVE_MINUTES)
+                ],
                 stacked=True,
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Prediction distribution per model version (p10/p50/p90)",
                 left=[
-                    search(f'{inference} MetricName="PredictionValue"', stat, FIVE_MINUTES, stat)
+                    search(
+                        f'{inference} MetricName="{names.METRIC_PREDICTION_VALUE}"',
+                        stat,
+                        FIVE_MINUTES,
+                        stat,
+                    )
                     for stat in ("p10", "p50", "p90")
                 ],
                 right=[
                     search(
-                        '{mlsys,Class,ModelVersion,service} service="inference" '
-                        'MetricName="PredictedClass"',
+                        f"{{{METRICS_NAMESPACE},Class,{version},service}} "
+                        f'service="{names.INFERENCE_SERVICE}" '
+                        f'MetricName="{names.METRIC_PREDICTED_CLASS}"',
                         "Sum",
                         FIVE_MINUTES,
                     )
@@ -288,13 +307,17 @@ class Monitoring(Construct):
             )
         )
         day = Duration.days(1)
-        training_schema = f'{{{METRICS_NAMESPACE},service}} service="training"'
+        training_schema = f'{{{METRICS_NAMESPACE},service}} service="{names.TRAINING_SERVICE}"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Training outcomes",
                 left=[
                     search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
-                    for name in ("TrainingRuns", "Promotions", "GuardrailFailures")
+                    for name in (
+                        names.METRIC_TRAINING_RUNS,
+                        names.METRIC_PROMOTIONS,
+                        names.METRIC_GUARDRAIL_FAILURES,
+                    )
                 ],
                 right=[training.metric_failed_jobs()],
                 width=12,
@@ -303,7 +326,7 @@ class Monitoring(Construct):
                 title="Challenger vs champion score",
                 left=[
                     search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
-                    for name in ("ChallengerScore", "ChampionScore")
+                    for name in (names.METRIC_CHALLENGER_SCORE, names.METRIC_CHAMPION_SCORE)
                 ],
                 width=12,
             ),

@@ -4,6 +4,7 @@ the asynchronous log-ingestion path (predict function's log group -> ingest func
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -15,10 +16,19 @@ from aws_cdk import aws_logs_destinations as log_destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
-from infra.common import METRICS_NAMESPACE, acknowledge, pin_logical_id, retention
+from infra.common import acknowledge, pin_logical_id, retention
 from infra.config import ServingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
+from lambda_inference.routes import (
+    ENTRY_POINTS,
+    LOG_INGEST_ENTRY_POINT,
+    LOG_QUERY_PARAMETERS,
+    ROUTES,
+    Route,
+    routes_for,
+)
+from mlsys import names
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 """Must match LAMBDA_PYTHON in the Makefile: the bundle's wheels are built for it."""
@@ -26,15 +36,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
 """Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
 
-PREDICT_ROUTES = (("POST", "stream"), ("POST", "batch"))
-ADMIN_ROUTES = (
-    ("GET", "log"),
-    ("DELETE", "log"),
-    ("GET", "emptyLog"),
-    ("GET", "health"),
-    ("GET", "openapi.json"),
-)
-LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
 
 INGEST_RETRY_ATTEMPTS = 2
 """Lambda's own retries of a failed ingest batch (the maximum) before it goes to the DLQ."""
@@ -44,6 +45,12 @@ invocations are retried for this long before the batch goes to the DLQ."""
 DEAD_LETTER_RETENTION = Duration.days(14)
 """SQS's maximum: two weeks to notice the alarm and redrive."""
 DEAD_LETTER_QUEUE_LOGICAL_ID = "LogIngestDeadLetterQueue"
+
+
+def _route_list(auth: Literal["predict", "admin"]) -> str:
+    """``POST /stream, POST /batch``: a function's description, from the route table."""
+    return ", ".join(f"{route.method} {route.path}" for route in routes_for(auth))
+
 
 # API Gateway validates only the envelope; the handlers validate each record against the
 # champion's feature schema (which changes with the model) and name the offending field.
@@ -185,11 +192,11 @@ class Serving(Construct):
         self.stage_name = stage_name
         code = lambda_code(bundle_dir)
         common_env = {
-            "MLSYS_REGISTRY_URI": model_store.registry_uri,
-            "MLSYS_MODEL_NAME": model_name,
-            "MLSYS_LOG_URI": system_log.uri,
-            "MLSYS_LOG_RETENTION_DAYS": str(log_retention_days),
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            names.REGISTRY_URI: model_store.registry_uri,
+            names.MODEL_NAME: model_name,
+            names.LOG_URI: system_log.uri,
+            names.LOG_RETENTION_DAYS: str(log_retention_days),
+            names.POWERTOOLS_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
         }
         timeout = Duration.seconds(config.lambda_timeout_seconds)
 
@@ -197,14 +204,14 @@ class Serving(Construct):
             self,
             "Predict",
             code=code,
-            handler="lambda_inference.handler.handle_predict",
-            description="mlsys POST /stream and POST /batch",
+            handler=ENTRY_POINTS["predict"],
+            description="mlsys " + _route_list("predict"),
             # Events go to stdout and reach DynamoDB through the subscription below, so a
             # prediction never waits on a log write.
             environment={
                 **common_env,
-                "MLSYS_LOG_DELIVERY": "stdout",
-                "POWERTOOLS_SERVICE_NAME": "inference",
+                names.LOG_DELIVERY: "stdout",
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
             },
             memory_mb=config.lambda_memory_mb,
             timeout=timeout,
@@ -219,12 +226,12 @@ class Serving(Construct):
             self,
             "Admin",
             code=code,
-            handler="lambda_inference.handler.handle_admin",
-            description="mlsys GET/DELETE /log, GET /emptyLog, GET /health, GET /openapi.json",
+            handler=ENTRY_POINTS["admin"],
+            description="mlsys " + _route_list("admin"),
             environment={
                 **common_env,
-                "MLSYS_LOG_DELIVERY": "sync",
-                "POWERTOOLS_SERVICE_NAME": "inference",
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
             },
             memory_mb=config.lambda_memory_mb,
             timeout=timeout,
@@ -240,12 +247,12 @@ class Serving(Construct):
             self,
             "LogIngest",
             code=code,
-            handler="lambda_inference.handler.handle_log_ingest",
+            handler=LOG_INGEST_ENTRY_POINT,
             description="mlsys: CloudWatch Logs subscription -> system-log table",
             environment={
                 **common_env,
-                "MLSYS_LOG_DELIVERY": "sync",
-                "POWERTOOLS_SERVICE_NAME": "log-ingest",
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.LOG_INGEST_SERVICE,
             },
             memory_mb=256,
             timeout=Duration.seconds(60),
@@ -413,37 +420,13 @@ class Serving(Construct):
                 resources[path] = api.root.add_resource(path)
             return resources[path]
 
-        for method, path in PREDICT_ROUTES:
-            schema = STREAM_SCHEMA if path == "stream" else BATCH_SCHEMA
-            model = api.add_model(
-                f"{path.capitalize()}Request", content_type="application/json", schema=schema
+        for route in ROUTES:
+            added = resource(route.resource).add_method(
+                route.method,
+                predict_integration if route.auth == "predict" else admin_integration,
+                **self._method_options(api, route, validator=validator, use_key=use_key),
             )
-            added = resource(path).add_method(
-                method,
-                predict_integration,
-                authorization_type=(
-                    apigw.AuthorizationType.NONE if use_key else apigw.AuthorizationType.IAM
-                ),
-                api_key_required=use_key,
-                request_validator=validator,
-                request_models={"application/json": model},
-            )
-            self._acknowledge_method(added, api_key=use_key)
-
-        for method, path in ADMIN_ROUTES:
-            parameters = (
-                {f"method.request.querystring.{name}": False for name in LOG_QUERY_PARAMETERS}
-                if (method, path) == ("GET", "log")
-                else None
-            )
-            added = resource(path).add_method(
-                method,
-                admin_integration,
-                authorization_type=apigw.AuthorizationType.IAM,
-                request_parameters=parameters,
-                request_validator=validator if parameters else None,
-            )
-            self._acknowledge_method(added, api_key=False)
+            self._acknowledge_method(added, api_key=use_key and route.auth == "predict")
 
         api_key: apigw.IApiKey | None = None
         if use_key:
@@ -459,6 +442,37 @@ class Serving(Construct):
             api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
             plan.add_api_key(api_key)
         return api, api_key
+
+    @staticmethod
+    def _method_options(
+        api: apigw.RestApi, route: Route, *, validator: apigw.RequestValidator, use_key: bool
+    ) -> dict[str, Any]:
+        """Authorisation and request validation of one route, by its auth class."""
+        if route.auth == "predict":
+            schema = BATCH_SCHEMA if route.path == "/batch" else STREAM_SCHEMA
+            model = api.add_model(
+                f"{route.handler.capitalize()}Request",
+                content_type="application/json",
+                schema=schema,
+            )
+            return {
+                "authorization_type": (
+                    apigw.AuthorizationType.NONE if use_key else apigw.AuthorizationType.IAM
+                ),
+                "api_key_required": use_key,
+                "request_validator": validator,
+                "request_models": {"application/json": model},
+            }
+        parameters = (
+            {f"method.request.querystring.{name}": False for name in LOG_QUERY_PARAMETERS}
+            if (route.method, route.path) == ("GET", "/log")
+            else None
+        )
+        return {
+            "authorization_type": apigw.AuthorizationType.IAM,
+            "request_parameters": parameters,
+            "request_validator": validator if parameters else None,
+        }
 
     @staticmethod
     def _acknowledge_method(method: apigw.Method, *, api_key: bool) -> None:
@@ -480,10 +494,14 @@ class Serving(Construct):
     def smoke_test_routes(self) -> list[str]:
         """execute-api ARNs a deploy smoke test may call with SigV4: the read-only admin
         routes, plus the predict routes when they take IAM rather than an API key."""
-        allowed = [route for route in ADMIN_ROUTES if route[0] == "GET" and route[1] != "emptyLog"]
+        allowed = [
+            route
+            for route in routes_for("admin")
+            if route.method == "GET" and route.path != "/emptyLog"
+        ]
         if self.api_key is None:
-            allowed.extend(PREDICT_ROUTES)
+            allowed.extend(routes_for("predict"))
         return [
-            self.api.arn_for_execute_api(method, f"/{path}", self.stage_name)
-            for method, path in allowed
+            self.api.arn_for_execute_api(route.method, route.path, self.stage_name)
+            for route in allowed
         ]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lambda_inference.handler import Api
+from lambda_inference.routes import ROUTES
 from lambda_inference.service import InferenceService
 from mlsys.eventlog import events_from_lines
 from mlsys.registry import ModelRegistry
@@ -407,6 +408,23 @@ def test_health_and_openapi_describe_the_champion(
     assert "null" in record["properties"]["age"]["type"]
     assert doc["components"]["schemas"]["Prediction"] == {"enum": ["no", "yes", "maybe"]}
     assert set(doc["paths"]) >= {"/stream", "/batch", "/log", "/emptyLog", "/health"}
+
+
+def test_every_route_in_the_table_is_served_and_documented(
+    make_api: MakeApi, classifier: BuiltModel
+) -> None:
+    """The route table is the one list: each route dispatches (never 404/405) on the
+    function its auth class names, and the OpenAPI document lists exactly the table."""
+    api = make_api(classifier)
+    for route in ROUTES:
+        handle = api.handle_predict if route.auth == "predict" else api.handle_admin
+        other = api.handle_admin if route.auth == "predict" else api.handle_predict
+        event = {"httpMethod": route.method, "path": route.path, "body": "{}"}
+        assert handle(event)["statusCode"] not in (404, 405), route
+        assert other(event)["statusCode"] == 404, route
+    _, doc = admin(api, "GET", "/openapi.json")
+    documented = {(m.upper(), p) for p, methods in doc["paths"].items() for m in methods}
+    assert documented == {(route.method, route.path) for route in ROUTES}
 
 
 def test_stdout_delivery_prints_events_the_ingest_path_can_parse(
