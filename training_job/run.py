@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mlsys.contract import LoadedModel, ModelCard, frame_to_feeds
+from mlsys.contract import LoadedModel, ModelCard
 from mlsys.errors import ConcurrentUpdateError, DataError, MlsysError
 from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
@@ -295,7 +295,7 @@ def _evaluate(
         guardrails.latency_check(
             guardrails.measure_latency(
                 challenger,
-                frame_to_feeds(challenger.card.features, holdout.iloc[:1]),
+                challenger.encoder.from_frame(holdout.iloc[:1]),
                 samples=config.budgets.latency_samples,
             ),
             budgets=config.budgets,
@@ -445,6 +445,7 @@ class TrainingRun:
                 prepared.frame.iloc[train], features, y=target.y[train], classes=target.classes
             ),
             onnx=exported.to_dict(),
+            input_layout=exported.input_layout,
         )
         mark = self.clock()
         challenger = LoadedModel(card, exported.model_bytes)
