@@ -222,44 +222,21 @@ class Serving(Construct):
         self.predict.add_statements(*model_store.read_models_statements())
         model_store.acknowledge_prefix_access(self.predict.policy, MODELS_PREFIX)
 
-        self.admin = InferenceFunction(
-            self,
-            "Admin",
+        self.admin = self._admin_function(
             code=code,
-            handler=ENTRY_POINTS["admin"],
-            description="mlsys " + _route_list("admin"),
-            environment={
-                **common_env,
-                names.LOG_DELIVERY: "sync",
-                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
-            },
-            memory_mb=config.lambda_memory_mb,
-            timeout=timeout,
+            environment=common_env,
+            config=config,
+            model_store=model_store,
+            system_log=system_log,
             log_retention_days=log_retention_days,
-            tracing=True,
         )
-        self.admin.add_statements(
-            *model_store.read_models_statements(), system_log.read_write_statement()
-        )
-        model_store.acknowledge_prefix_access(self.admin.policy, MODELS_PREFIX)
 
-        self.ingest = InferenceFunction(
-            self,
-            "LogIngest",
+        self.ingest = self._ingest_function(
             code=code,
-            handler=LOG_INGEST_ENTRY_POINT,
-            description="mlsys: CloudWatch Logs subscription -> system-log table",
-            environment={
-                **common_env,
-                names.LOG_DELIVERY: "sync",
-                names.POWERTOOLS_SERVICE_NAME: names.LOG_INGEST_SERVICE,
-            },
-            memory_mb=256,
-            timeout=Duration.seconds(60),
+            environment=common_env,
+            system_log=system_log,
             log_retention_days=log_retention_days,
-            tracing=False,
         )
-        self.ingest.add_statements(system_log.write_statement())
         self.ingest_dead_letters = self._ingest_dead_letter_queue()
         self.subscription = logs.SubscriptionFilter(
             self,
@@ -271,6 +248,65 @@ class Serving(Construct):
 
         self.live = self._live_alias(config)
         self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _admin_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        config: ServingConfig,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        function = InferenceFunction(
+            self,
+            "Admin",
+            code=code,
+            handler=ENTRY_POINTS["admin"],
+            description="mlsys " + _route_list("admin"),
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=Duration.seconds(config.lambda_timeout_seconds),
+            log_retention_days=log_retention_days,
+            tracing=True,
+        )
+        function.add_statements(
+            *model_store.read_models_statements(), system_log.read_write_statement()
+        )
+        model_store.acknowledge_prefix_access(function.policy, MODELS_PREFIX)
+        return function
+
+    def _ingest_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        system_log: SystemLog,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        function = InferenceFunction(
+            self,
+            "LogIngest",
+            code=code,
+            handler=LOG_INGEST_ENTRY_POINT,
+            description="mlsys: CloudWatch Logs subscription -> system-log table",
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.LOG_INGEST_SERVICE,
+            },
+            memory_mb=256,
+            timeout=Duration.seconds(60),
+            log_retention_days=log_retention_days,
+            tracing=False,
+        )
+        function.add_statements(system_log.write_statement())
+        return function
 
     def _ingest_dead_letter_queue(self) -> sqs.Queue:
         """Where a batch of log events goes once Lambda has given up on it.
@@ -380,6 +416,14 @@ class Serving(Construct):
                 ),
             ),
         )
+        self._gateway_responses(api)
+        use_key = config.predict_auth == "api-key"
+        self._add_routes(api, use_key=use_key)
+        return api, self._usage_plan(api, config) if use_key else None
+
+    @staticmethod
+    def _gateway_responses(api: apigw.RestApi) -> None:
+        """Gateway-generated errors in the handlers' JSON shape, and the API's nag findings."""
         for response_type, (status, code) in _GATEWAY_ERRORS.items():
             api.add_gateway_response(
                 f"{code}-{response_type.response_type}",
@@ -406,12 +450,13 @@ class Serving(Construct):
             "admin routes SigV4, and stage plus usage-plan throttling cap abuse.",
         )
 
+    def _add_routes(self, api: apigw.RestApi, *, use_key: bool) -> None:
+        """One API Gateway method per row of the route table, on its auth class's function."""
         validator = api.add_request_validator(
             "Validator", validate_request_body=True, validate_request_parameters=True
         )
         predict_integration = apigw.LambdaIntegration(self.live)
         admin_integration = apigw.LambdaIntegration(self.admin.function)
-        use_key = config.predict_auth == "api-key"
 
         resources: dict[str, apigw.Resource] = {}
 
@@ -428,20 +473,20 @@ class Serving(Construct):
             )
             self._acknowledge_method(added, api_key=use_key and route.auth == "predict")
 
-        api_key: apigw.IApiKey | None = None
-        if use_key:
-            plan = api.add_usage_plan(
-                "UsagePlan",
-                description="mlsys predict routes",
-                throttle=apigw.ThrottleSettings(
-                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
-                ),
-                quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
-            )
-            plan.add_api_stage(stage=api.deployment_stage)
-            api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
-            plan.add_api_key(api_key)
-        return api, api_key
+    @staticmethod
+    def _usage_plan(api: apigw.RestApi, config: ServingConfig) -> apigw.IApiKey:
+        plan = api.add_usage_plan(
+            "UsagePlan",
+            description="mlsys predict routes",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+            ),
+            quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+        )
+        plan.add_api_stage(stage=api.deployment_stage)
+        api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
+        plan.add_api_key(api_key)
+        return api_key
 
     @staticmethod
     def _method_options(
