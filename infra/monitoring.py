@@ -58,6 +58,17 @@ class Monitoring(Construct):
         super().__init__(scope, construct_id)
         self._action = actions.SnsAction(topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        requests, p99 = self._api_alarms(serving, config=config)
+        self._function_alarms(serving, provisioned_concurrency=provisioned_concurrency)
+        self._log_and_training_alarms(serving, training=training, table=table)
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
+        self._add_widgets(serving=serving, training=training, requests=requests, p99=p99)
+
+    def _api_alarms(
+        self, serving: Serving, *, config: MonitoringConfig
+    ) -> tuple[cloudwatch.IMetric, cloudwatch.IMetric]:
+        """5XX rate and p99 latency of the API stage; returns (requests, p99) for graphs."""
         stage = serving.api.deployment_stage
 
         requests = stage.metric_count(period=FIVE_MINUTES, statistic="Sum")
@@ -84,7 +95,9 @@ class Monitoring(Construct):
             description=f"API p99 latency above {config.latency_p99_ms} ms for 15 minutes.",
             evaluation_periods=3,
         )
+        return requests, p99
 
+    def _function_alarms(self, serving: Serving, *, provisioned_concurrency: bool) -> None:
         functions: dict[str, lambda_.IFunction] = {
             "Predict": serving.predict.function,
             "Admin": serving.admin.function,
@@ -119,6 +132,10 @@ class Monitoring(Construct):
                 evaluation_periods=3,
                 datapoints_to_alarm=2,
             )
+
+    def _log_and_training_alarms(
+        self, serving: Serving, *, training: Training, table: dynamodb.ITable
+    ) -> None:
         self._alarm(
             "LogIngestDeadLetters",
             serving.ingest_dead_letters.metric_approximate_number_of_messages_visible(
@@ -157,9 +174,6 @@ class Monitoring(Construct):
             alarm_description="A training job failed in the last hour (champion unchanged).",
         )
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
-        self._add_widgets(serving=serving, training=training, requests=requests, p99=p99)
-
     def _alarm(
         self,
         name: str,
@@ -194,7 +208,6 @@ class Monitoring(Construct):
         p99: cloudwatch.IMetric,
     ) -> None:
         stage = serving.api.deployment_stage
-        predict = serving.predict.function
         version = names.DIMENSION_MODEL_VERSION
         inference = f'{{{METRICS_NAMESPACE},{version},service}} service="{names.INFERENCE_SERVICE}"'
         self.dashboard.add_widgets(
@@ -240,6 +253,19 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+        self._model_row(serving, inference=inference)
+        self._ingest_row(serving)
+        self._training_row(training)
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms.values()), width=24
+            )
+        )
+
+    def _model_row(self, serving: Serving, *, inference: str) -> None:
+        """Concurrency of the predict function and predictions per model version."""
+        predict = serving.predict.function
+        version = names.DIMENSION_MODEL_VERSION
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Concurrency (predict)",
@@ -286,6 +312,8 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+
+    def _ingest_row(self, serving: Serving) -> None:
         ingest = serving.ingest.function
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -306,6 +334,8 @@ class Monitoring(Construct):
                 width=24,
             )
         )
+
+    def _training_row(self, training: Training) -> None:
         day = Duration.days(1)
         training_schema = f'{{{METRICS_NAMESPACE},service}} service="{names.TRAINING_SERVICE}"'
         self.dashboard.add_widgets(
@@ -330,9 +360,4 @@ class Monitoring(Construct):
                 ],
                 width=12,
             ),
-        )
-        self.dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(
-                title="Alarms", alarms=list(self.alarms.values()), width=24
-            )
         )

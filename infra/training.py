@@ -104,7 +104,32 @@ class Training(Construct):
         super().__init__(scope, construct_id)
         network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
 
-        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+        self.compute_environment = self._compute_environment(network, config=config)
+
+        self.job_queue = batch.JobQueue(
+            self,
+            "JobQueue",
+            compute_environments=[
+                batch.OrderedComputeEnvironment(
+                    compute_environment=self.compute_environment, order=1
+                )
+            ],
+        )
+
+        self._add_job(
+            config=config,
+            model_store=model_store,
+            system_log=system_log,
+            model_name=model_name,
+            log_retention_days=log_retention_days,
+        )
+        self._add_triggers(config=config, model_store=model_store)
+        self.failure_rule = self._notify_failures(alarm_topic)
+
+    def _compute_environment(
+        self, network: TrainingNetwork, *, config: TrainingConfig
+    ) -> batch.ManagedEc2EcsComputeEnvironment:
+        environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             "ComputeEnvironment",
             vpc=network.vpc,
@@ -129,38 +154,28 @@ class Training(Construct):
             ),
             update_to_latest_image_version=True,
         )
-        if self.compute_environment.instance_role is not None:
+        if environment.instance_role is not None:
             acknowledge(
-                self.compute_environment.instance_role,
+                environment.instance_role,
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonEC2ContainerServiceforEC2Role]",
                 "The ECS agent on Batch-managed instances needs exactly this AWS-maintained "
                 "policy, which AWS updates with new agent APIs; the job itself runs with the "
                 "separate least-privilege job role.",
             )
+        return environment
 
-        self.job_queue = batch.JobQueue(
-            self,
-            "JobQueue",
-            compute_environments=[
-                batch.OrderedComputeEnvironment(
-                    compute_environment=self.compute_environment, order=1
-                )
-            ],
-        )
-
-        self.job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="mlsys training job: read data/, read/write models/, write the log",
-        )
-        for statement in model_store.training_statements():
-            self.job_role.add_to_policy(statement)
-        self.job_role.add_to_policy(system_log.write_statement())
-        # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
-        # CloudWatch Logs turns into metrics from the job's log group.
-        self._acknowledge_job_role(model_store)
+    def _add_job(
+        self,
+        *,
+        config: TrainingConfig,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        model_name: str,
+        log_retention_days: int,
+    ) -> None:
+        """The job's role, image, log group, container and job definition."""
+        self.job_role = self._new_job_role(model_store=model_store, system_log=system_log)
 
         self.image = ecs.ContainerImage.from_ecr_repository(
             model_store.repository, config.image_tag
@@ -180,18 +195,9 @@ class Training(Construct):
             # The image's entrypoint is `python -m training_job`; Batch substitutes the
             # data URI per submission (default: newest object under data/).
             command=["--data", f"Ref::{DATA_PARAMETER}"],
-            environment={
-                names.REGISTRY_URI: model_store.registry_uri,
-                names.MODEL_NAME: model_name,
-                names.LOG_URI: system_log.uri,
-                names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
-                names.MIN_IMPROVEMENT: str(config.min_improvement),
-                names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
-                names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-                "AWS_DEFAULT_REGION": Aws.REGION,
-                # Unset, the job trains on the data's default target (its last column).
-                **({names.TARGET: config.target} if config.target else {}),
-            },
+            environment=_job_environment(
+                config=config, model_store=model_store, system_log=system_log, model_name=model_name
+            ),
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
         )
@@ -218,8 +224,21 @@ class Training(Construct):
             propagate_tags=True,
         )
 
-        self._add_triggers(config=config, model_store=model_store)
-        self.failure_rule = self._notify_failures(alarm_topic)
+    def _new_job_role(self, *, model_store: ModelStore, system_log: SystemLog) -> iam.Role:
+        role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="mlsys training job: read data/, read/write models/, write the log",
+        )
+        for statement in model_store.training_statements():
+            role.add_to_policy(statement)
+        role.add_to_policy(system_log.write_statement())
+        # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
+        # CloudWatch Logs turns into metrics from the job's log group.
+        self.job_role = role
+        self._acknowledge_job_role(model_store)
+        return role
 
     def _submit_job(self, job_name: str, event: events.RuleTargetInput | None) -> targets.BatchJob:
         return targets.BatchJob(
@@ -307,3 +326,21 @@ class Training(Construct):
     def _acknowledge_job_role(self, model_store: ModelStore) -> None:
         policy = self.job_role.node.find_child("DefaultPolicy")
         model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)
+
+
+def _job_environment(
+    *, config: TrainingConfig, model_store: ModelStore, system_log: SystemLog, model_name: str
+) -> dict[str, str]:
+    """The training container's environment (read by mlsys.settings in the job)."""
+    return {
+        names.REGISTRY_URI: model_store.registry_uri,
+        names.MODEL_NAME: model_name,
+        names.LOG_URI: system_log.uri,
+        names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
+        names.MIN_IMPROVEMENT: str(config.min_improvement),
+        names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
+        names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        "AWS_DEFAULT_REGION": Aws.REGION,
+        # Unset, the job trains on the data's default target (its last column).
+        **({names.TARGET: config.target} if config.target else {}),
+    }
