@@ -23,6 +23,7 @@ from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
+from mlsys import names
 
 DATA_PARAMETER = "data"
 TRAINING_AZS = 2
@@ -128,16 +129,16 @@ class Training(Construct):
             # data URI per submission (default: newest object under data/).
             command=["--data", f"Ref::{DATA_PARAMETER}"],
             environment={
-                "MLSYS_REGISTRY_URI": model_store.registry_uri,
-                "MLSYS_MODEL_NAME": model_name,
-                "MLSYS_LOG_URI": system_log.uri,
-                "MLSYS_TIME_BUDGET_SECONDS": str(config.time_budget_seconds),
-                "MLSYS_MIN_IMPROVEMENT": str(config.min_improvement),
-                "POWERTOOLS_SERVICE_NAME": "training",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                names.REGISTRY_URI: model_store.registry_uri,
+                names.MODEL_NAME: model_name,
+                names.LOG_URI: system_log.uri,
+                names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
+                names.MIN_IMPROVEMENT: str(config.min_improvement),
+                names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
+                names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
                 # Unset, the job trains on the data's default target (its last column).
-                **({"MLSYS_TARGET": config.target} if config.target else {}),
+                **({names.TARGET: config.target} if config.target else {}),
             },
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),

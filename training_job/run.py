@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from mlsys.contract import JsonScalar, LoadedModel, ModelCard, frame_to_feeds
+from mlsys.contract import JsonScalar, LoadedModel, ModelCard
 from mlsys.errors import ConcurrentUpdateError, ConfigError, DataError, MlsysError
 from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
@@ -338,7 +338,7 @@ def _guardrail_checks(
     challenger, model_bytes = exported.challenger, exported.model.model_bytes
     latencies = guardrails.measure_latency(
         challenger,
-        frame_to_feeds(challenger.card.features, holdout.iloc[:1]),
+        challenger.encoder.from_frame(holdout.iloc[:1]),
         samples=budgets.latency_samples,
     )
     return [
@@ -504,6 +504,7 @@ class TrainingRun:
             features=features,
             metric=prepared.metric.name,
             classes=fitted.classes,
+            input_layout=model.input_layout,
         )
         return _Exported(model=model, challenger=LoadedModel(contract, model.model_bytes))
 
@@ -587,6 +588,7 @@ class TrainingRun:
             features=contract.features,
             metric=contract.metric,
             classes=contract.classes,
+            input_layout=contract.input_layout,
             created_at=iso(utc_now()),
             data=_data_section(prepared),
             training={
