@@ -70,7 +70,12 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
-        self.rollout = RolloutEvaluator(
+        self.rollout = self._rollout_evaluator(config=config, bundle_dir=bundle_dir)
+        self._add_outputs()
+
+    def _rollout_evaluator(self, *, config: AppConfig, bundle_dir: Path) -> RolloutEvaluator:
+        """The scheduled evaluate step of staged rollouts, with its dashboard row."""
+        evaluator = RolloutEvaluator(
             self,
             "Rollout",
             bundle_dir=bundle_dir,
@@ -81,8 +86,10 @@ class MlsysStack(Stack):
             model_name=config.model_name,
             log_retention_days=config.log_retention_days,
         )
-        self.monitoring.dashboard.add_widgets(*self.rollout.widgets())
+        self.monitoring.dashboard.add_widgets(*evaluator.widgets())
+        return evaluator
 
+    def _add_outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
             "ModelStoreBucket": self.model_store.bucket.bucket_name,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mlsys import names
 from mlsys.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,8 +121,6 @@ class Settings:
     training_env: Mapping[str, str] = field(default_factory=dict)
     """The raw ``MLSYS_*`` training variables (see :class:`TrainingSettings`), validated only
     by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""
-    git_commit: str | None = None
-    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
     rollout_env: Mapping[str, str] = field(default_factory=dict)
@@ -142,18 +141,33 @@ class Settings:
 
         env = self.rollout_env
         return RolloutPolicy(
-            min_requests=_int(env, "MLSYS_ROLLOUT_MIN_REQUESTS", 200, minimum=1),
-            min_bake_seconds=_float(env, "MLSYS_ROLLOUT_MIN_BAKE_SECONDS", 900.0),
-            max_error_rate_increase=_float(env, "MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE", 0.02),
-            max_p99_latency_ratio=_float(env, "MLSYS_ROLLOUT_MAX_P99_RATIO", 1.5, minimum=1.0),
-            max_shadow_deviation=_float(env, "MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION", 0.25),
-            max_quality_drop=_float(env, "MLSYS_ROLLOUT_MAX_QUALITY_DROP", 0.02),
+            min_requests=_int(env, names.ROLLOUT_MIN_REQUESTS, 200, minimum=1),
+            min_bake_seconds=_float(env, names.ROLLOUT_MIN_BAKE_SECONDS, 900.0),
+            max_error_rate_increase=_float(env, names.ROLLOUT_MAX_ERROR_RATE_INCREASE, 0.02),
+            max_p99_latency_ratio=_float(env, names.ROLLOUT_MAX_P99_RATIO, 1.5, minimum=1.0),
+            max_shadow_deviation=_float(env, names.ROLLOUT_MAX_SHADOW_DEVIATION, 0.25),
+            max_quality_drop=_float(env, names.ROLLOUT_MAX_QUALITY_DROP, 0.02),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuardrailBudgets:
+    """Limits an exported model must meet to be promoted (see :mod:`training_job.guardrails`)."""
+
+    regression_rtol: float = 1e-4
+    probability_atol: float = 1e-4
+    latency_p95_ms: float = 50.0
+    max_model_bytes: int = 50 * 1024 * 1024
+    latency_samples: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingSettings:
-    """Defaults of ``mlsys train`` / ``python -m training_job`` (flags override them)."""
+    """Everything a training run is configured by: the one declaration.
+
+    ``MLSYS_*`` variables give the defaults (:meth:`Settings.training`); the CLI applies
+    its flags over them with :func:`dataclasses.replace`; tests construct it directly.
+    """
 
     data: str | None = None
     """MLSYS_DATA: CSV/Parquet path or ``s3://`` URI (a prefix ending in ``/`` means its
@@ -174,8 +188,18 @@ class TrainingSettings:
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
     """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    candidates: tuple[str, ...] | None = None
+    """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
+    Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
+    git_commit: str | None = None
+    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time;
+    unset = read from ``.git`` if there is one)."""
+    budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
+    bootstrap_resamples: int = 1000
+    """Resamples of the paired bootstrap behind ``confidence``."""
     min_baseline_lift: float = 0.05
-    """MLSYS_MIN_BASELINE_LIFT: skill over the trivial baseline a challenger needs."""
+    """MLSYS_MIN_BASELINE_LIFT: skill over the trivial baseline a challenger needs,
+    ``(score - baseline) / (perfect - baseline)`` (the quality floor)."""
     rollout: str = "direct"
     """MLSYS_ROLLOUT: ``direct``, ``canary`` or ``shadow`` for a promotion over a champion."""
     canary_fraction: float = 0.1
@@ -184,47 +208,47 @@ class TrainingSettings:
 
 TRAINING_VARIABLES = frozenset(
     {
-        "MLSYS_DATA",
-        "MLSYS_TARGET",
-        "MLSYS_TASK",
-        "MLSYS_METRIC",
-        "MLSYS_MIN_IMPROVEMENT",
-        "MLSYS_CONFIDENCE",
-        "MLSYS_SEED",
-        "MLSYS_ALLOW_SCHEMA_CHANGE",
-        "MLSYS_TIME_BUDGET_SECONDS",
-        "MLSYS_MIN_BASELINE_LIFT",
-        "MLSYS_ROLLOUT",
-        "MLSYS_CANARY_FRACTION",
+        names.DATA,
+        names.TARGET,
+        names.TASK,
+        names.METRIC,
+        names.MIN_IMPROVEMENT,
+        names.CONFIDENCE,
+        names.SEED,
+        names.ALLOW_SCHEMA_CHANGE,
+        names.TIME_BUDGET_SECONDS,
+        names.GIT_COMMIT,
+        names.MIN_BASELINE_LIFT,
+        names.ROLLOUT,
+        names.CANARY_FRACTION,
     }
 )
 ROLLOUT_VARIABLES = frozenset(
     {
-        "MLSYS_ROLLOUT_MIN_REQUESTS",
-        "MLSYS_ROLLOUT_MIN_BAKE_SECONDS",
-        "MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE",
-        "MLSYS_ROLLOUT_MAX_P99_RATIO",
-        "MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION",
-        "MLSYS_ROLLOUT_MAX_QUALITY_DROP",
+        names.ROLLOUT_MIN_REQUESTS,
+        names.ROLLOUT_MIN_BAKE_SECONDS,
+        names.ROLLOUT_MAX_ERROR_RATE_INCREASE,
+        names.ROLLOUT_MAX_P99_RATIO,
+        names.ROLLOUT_MAX_SHADOW_DEVIATION,
+        names.ROLLOUT_MAX_QUALITY_DROP,
     }
 )
 KNOWN_VARIABLES = (
     TRAINING_VARIABLES
     | ROLLOUT_VARIABLES
     | {
-        "MLSYS_ALARM_TOPIC_ARN",
-        "MLSYS_REGISTRY_URI",
-        "MLSYS_MODEL_NAME",
-        "MLSYS_LOG_URI",
-        "MLSYS_LOG_DELIVERY",
-        "MLSYS_LOG_INPUTS",
-        "MLSYS_LOG_RETENTION_DAYS",
-        "MLSYS_LOG_SHARDS",
-        "MLSYS_MODEL_REFRESH_SECONDS",
-        "MLSYS_MAX_BATCH_RECORDS",
-        "MLSYS_MAX_BODY_BYTES",
-        "MLSYS_MAX_LOG_PAGE",
-        "MLSYS_GIT_COMMIT",
+        names.ALARM_TOPIC_ARN,
+        names.REGISTRY_URI,
+        names.MODEL_NAME,
+        names.LOG_URI,
+        names.LOG_DELIVERY,
+        names.LOG_INPUTS,
+        names.LOG_RETENTION_DAYS,
+        names.LOG_SHARDS,
+        names.MODEL_REFRESH_SECONDS,
+        names.MAX_BATCH_RECORDS,
+        names.MAX_BODY_BYTES,
+        names.MAX_LOG_PAGE,
     }
 )
 """Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
@@ -238,38 +262,42 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if env is None else env
     return Settings(
-        registry_uri=env.get("MLSYS_REGISTRY_URI") or DEFAULT_REGISTRY_URI,
-        model_name=env.get("MLSYS_MODEL_NAME") or DEFAULT_MODEL_NAME,
-        log_uri=env.get("MLSYS_LOG_URI") or DEFAULT_LOG_URI,
-        log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", LOG_DELIVERIES),
-        log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", ("full", "digest")),
-        log_retention_days=_int(env, "MLSYS_LOG_RETENTION_DAYS", 30, minimum=1),
-        log_shards=_int(env, "MLSYS_LOG_SHARDS", 8, minimum=1),
-        model_refresh_seconds=_float(env, "MLSYS_MODEL_REFRESH_SECONDS", 30.0),
-        max_batch_records=_int(env, "MLSYS_MAX_BATCH_RECORDS", 10_000, minimum=1),
-        max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
-        max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
+        registry_uri=env.get(names.REGISTRY_URI) or DEFAULT_REGISTRY_URI,
+        model_name=env.get(names.MODEL_NAME) or DEFAULT_MODEL_NAME,
+        log_uri=env.get(names.LOG_URI) or DEFAULT_LOG_URI,
+        log_delivery=_choice(env, names.LOG_DELIVERY, "sync", LOG_DELIVERIES),
+        log_inputs=_choice(env, names.LOG_INPUTS, "full", ("full", "digest")),
+        log_retention_days=_int(env, names.LOG_RETENTION_DAYS, 30, minimum=1),
+        log_shards=_int(env, names.LOG_SHARDS, 8, minimum=1),
+        model_refresh_seconds=_float(env, names.MODEL_REFRESH_SECONDS, 30.0),
+        max_batch_records=_int(env, names.MAX_BATCH_RECORDS, 10_000, minimum=1),
+        max_body_bytes=_int(env, names.MAX_BODY_BYTES, 6_000_000, minimum=1024),
+        max_log_page=_int(env, names.MAX_LOG_PAGE, 1000, minimum=1),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
-        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
         rollout_env={k: v for k, v in env.items() if k in ROLLOUT_VARIABLES},
-        alarm_topic_arn=env.get("MLSYS_ALARM_TOPIC_ARN") or None,
-        extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in KNOWN_VARIABLES},
+        alarm_topic_arn=env.get(names.ALARM_TOPIC_ARN) or None,
+        extra={
+            k: v
+            for k, v in env.items()
+            if k.startswith(names.ENV_PREFIX) and k not in KNOWN_VARIABLES
+        },
     )
 
 
 def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
     """Validate the training variables of ``env``; :class:`ConfigError` names a bad one."""
     return TrainingSettings(
-        data=env.get("MLSYS_DATA") or None,
-        target=env.get("MLSYS_TARGET") or None,
-        task=_choice(env, "MLSYS_TASK", "auto", ("auto", "regression", "classification")),
-        metric=env.get("MLSYS_METRIC") or None,
-        min_improvement=_float(env, "MLSYS_MIN_IMPROVEMENT", 0.0),
-        confidence=_optional_float(env, "MLSYS_CONFIDENCE", above=0.0, below=1.0),
-        seed=_int(env, "MLSYS_SEED", 0),
-        allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
-        time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
-        min_baseline_lift=_float(env, "MLSYS_MIN_BASELINE_LIFT", 0.05, minimum=-math.inf),
-        rollout=_choice(env, "MLSYS_ROLLOUT", "direct", ("direct", "canary", "shadow")),
-        canary_fraction=_optional_float(env, "MLSYS_CANARY_FRACTION", above=0.0, below=1.0) or 0.1,
+        data=env.get(names.DATA) or None,
+        target=env.get(names.TARGET) or None,
+        task=_choice(env, names.TASK, "auto", ("auto", "regression", "classification")),
+        metric=env.get(names.METRIC) or None,
+        min_improvement=_float(env, names.MIN_IMPROVEMENT, 0.0),
+        confidence=_optional_float(env, names.CONFIDENCE, above=0.0, below=1.0),
+        seed=_int(env, names.SEED, 0),
+        allow_schema_change=_bool(env, names.ALLOW_SCHEMA_CHANGE, False),
+        time_budget_seconds=_float(env, names.TIME_BUDGET_SECONDS, 120.0, minimum=1.0),
+        git_commit=env.get(names.GIT_COMMIT) or None,
+        min_baseline_lift=_float(env, names.MIN_BASELINE_LIFT, 0.05, minimum=-math.inf),
+        rollout=_choice(env, names.ROLLOUT, "direct", ("direct", "canary", "shadow")),
+        canary_fraction=_optional_float(env, names.CANARY_FRACTION, above=0.0, below=1.0) or 0.1,
     )
