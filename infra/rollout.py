@@ -25,6 +25,7 @@ from infra.common import METRICS_NAMESPACE
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.serving import InferenceFunction, lambda_code
 from infra.system_log import SystemLog
+from mlsys import names
 
 HANDLER = "lambda_inference.rollout_job.handle_rollout_evaluate"
 DEFAULT_SCHEDULE_MINUTES = 5
@@ -56,12 +57,13 @@ class RolloutEvaluator(Construct):
             handler=HANDLER,
             description="mlsys rollout evaluator: complete or abort canary/shadow rollouts",
             environment={
-                "MLSYS_REGISTRY_URI": model_store.registry_uri,
-                "MLSYS_MODEL_NAME": model_name,
-                "MLSYS_LOG_URI": system_log.uri,
-                "MLSYS_LOG_RETENTION_DAYS": str(log_retention_days),
-                "MLSYS_ALARM_TOPIC_ARN": topic.topic_arn,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                names.REGISTRY_URI: model_store.registry_uri,
+                names.MODEL_NAME: model_name,
+                names.LOG_URI: system_log.uri,
+                names.LOG_RETENTION_DAYS: str(log_retention_days),
+                names.ALARM_TOPIC_ARN: topic.topic_arn,
+                names.POWERTOOLS_SERVICE_NAME: names.ROLLOUT_SERVICE,
+                names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             },
             memory_mb=512,
             timeout=Duration.minutes(2),
@@ -71,6 +73,19 @@ class RolloutEvaluator(Construct):
             reserved_concurrency=1,
         )
         self.function = self.evaluator.function
+        self._grant(model_store=model_store, system_log=system_log, topic=topic, key=topic_key)
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            description="evaluate the current model rollout (complete, abort or wait)",
+            schedule=events.Schedule.rate(Duration.minutes(schedule_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+
+    def _grant(
+        self, *, model_store: ModelStore, system_log: SystemLog, topic: sns.ITopic, key: kms.IKey
+    ) -> None:
+        """Read/write ``models/`` (the pointer), query the log, publish to the alarm topic."""
         self.evaluator.add_statements(
             iam.PolicyStatement(
                 sid="ReadWriteChampionPointer",
@@ -86,8 +101,6 @@ class RolloutEvaluator(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
             ),
             system_log.read_write_statement(),
-        )
-        self.evaluator.add_statements(
             iam.PolicyStatement(
                 sid="NotifyAlarmTopic", actions=["sns:Publish"], resources=[topic.topic_arn]
             ),
@@ -95,23 +108,19 @@ class RolloutEvaluator(Construct):
             iam.PolicyStatement(
                 sid="UseAlarmTopicKey",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[topic_key.key_arn],
+                resources=[key.key_arn],
             ),
         )
         model_store.acknowledge_prefix_access(self.evaluator.policy, MODELS_PREFIX)
-        self.rule = events.Rule(
-            self,
-            "Schedule",
-            description="evaluate the current model rollout (complete, abort or wait)",
-            schedule=events.Schedule.rate(Duration.minutes(schedule_minutes)),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
-        )
 
     def metric(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,
-            dimensions_map={"ModelName": self.model_name, "service": "rollout"},
+            dimensions_map={
+                names.DIMENSION_MODEL_NAME: self.model_name,
+                "service": names.ROLLOUT_SERVICE,
+            },
             statistic=statistic,
             period=Duration.minutes(5),
         )
@@ -121,16 +130,16 @@ class RolloutEvaluator(Construct):
         return [
             cloudwatch.SingleValueWidget(
                 title="Rollout state (0 none, 1 canary, 2 shadow)",
-                metrics=[self.metric("RolloutState")],
+                metrics=[self.metric(names.METRIC_ROLLOUT_STATE)],
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Rollout candidate traffic",
                 left=[
-                    self.metric("RolloutCandidateRequests"),
-                    self.metric("RolloutCandidateErrors"),
+                    self.metric(names.METRIC_ROLLOUT_CANDIDATE_REQUESTS),
+                    self.metric(names.METRIC_ROLLOUT_CANDIDATE_ERRORS),
                 ],
-                right=[self.metric("RolloutState")],
+                right=[self.metric(names.METRIC_ROLLOUT_STATE)],
                 width=16,
             ),
         ]

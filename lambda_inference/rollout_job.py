@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from mlsys import names
 from mlsys.eventlog import open_event_log_for
 from mlsys.registry import ModelRegistry
 from mlsys.rollout_control import Evaluation, evaluate_rollout
@@ -23,8 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
-logger = Logger(service="rollout")
-NAMESPACE = "mlsys"
+logger = Logger(service=names.ROLLOUT_SERVICE)
 STATE_VALUES = {"none": 0, "canary": 1, "shadow": 2}
 """``RolloutState`` metric values (a dashboard graph cannot show strings)."""
 ACTOR = "rollout evaluator"
@@ -33,18 +33,21 @@ ACTOR = "rollout evaluator"
 def emit_metrics(evaluation: Evaluation, *, model_name: str) -> None:
     """``RolloutState`` (0 none, 1 canary, 2 shadow) and the candidate's traffic share."""
     state = evaluation.to_dict()["state"]
-    values: dict[str, float] = {"RolloutState": STATE_VALUES.get(state, 0)}
+    values: dict[str, float] = {names.METRIC_ROLLOUT_STATE: STATE_VALUES.get(state, 0)}
     evidence = evaluation.evidence
     if evidence is not None:
-        values["RolloutCandidateRequests"] = evidence.candidate.requests
-        values["RolloutCandidateErrors"] = evidence.candidate.errors
+        values[names.METRIC_ROLLOUT_CANDIDATE_REQUESTS] = evidence.candidate.requests
+        values[names.METRIC_ROLLOUT_CANDIDATE_ERRORS] = evidence.candidate.errors
     for name, value in values.items():
         with single_metric(
             name=name,
             unit=MetricUnit.Count,
             value=value,
-            namespace=NAMESPACE,
-            default_dimensions={"service": "rollout", "ModelName": model_name},
+            namespace=names.METRICS_NAMESPACE,
+            default_dimensions={
+                "service": names.ROLLOUT_SERVICE,
+                names.DIMENSION_MODEL_NAME: model_name,
+            },
         ):
             pass
 
