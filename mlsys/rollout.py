@@ -147,7 +147,7 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True, kw_only=True)
-class VersionStats:
+class TrafficStats:
     """Traffic one model version answered during the rollout."""
 
     requests: int = 0
@@ -193,8 +193,8 @@ class Evidence:
     """What the system log says about a rollout so far."""
 
     elapsed_seconds: float
-    champion: VersionStats
-    candidate: VersionStats
+    champion: TrafficStats
+    candidate: TrafficStats
     """Canary: requests the candidate answered. Shadow: the candidate's shadow runs."""
     shadow_deviation: float | None = None
     live_quality: LiveQuality | None = None
@@ -352,8 +352,8 @@ def collect_evidence(
             if isinstance(data.get("deviation"), int | float):
                 deviations.append((float(data["deviation"]), int(data.get("records", 1) or 1)))
 
-    def stats(version: str) -> VersionStats:
-        return VersionStats(
+    def stats(version: str) -> TrafficStats:
+        return TrafficStats(
             requests=len(latencies[version]),
             errors=errors[version],
             p99_latency_ms=percentile(latencies[version], 99.0),

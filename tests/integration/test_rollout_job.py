@@ -129,3 +129,25 @@ def test_without_a_rollout_the_evaluator_reports_none(aws: dict[str, Any]) -> No
     registry.promote("v1", reason="first", actor="t", expected=None)
     result = evaluate_once(settings_for(aws["topic"]), metrics=False)
     assert (result["state"], result["action"], result["champion"]) == ("none", "none", "v1")
+
+
+def test_the_rollout_state_is_published_as_a_metric_for_the_dashboard(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary(champion_requests=50, candidate_requests=5, candidate_errors=1)
+    evaluate_once(settings_for(aws["topic"]), metrics=True)
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line
+    ]
+    values = {
+        name: doc[name]
+        for doc in documents
+        for name in ("RolloutState", "RolloutCandidateRequests", "RolloutCandidateErrors")
+        if name in doc
+    }
+    assert values == {
+        "RolloutState": [1.0],
+        "RolloutCandidateRequests": [5.0],
+        "RolloutCandidateErrors": [1.0],
+    }
+    assert {doc["ModelName"] for doc in documents} == {"m"}

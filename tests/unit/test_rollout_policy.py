@@ -11,7 +11,7 @@ from mlsys.rollout import (
     LiveQuality,
     Rollout,
     RolloutPolicy,
-    VersionStats,
+    TrafficStats,
     collect_evidence,
     decide_rollout,
     percentile,
@@ -25,13 +25,13 @@ STARTED = "2026-01-01T00:00:00.000Z"
 
 def evidence(
     *,
-    champion: VersionStats | None = None,
-    candidate: VersionStats | None = None,
+    champion: TrafficStats | None = None,
+    candidate: TrafficStats | None = None,
     elapsed: float = 3600.0,
     deviation: float | None = None,
     quality: LiveQuality | None = None,
 ) -> Evidence:
-    healthy = VersionStats(requests=500, errors=0, p99_latency_ms=10.0)
+    healthy = TrafficStats(requests=500, errors=0, p99_latency_ms=10.0)
     return Evidence(
         elapsed_seconds=elapsed,
         champion=champion or healthy,
@@ -96,22 +96,22 @@ def test_no_breach_with_enough_requests_and_bake_time_completes() -> None:
     [(50, 3600.0, "50/100 candidate requests"), (500, 60.0, "baked 60/600 seconds")],
 )
 def test_too_little_evidence_is_pending(requests: int, elapsed: float, waiting_for: str) -> None:
-    candidate = VersionStats(requests=requests, errors=0, p99_latency_ms=10.0)
+    candidate = TrafficStats(requests=requests, errors=0, p99_latency_ms=10.0)
     verdict = decide_rollout("canary", evidence(candidate=candidate, elapsed=elapsed), POLICY)
     assert verdict.action == "pending"
     assert waiting_for in verdict.reason
 
 
 def test_a_higher_error_rate_aborts_even_before_the_bake_time() -> None:
-    candidate = VersionStats(requests=90, errors=10, p99_latency_ms=10.0)  # 10 % errors
+    candidate = TrafficStats(requests=90, errors=10, p99_latency_ms=10.0)  # 10 % errors
     verdict = decide_rollout("canary", evidence(candidate=candidate, elapsed=30.0), POLICY)
     assert verdict.action == "abort"
     assert "error rate 10.00% vs champion 0.00%" in verdict.reason
 
 
 def test_an_error_rate_within_the_margin_does_not_abort() -> None:
-    champion = VersionStats(requests=990, errors=10, p99_latency_ms=10.0)  # 1 %
-    candidate = VersionStats(requests=490, errors=10, p99_latency_ms=10.0)  # 2 %
+    champion = TrafficStats(requests=990, errors=10, p99_latency_ms=10.0)  # 1 %
+    candidate = TrafficStats(requests=490, errors=10, p99_latency_ms=10.0)  # 2 %
     assert (
         decide_rollout("canary", evidence(champion=champion, candidate=candidate), POLICY).action
         == "complete"
@@ -119,16 +119,16 @@ def test_an_error_rate_within_the_margin_does_not_abort() -> None:
 
 
 def test_errors_on_too_few_requests_cannot_abort_yet() -> None:
-    candidate = VersionStats(requests=5, errors=5, p99_latency_ms=10.0)
+    candidate = TrafficStats(requests=5, errors=5, p99_latency_ms=10.0)
     assert decide_rollout("canary", evidence(candidate=candidate), POLICY).action == "pending"
 
 
 def test_p99_latency_beyond_ratio_plus_slack_aborts() -> None:
-    slow = VersionStats(requests=500, errors=0, p99_latency_ms=40.0)  # limit 10*1.5+5 = 20
+    slow = TrafficStats(requests=500, errors=0, p99_latency_ms=40.0)  # limit 10*1.5+5 = 20
     verdict = decide_rollout("canary", evidence(candidate=slow), POLICY)
     assert verdict.action == "abort"
     assert "p99 latency 40.0 ms vs champion 10.0 ms (limit 20.0 ms)" in verdict.reason
-    within = VersionStats(requests=500, errors=0, p99_latency_ms=19.0)
+    within = TrafficStats(requests=500, errors=0, p99_latency_ms=19.0)
     assert decide_rollout("canary", evidence(candidate=within), POLICY).action == "complete"
 
 
@@ -196,8 +196,8 @@ def test_evidence_counts_each_versions_requests_errors_and_latency() -> None:
     found = collect_evidence(
         events, rollout=rollout, champion_version="v1", now="2026-01-01T01:00:00Z"
     )
-    assert found.champion == VersionStats(requests=100, errors=1, p99_latency_ms=99.0)
-    assert found.candidate == VersionStats(requests=20, errors=1, p99_latency_ms=5.0)
+    assert found.champion == TrafficStats(requests=100, errors=1, p99_latency_ms=99.0)
+    assert found.candidate == TrafficStats(requests=20, errors=1, p99_latency_ms=5.0)
     assert found.elapsed_seconds == 3600.0
     assert found.shadow_deviation is None
 
@@ -228,7 +228,7 @@ def test_shadow_evidence_weights_deviation_by_records_and_counts_candidate_failu
         events, rollout=rollout, champion_version="v1", now="2026-01-01T00:20:00Z"
     )
     assert found.shadow_deviation == pytest.approx(0.1)
-    assert found.candidate == VersionStats(requests=2, errors=1, p99_latency_ms=4.0)
+    assert found.candidate == TrafficStats(requests=2, errors=1, p99_latency_ms=4.0)
 
 
 def test_percentile_is_nearest_rank() -> None:
