@@ -128,7 +128,11 @@ def report_start(
     assert rollout is not None
     event = rollout_event(registry, action=f"rollout_{rollout.mode}", before=pointer, after=pointer)
     _record(settings, args, event)
-    share = f"answers {rollout.fraction:.0%} of requests" if rollout.fraction else "shadows"
+    share = (
+        f"answers {rollout.fraction:.0%} of requests"
+        if rollout.fraction
+        else "runs on every request (output logged only)"
+    )
     _print(
         args,
         rollout_state(pointer),
@@ -196,12 +200,13 @@ def _show(registry: ModelRegistry, args: argparse.Namespace, settings: Settings)
         f"{pointer.rollout.mode}{share}: candidate {pointer.rollout.candidate} next to champion "
         f"{pointer.version} since {pointer.rollout.started}"
     )
-    candidate, champion = evidence["candidate"], evidence["champion"]
-    print(
-        f"candidate {candidate['requests']} requests, {candidate['errors']} errors, p99 "
-        f"{candidate['p99_latency_ms']} ms; champion {champion['requests']} requests, "
-        f"{champion['errors']} errors, p99 {champion['p99_latency_ms']} ms"
-    )
+    for role in ("candidate", "champion"):
+        stats = evidence[role]
+        p99 = stats["p99_latency_ms"]
+        print(
+            f"{role:<9} {stats['requests']} requests, {stats['errors']} errors, p99 "
+            f"{'-' if p99 is None else f'{p99:.1f} ms'}"
+        )
     if evidence.get("shadow_deviation") is not None:
         print(f"shadow deviation {evidence['shadow_deviation']:.4f}")
     return 0
