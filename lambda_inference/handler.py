@@ -1,7 +1,7 @@
 """Lambda entry points: API Gateway REST (v1 proxy) events in, proxy responses out.
 
 ``handle_predict``
-    POST /stream, POST /batch
+    POST /stream, POST /batch, POST /feedback
 ``handle_admin``
     GET /log, GET /emptyLog, DELETE /log, GET /health, GET /openapi.json
 ``handle_log_ingest``
@@ -220,6 +220,12 @@ def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
     return _predict("batch", service, request)
 
 
+def _feedback(service: InferenceService, request: Request) -> tuple[int, Any]:
+    _require_json(request)
+    body = _decoded_body(request, limit=service.limits.max_body_bytes)
+    return 200, service.feedback(body, request_id=request.request_id)
+
+
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
     return 200, service.read_log(request.query)
 
@@ -239,6 +245,7 @@ def _openapi(service: InferenceService, request: Request) -> tuple[int, Any]:
 PREDICT_ROUTES: dict[str, dict[str, Route]] = {
     "/stream": {"POST": _stream},
     "/batch": {"POST": _batch},
+    "/feedback": {"POST": _feedback},
 }
 ADMIN_ROUTES: dict[str, dict[str, Route]] = {
     "/log": {"GET": _log, "DELETE": _clear},

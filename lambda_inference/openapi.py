@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlsys.contract import FeatureSpec, ModelCard
+from mlsys.eventlog import EVENT_TYPES
 
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
@@ -66,6 +67,45 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _feedback_path(card: ModelCard, *, max_items: int, errors: dict[str, Any]) -> dict[str, Any]:
+    actual = {"enum": list(card.classes or ())} if card.is_classifier else {"type": "number"}
+    item = {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "description": "request_id of the prediction"},
+            "index": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "the record's position in a /batch request",
+            },
+            "actual": {**actual, "description": "the true value"},
+        },
+        "required": ["request_id", "actual"],
+        "additionalProperties": False,
+    }
+    data = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}]}
+    accepted = {
+        "type": "object",
+        "properties": {
+            "result": {
+                "type": "object",
+                "properties": {"accepted": {"type": "integer"}},
+            },
+            "request_id": {"type": "string"},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Ground truth for earlier predictions (monitoring)",
+            "requestBody": _json_body(
+                {"type": "object", "properties": {"data": data}, "required": ["data"]}
+            ),
+            "responses": {"200": _ok(accepted), **errors},
+        }
+    }
 
 
 def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
@@ -137,6 +177,7 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
                     },
                 }
             },
+            "/feedback": _feedback_path(card, max_items=max_batch_records, errors=errors),
             "/log": {
                 "get": {
                     "summary": "System log, newest first",
@@ -145,7 +186,7 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
                         {
                             "name": "type",
                             "in": "query",
-                            "schema": {"enum": ["prediction", "training", "error"]},
+                            "schema": {"enum": list(EVENT_TYPES)},
                         },
                         {
                             "name": "since",

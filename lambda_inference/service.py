@@ -37,6 +37,7 @@ from lambda_inference.events import (
     inputs_field,
     outputs_field,
 )
+from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
 from lambda_inference.telemetry import Telemetry
@@ -243,6 +244,31 @@ class InferenceService:
         response["model_version"] = serving.version
         response["request_id"] = request_id
         return response
+
+    # --- feedback ----------------------------------------------------------------
+    def feedback(self, body: bytes, *, request_id: str) -> dict[str, Any]:
+        """Log ground truth for earlier predictions as ``feedback`` events."""
+        if len(body) > self.limits.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body is {len(body)} bytes; the limit is {self.limits.max_body_bytes}",
+                details={"bytes": len(body), "limit": self.limits.max_body_bytes},
+            )
+        serving = self.tracker.current()
+        items = feedback_items(
+            request_data(decode_json(body)),
+            card=serving.card,
+            max_items=self.limits.max_batch_records,
+        )
+        for start in range(0, len(items), FEEDBACK_ITEMS_PER_EVENT):
+            self.sink.emit(
+                Event(
+                    type="feedback",
+                    request_id=request_id,
+                    model_version=serving.version,
+                    data={"items": items[start : start + FEEDBACK_ITEMS_PER_EVENT]},
+                )
+            )
+        return {"result": {"accepted": len(items)}, "request_id": request_id}
 
     # --- errors ------------------------------------------------------------------
     def record_error(self, error: MlsysError, *, status: int, route: str, request_id: str) -> None:

@@ -31,8 +31,8 @@ from mlsys.errors import ConfigError, MlsysError
 if TYPE_CHECKING:
     from mlsys.settings import Settings
 
-EventType = Literal["prediction", "training", "error"]
-EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
+EventType = Literal["prediction", "training", "error", "feedback", "monitor"]
+EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error", "feedback", "monitor")
 
 
 class InvalidPageTokenError(MlsysError):

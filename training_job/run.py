@@ -513,6 +513,12 @@ class TrainingRun:
                 "champion_version": pointer.version if pointer else None,
             },
             guardrails={"passed": not failures, "checks": [c.to_dict() for c in evaluated.checks]},
+            baseline_stats={
+                **card.baseline_stats,
+                "prediction": schema.prediction_baseline(
+                    evaluated.challenger_scores, classes=target.classes
+                ),
+            },
         )
         self.registry.register(card, exported.model_bytes)
 
