@@ -141,12 +141,12 @@ def _figure(caption: str, svg: str, drift: bool) -> str:
     return f"<figure{style}>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def bar_chart(dist: Distribution, *, height: int = 170) -> str:
+def bar_chart(dist: Distribution, *, height: int = 190) -> str:
     """Grouped bars, baseline vs live share per bucket."""
     n = max(len(dist.labels), 1)
     group = max(14, min(40, 420 // n))
-    left, bottom, top = 34, 46, 10
-    width = left + group * n + 10
+    left, bottom, top = 34, 62, 10
+    width = left + group * n + 50
     plot_h = height - bottom - top
     peak = max([*dist.baseline, *dist.live, 1e-9])
     parts = [
