@@ -67,7 +67,8 @@ def quantile_edges(values: FloatArray, *, bins: int = BINS) -> list[float]:
     distinct values gets fewer bins)."""
     if values.size == 0:
         return []
-    inner = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    # Edges are observed values (no interpolation), so a discrete column keeps its levels.
+    inner = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf")
     return [float(e) for e in np.unique(inner)]
 
 

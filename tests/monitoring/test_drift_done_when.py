@@ -39,7 +39,8 @@ def test_in_distribution_traffic_shows_no_drift(regressor: Trained, tmp_path: Pa
     assert version.records == 1500
     assert version.drifted == []
     assert all(d.psi is not None and d.psi < 0.05 for d in version.features.values())
-    assert version.prediction is not None and not version.prediction.drift
+    assert version.prediction is not None
+    assert not version.prediction.drift
 
 
 def test_one_numeric_feature_shifted_two_sds_flags_it_alone(
@@ -113,7 +114,8 @@ def test_classifier_live_quality_matches_training_f1(classifier: Trained, tmp_pa
     y = np.array([index[c] for c in frame["label"]])
     labels = np.array([index[c] for c in result["result"]])
     expected = evaluation.f1_macro(y, evaluation.Scores(labels=labels))
-    assert version.quality is not None and version.quality.metric == "f1_macro"
+    assert version.quality is not None
+    assert version.quality.metric == "f1_macro"
     assert version.quality.value == pytest.approx(expected, abs=1e-6)
 
 
@@ -125,12 +127,15 @@ def test_feedback_before_its_prediction_is_unmatched_then_joined(
     row = records(regressor.features().iloc[:1])[0]
     post(api, "/feedback", {"data": {"request_id": "late", "actual": 1.5}}, "f-0")
     (early,) = monitor(regressor, open_log(uri)).versions
-    assert early.unmatched_feedback == 1 and early.quality is None and early.records == 0
+    assert early.unmatched_feedback == 1
+    assert early.quality is None
+    assert early.records == 0
 
     post(api, "/stream", {"data": row}, "late")
     (later,) = monitor(regressor, open_log(uri)).versions
     assert later.unmatched_feedback == 0
-    assert later.quality is not None and later.quality.n == 1
+    assert later.quality is not None
+    assert later.quality.n == 1
 
 
 def test_threshold_is_the_documented_convention() -> None:
