@@ -26,7 +26,7 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
 """Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
 
-PREDICT_ROUTES = (("POST", "stream"), ("POST", "batch"))
+PREDICT_ROUTES = (("POST", "stream"), ("POST", "batch"), ("POST", "feedback"))
 ADMIN_ROUTES = (
     ("GET", "log"),
     ("DELETE", "log"),
@@ -414,7 +414,8 @@ class Serving(Construct):
             return resources[path]
 
         for method, path in PREDICT_ROUTES:
-            schema = STREAM_SCHEMA if path == "stream" else BATCH_SCHEMA
+            # /feedback takes one item or a list, like /stream takes any record.
+            schema = BATCH_SCHEMA if path == "batch" else STREAM_SCHEMA
             model = api.add_model(
                 f"{path.capitalize()}Request", content_type="application/json", schema=schema
             )
@@ -482,7 +483,7 @@ class Serving(Construct):
         routes, plus the predict routes when they take IAM rather than an API key."""
         allowed = [route for route in ADMIN_ROUTES if route[0] == "GET" and route[1] != "emptyLog"]
         if self.api_key is None:
-            allowed.extend(PREDICT_ROUTES)
+            allowed.extend(route for route in PREDICT_ROUTES if route[1] != "feedback")
         return [
             self.api.arn_for_execute_api(method, f"/{path}", self.stage_name)
             for method, path in allowed
