@@ -147,28 +147,28 @@ class ModelMonitor(Construct):
         period = Duration.minutes(config.window_minutes)
         above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         specs = {
-            "FeatureDriftAlarm": (
+            "FeatureDrift": (
                 self.metric("FeatureDrift", statistic="Maximum", period=period),
                 config.drift_threshold,
                 above,
                 f"a feature's PSI against the champion's training baseline is above "
                 f"{config.drift_threshold:g} (docs/operations.md: feature drift)",
             ),
-            "PredictionDriftAlarm": (
+            "PredictionDrift": (
                 self.metric("PredictionDrift", statistic="Maximum", period=period),
                 config.drift_threshold,
                 above,
                 f"the champion's prediction distribution PSI is above {config.drift_threshold:g} "
                 "(docs/operations.md: prediction drift)",
             ),
-            "LiveQualityAlarm": (
+            "LiveQuality": (
                 self.metric("LiveQuality", statistic="Minimum", period=period),
                 config.quality_floor,
                 cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 f"the champion's live metric from feedback is below {config.quality_floor:g} "
                 "(docs/operations.md: live quality)",
             ),
-            "MonitorErrorsAlarm": (
+            "MonitorErrors": (
                 self.monitor.function.metric_errors(period=Duration.hours(1), statistic="Sum"),
                 1,
                 cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -194,7 +194,7 @@ class ModelMonitor(Construct):
         return alarms
 
     def _retrain(self, training: Training) -> events.Rule:
-        watched = ("FeatureDriftAlarm", "PredictionDriftAlarm", "LiveQualityAlarm")
+        watched = ("FeatureDrift", "PredictionDrift", "LiveQuality")
         return events.Rule(
             self,
             "RetrainOnAlarm",

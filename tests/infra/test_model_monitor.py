@@ -139,9 +139,9 @@ def test_retraining_on_alarm_submits_the_training_job_like_the_schedule(
     assert pattern["source"] == ["aws.cloudwatch"]
     assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
     watched = json.dumps(pattern["resources"])
-    assert "FeatureDriftAlarm" in watched
-    assert "PredictionDriftAlarm" in watched
-    assert "LiveQualityAlarm" in watched
+    assert "ModelMonitorFeatureDrift" in watched
+    assert "ModelMonitorPredictionDrift" in watched
+    assert "ModelMonitorLiveQuality" in watched
     (target,) = retrain["Targets"]
     assert "BatchParameters" in target
     assert "TrainingJobQueue" in json.dumps(target["Arn"])
