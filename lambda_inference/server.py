@@ -34,6 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
+from lambda_inference.monitor_page import PATH as MONITOR_PATH
+from lambda_inference.monitor_page import monitor_page
 from lambda_inference.service import InferenceService
 from mlsys.cli import add_location_arguments
 from mlsys.settings import Settings
@@ -118,6 +120,11 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
             body = self._read_body()
             if body is None:
                 return  # answered with an error; the connection closes
+            target = urlsplit(self.path)
+            if self.command in ("GET", "HEAD") and target.path.rstrip("/") == MONITOR_PATH:
+                query = {k: v[-1] for k, v in parse_qs(target.query).items()}
+                self._send(*monitor_page(api.service, query))
+                return
             request_id = str(uuid.uuid4())
             event = build_event(
                 method=self.command,
