@@ -57,7 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.html is not None:
         try:
-            args.html.write_text(render_html(report), encoding="utf-8")
+            title = f"mlsys model monitor: {registry.model_name}"
+            args.html.write_text(render_html(report, title=title), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write {args.html}: {exc.strerror or exc}") from None
     if args.json:
