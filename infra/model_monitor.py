@@ -30,6 +30,7 @@ from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.serving import InferenceFunction, lambda_code
 from infra.system_log import SystemLog
 from infra.training import Training
+from mlsys import names
 
 REPORTS_PREFIX = "reports/"
 MEMORY_MB = 1024
@@ -58,18 +59,42 @@ class ModelMonitor(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.model_name = model_name
-        self.monitor = InferenceFunction(
+        self.monitor = self._function(
+            bundle_dir=bundle_dir,
+            model_store=model_store,
+            system_log=system_log,
+            log_retention_days=log_retention_days,
+        )
+        self._grant(model_store, system_log)
+        self.reports_uri = f"s3://{model_store.bucket.bucket_name}/{REPORTS_PREFIX.rstrip('/')}"
+        self.schedule = self._schedule(config) if config.schedule else None
+        self.alarms = self._alarms(config, topic)
+        if config.retrain_on_alarm:
+            self.retrain_rule: events.Rule | None = self._retrain(training)
+        else:
+            self.retrain_rule = None
+        self._widgets(dashboard, config)
+
+    def _function(
+        self,
+        *,
+        bundle_dir: Path,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        return InferenceFunction(
             self,
             "Monitor",
             code=lambda_code(bundle_dir),
             handler="mlsys.monitoring.scheduled.handle_monitor",
             description="mlsys model monitor: drift, live quality, report",
             environment={
-                "MLSYS_REGISTRY_URI": model_store.registry_uri,
-                "MLSYS_MODEL_NAME": model_name,
-                "MLSYS_LOG_URI": system_log.uri,
-                "MLSYS_LOG_RETENTION_DAYS": str(log_retention_days),
-                "POWERTOOLS_SERVICE_NAME": "monitor",
+                names.REGISTRY_URI: model_store.registry_uri,
+                names.MODEL_NAME: self.model_name,
+                names.LOG_URI: system_log.uri,
+                names.LOG_RETENTION_DAYS: str(log_retention_days),
+                names.POWERTOOLS_SERVICE_NAME: names.MONITOR_SERVICE,
             },
             memory_mb=MEMORY_MB,
             timeout=TIMEOUT,
@@ -77,37 +102,27 @@ class ModelMonitor(Construct):
             tracing=False,
             reserved_concurrency=1,  # runs never overlap
         )
-        self._grant(model_store, system_log)
-        self.reports_uri = f"s3://{model_store.bucket.bucket_name}/{REPORTS_PREFIX.rstrip('/')}"
-        self.schedule = (
-            events.Rule(
-                self,
-                "Schedule",
-                description="run the model monitor over the last window of the system log",
-                schedule=events.Schedule.expression(config.schedule),
-                targets=[
-                    targets.LambdaFunction(
-                        self.monitor.function,
-                        event=events.RuleTargetInput.from_object(
-                            {
-                                "window_minutes": config.window_minutes,
-                                "threshold": config.drift_threshold,
-                                "reports_uri": self.reports_uri,
-                            }
-                        ),
-                        retry_attempts=0,  # the next run covers the same ground
-                    )
-                ],
-            )
-            if config.schedule
-            else None
+
+    def _schedule(self, config: ModelMonitorConfig) -> events.Rule:
+        return events.Rule(
+            self,
+            "Schedule",
+            description="run the model monitor over the last window of the system log",
+            schedule=events.Schedule.expression(config.schedule),
+            targets=[
+                targets.LambdaFunction(
+                    self.monitor.function,
+                    event=events.RuleTargetInput.from_object(
+                        {
+                            "window_minutes": config.window_minutes,
+                            "threshold": config.drift_threshold,
+                            "reports_uri": self.reports_uri,
+                        }
+                    ),
+                    retry_attempts=0,  # the next run covers the same ground
+                )
+            ],
         )
-        self.alarms = self._alarms(config, topic)
-        if config.retrain_on_alarm:
-            self.retrain_rule: events.Rule | None = self._retrain(training)
-        else:
-            self.retrain_rule = None
-        self._widgets(dashboard, config)
 
     def _grant(self, model_store: ModelStore, system_log: SystemLog) -> None:
         self.monitor.add_statements(
@@ -138,7 +153,7 @@ class ModelMonitor(Construct):
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,
-            dimensions_map={"ModelName": self.model_name},
+            dimensions_map={names.DIMENSION_MODEL_NAME: self.model_name},
             statistic=statistic,
             period=period,
         )
@@ -148,21 +163,21 @@ class ModelMonitor(Construct):
         above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         specs = {
             "FeatureDrift": (
-                self.metric("FeatureDrift", statistic="Maximum", period=period),
+                self.metric(names.METRIC_FEATURE_DRIFT, statistic="Maximum", period=period),
                 config.drift_threshold,
                 above,
                 f"a feature's PSI against the champion's training baseline is above "
                 f"{config.drift_threshold:g} (docs/operations.md: feature drift)",
             ),
             "PredictionDrift": (
-                self.metric("PredictionDrift", statistic="Maximum", period=period),
+                self.metric(names.METRIC_PREDICTION_DRIFT, statistic="Maximum", period=period),
                 config.drift_threshold,
                 above,
                 f"the champion's prediction distribution PSI is above {config.drift_threshold:g} "
                 "(docs/operations.md: prediction drift)",
             ),
             "LiveQuality": (
-                self.metric("LiveQuality", statistic="Minimum", period=period),
+                self.metric(names.METRIC_LIVE_QUALITY, statistic="Minimum", period=period),
                 config.quality_floor,
                 cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 f"the champion's live metric from feedback is below {config.quality_floor:g} "
@@ -232,15 +247,15 @@ class ModelMonitor(Construct):
             cloudwatch.GraphWidget(
                 title="Champion: largest feature PSI, prediction PSI",
                 left=[
-                    self.metric("FeatureDrift", statistic="Maximum", period=period),
-                    self.metric("PredictionDrift", statistic="Maximum", period=period),
+                    self.metric(names.METRIC_FEATURE_DRIFT, statistic="Maximum", period=period),
+                    self.metric(names.METRIC_PREDICTION_DRIFT, statistic="Maximum", period=period),
                 ],
                 left_annotations=[threshold],
                 width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Champion: live quality (from feedback)",
-                left=[self.metric("LiveQuality", statistic="Minimum", period=period)],
+                left=[self.metric(names.METRIC_LIVE_QUALITY, statistic="Minimum", period=period)],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(
                         value=config.quality_floor, label="quality floor"

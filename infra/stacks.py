@@ -70,7 +70,11 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
-        self.model_monitor = ModelMonitor(
+        self.model_monitor = self._add_model_monitor(config, bundle_dir)
+        self._add_outputs()
+
+    def _add_model_monitor(self, config: AppConfig, bundle_dir: Path) -> ModelMonitor:
+        return ModelMonitor(
             self,
             "ModelMonitor",
             config=config.model_monitor,
@@ -84,6 +88,7 @@ class MlsysStack(Stack):
             log_retention_days=config.log_retention_days,
         )
 
+    def _add_outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
             "ModelStoreBucket": self.model_store.bucket.bucket_name,

@@ -111,6 +111,14 @@ SERVER_ERROR_CODES = {
 """Codes for the errors the HTTP server itself answers (before any handler runs)."""
 
 
+def _monitor_page(api: Api, method: str, path: str) -> tuple[int, bytes, dict[str, str]] | None:
+    """``GET /monitor`` (HTML, not a Lambda route), or ``None`` for every other request."""
+    target = urlsplit(path)
+    if method not in ("GET", "HEAD") or target.path.rstrip("/") != MONITOR_PATH:
+        return None
+    return monitor_page(api.service, {k: v[-1] for k, v in parse_qs(target.query).items()})
+
+
 def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlsys"
@@ -120,10 +128,8 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
             body = self._read_body()
             if body is None:
                 return  # answered with an error; the connection closes
-            target = urlsplit(self.path)
-            if self.command in ("GET", "HEAD") and target.path.rstrip("/") == MONITOR_PATH:
-                query = {k: v[-1] for k, v in parse_qs(target.query).items()}
-                self._send(*monitor_page(api.service, query))
+            if (page := _monitor_page(api, self.command, self.path)) is not None:
+                self._send(*page)
                 return
             request_id = str(uuid.uuid4())
             event = build_event(

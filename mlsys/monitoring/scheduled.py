@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger
 
+from mlsys import names
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.monitoring.drift import DRIFT_THRESHOLD, MIN_RECORDS
@@ -39,9 +40,8 @@ from mlsys.settings import Settings, load_settings
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-logger = Logger(service="monitor")
+logger = Logger(service=names.MONITOR_SERVICE)
 
-NAMESPACE = "mlsys"
 METRICS_PER_CALL = 500
 """PutMetricData takes up to 1,000 values per request."""
 
@@ -77,17 +77,17 @@ def metric_data(
     current = next((v for v in report.versions if v.version == champion), None)
     if current is None:
         return data
-    model = [{"Name": "ModelName", "Value": model_name}]
+    model = [{"Name": names.DIMENSION_MODEL_NAME, "Value": model_name}]
     drift = [
         d.psi for d in current.features.values() if d.psi is not None and d.count >= MIN_RECORDS
     ]
     if drift:
-        data.append(_datum("FeatureDrift", model, max(drift), report.until))
+        data.append(_datum(names.METRIC_FEATURE_DRIFT, model, max(drift), report.until))
     prediction = current.prediction
     if prediction is not None and prediction.psi is not None and prediction.count >= MIN_RECORDS:
-        data.append(_datum("PredictionDrift", model, prediction.psi, report.until))
+        data.append(_datum(names.METRIC_PREDICTION_DRIFT, model, prediction.psi, report.until))
     if current.quality is not None and current.quality.value is not None:
-        data.append(_datum("LiveQuality", model, current.quality.value, report.until))
+        data.append(_datum(names.METRIC_LIVE_QUALITY, model, current.quality.value, report.until))
     return data
 
 
@@ -95,18 +95,21 @@ def _version_metrics(
     model_name: str, version: VersionReport, until: str
 ) -> Iterator[dict[str, Any]]:
     dims = [
-        {"Name": "ModelName", "Value": model_name},
-        {"Name": "ModelVersion", "Value": version.version},
+        {"Name": names.DIMENSION_MODEL_NAME, "Value": model_name},
+        {"Name": names.DIMENSION_MODEL_VERSION, "Value": version.version},
     ]
     for feature, dist in version.features.items():
         if dist.psi is not None:
             yield _datum(
-                "FeatureDrift", [*dims, {"Name": "Feature", "Value": feature}], dist.psi, until
+                "FeatureDrift",
+                [*dims, {"Name": names.DIMENSION_FEATURE, "Value": feature}],
+                dist.psi,
+                until,
             )
     if version.prediction is not None and version.prediction.psi is not None:
-        yield _datum("PredictionDrift", dims, version.prediction.psi, until)
+        yield _datum(names.METRIC_PREDICTION_DRIFT, dims, version.prediction.psi, until)
     if version.quality is not None and version.quality.value is not None:
-        yield _datum("LiveQuality", dims, version.quality.value, until)
+        yield _datum(names.METRIC_LIVE_QUALITY, dims, version.quality.value, until)
 
 
 def _datum(name: str, dims: list[dict[str, str]], value: float, until: str) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def run_scheduled(
     cloudwatch = cloudwatch_client or boto3.client("cloudwatch")
     for start in range(0, len(data), METRICS_PER_CALL):
         cloudwatch.put_metric_data(
-            Namespace=NAMESPACE, MetricData=data[start : start + METRICS_PER_CALL]
+            Namespace=names.METRICS_NAMESPACE, MetricData=data[start : start + METRICS_PER_CALL]
         )
     key = None
     if job.reports_uri is not None:

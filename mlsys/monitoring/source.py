@@ -26,7 +26,7 @@ import orjson
 from mlsys.eventlog import EventLog, EventLogError, EventType, SqliteEventLog
 
 if TYPE_CHECKING:
-    from mlsys.eventlog_dynamodb import DynamoDBEventLog
+    from mlsys.eventlog.dynamodb import DynamoDBEventLog
 
 PAGE = 1000
 
@@ -38,7 +38,7 @@ def iter_events(
     if isinstance(log, SqliteEventLog):
         yield from _sqlite_events(log, types=types, since=since, until=until)
         return
-    from mlsys.eventlog_dynamodb import DynamoDBEventLog as Dynamo  # noqa: PLC0415
+    from mlsys.eventlog.dynamodb import DynamoDBEventLog as Dynamo  # noqa: PLC0415
 
     if isinstance(log, Dynamo):
         yield from _dynamodb_events(log, types=types, since=since, until=until)

@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from mlsys.eventlog import Event
-from mlsys.eventlog_dynamodb import DynamoDBEventLog
+from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from mlsys.monitoring.monitor import run_monitor
 from mlsys.monitoring.scheduled import MonitorJob, metric_data, run_scheduled
 from mlsys.registry import ModelRegistry
