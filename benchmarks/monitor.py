@@ -1,6 +1,6 @@
 """Monitor benchmark: ``mlsys monitor`` over a 1,000,000-event window, in a child process.
 
-Setup (not timed): train a small model (8 numeric + 2 categorical features) and write
+Setup (not timed): train a small model (8 numeric features + 1 categorical) and write
 1,000,000 ``/stream``-shaped prediction events (one record each, the worst case: one
 event per record) plus feedback for 10,000 of them into a SQLite system log.
 
@@ -86,7 +86,6 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
     x = rng.normal(size=(rows, NUMERIC))
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(NUMERIC)])
     frame["city"] = rng.choice(CITIES, size=rows)
-    frame["plan"] = rng.choice(["free", "pro"], size=rows)
     frame["y"] = x[:, 0] * 2 + np.where(frame["city"] == "Paris", 1.0, 0.0) + rng.normal(size=rows)
     return frame
 
