@@ -59,7 +59,7 @@ def _sqlite_events(
     log: SqliteEventLog, *, types: Sequence[EventType], since: str, until: str
 ) -> Iterator[dict[str, Any]]:
     # A connection of its own, read-only: the server's writer keeps working meanwhile.
-    conn = sqlite3.connect(f"file:{log.path}?mode=ro", uri=True, timeout=30.0)
+    conn = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
         marks = ",".join("?" * len(types))
         cursor = conn.execute(
