@@ -49,6 +49,9 @@ key (default)                                  meaning
 ``monitor_schedule`` ("rate(1 hour)")          EventBridge schedule of the model monitor;
                                                "" disables it
 ``monitor_window_minutes`` (60)                log window each monitor run reads
+``monitor_lookback_minutes`` (0)              also join a run's feedback with predictions
+                                               this much older than its window (late labels;
+                                               each run then reads that much more log)
 ``monitor_drift_threshold`` (0.2)              PSI above which a feature / the predictions
                                                count as drifted (alarm threshold)
 ``monitor_quality_floor`` (0.0)                alarm when the champion's live metric (r2,
@@ -106,6 +109,7 @@ DEFAULTS: Mapping[str, object] = {
     "latency_p99_ms": 1000,
     "monitor_schedule": "rate(1 hour)",
     "monitor_window_minutes": 60,
+    "monitor_lookback_minutes": 0,
     "monitor_drift_threshold": 0.2,
     "monitor_quality_floor": 0.0,
     "monitor_retrain_on_alarm": False,
@@ -171,6 +175,7 @@ class MonitoringConfig:
 class ModelMonitorConfig:
     schedule: str
     window_minutes: int
+    lookback_minutes: int
     drift_threshold: float
     quality_floor: float
     retrain_on_alarm: bool
@@ -290,6 +295,7 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         model_monitor=ModelMonitorConfig(
             schedule=read.text("monitor_schedule", pattern=r"(cron|rate)\(.+\)"),
             window_minutes=read.integer("monitor_window_minutes", minimum=1, maximum=1440),
+            lookback_minutes=read.integer("monitor_lookback_minutes", minimum=0, maximum=43200),
             drift_threshold=read.number("monitor_drift_threshold", minimum=0.01),
             quality_floor=read.number("monitor_quality_floor", minimum=-1e9),
             retrain_on_alarm=read.flag("monitor_retrain_on_alarm"),

@@ -115,6 +115,7 @@ class ModelMonitor(Construct):
                     event=events.RuleTargetInput.from_object(
                         {
                             "window_minutes": config.window_minutes,
+                            "lookback_minutes": config.lookback_minutes,
                             "threshold": config.drift_threshold,
                             "reports_uri": self.reports_uri,
                         }

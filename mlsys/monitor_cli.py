@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--html", metavar="FILE", type=Path, help="also write the HTML report")
     parser.add_argument(
+        "--lookback",
+        metavar="DURATION",
+        help="also join the window's feedback with predictions made up to DURATION before "
+        "it (ground truth that arrives late); default: the window only",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=DRIFT_THRESHOLD,
@@ -52,8 +58,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model_name=args.model_name or settings.model_name,
     )
     log = open_event_log_for(settings, args.log_uri)
+    predictions_since = None
+    if args.lookback is not None:
+        start = datetime.fromisoformat(since)
+        predictions_since = parse_since(args.lookback, now=start, name="--lookback")
     report = run_monitor(
-        log=log, registry=registry, since=since, until=iso_z(now), threshold=args.threshold
+        log=log,
+        registry=registry,
+        since=since,
+        until=iso_z(now),
+        threshold=args.threshold,
+        predictions_since=predictions_since,
     )
     if args.html is not None:
         try:

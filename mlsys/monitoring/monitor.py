@@ -128,32 +128,42 @@ def run_monitor(
     since: str,
     until: str,
     threshold: float = DRIFT_THRESHOLD,
+    predictions_since: str | None = None,
 ) -> MonitorReport:
-    """Drift and live quality per model version over ``since <= time <= until``."""
+    """Drift and live quality per model version over ``since <= time <= until``.
+
+    Feedback of the window is joined with predictions made from ``predictions_since``
+    (default ``since``): an earlier bound lets ground truth that arrives long after its
+    prediction still be matched, at the cost of reading those older predictions too.
+    """
     join = FeedbackJoin()
     for event in iter_events(log, types=("feedback",), since=since, until=until):
         join.add_feedback(event)
     cards: dict[str, ModelCard | None] = {}
     stats: dict[str, VersionStats] = {}
-    for event in iter_events(log, types=PREDICTION_TYPES, since=since, until=until):
+
+    def stats_for(version: str) -> VersionStats:
+        if version not in stats:
+            stats[version] = VersionStats.start(version, _card(registry, version, cards))
+        return stats[version]
+
+    start = min(since, predictions_since or since)
+    for event in iter_events(log, types=PREDICTION_TYPES, since=start, until=until):
         version = str(event.get("model_version"))
-        current = stats.get(version)
-        if current is None:
-            current = stats[version] = VersionStats.start(version, _card(registry, version, cards))
-        data = event.get("data") or {}
-        current.add_event(data, endpoint=str(data.get("endpoint")))
+        if str(event.get("time")) >= since:  # older ones only serve the join
+            data = event.get("data") or {}
+            stats_for(version).add_event(data, endpoint=str(data.get("endpoint")))
         join.add_prediction(event, version)
     unmatched = join.unmatched()
-    for missing in unmatched:
-        if missing is not None and missing not in stats:
-            stats[missing] = VersionStats.start(missing, _card(registry, missing, cards))
+    for seen in [*join.joined, *unmatched]:
+        if seen is not None:
+            stats_for(seen)
     reports = []
     for version in sorted(stats):
-        current = stats[version]
-        current.finish()
+        stats[version].finish()
         reports.append(
             _version_report(
-                current,
+                stats[version],
                 joined=join.joined.get(version, []),
                 unmatched=unmatched.get(version, 0),
                 threshold=threshold,

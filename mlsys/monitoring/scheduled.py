@@ -51,6 +51,8 @@ class MonitorJob:
     """A run's parameters, from the schedule's input."""
 
     window_minutes: int = 60
+    lookback_minutes: int = 0
+    """Feedback is also joined with predictions this much older than the window."""
     reports_uri: str | None = None
     threshold: float = DRIFT_THRESHOLD
 
@@ -58,15 +60,23 @@ class MonitorJob:
     def from_event(cls, event: Mapping[str, Any]) -> MonitorJob:
         try:
             window = int(event.get("window_minutes", 60))
+            lookback = int(event.get("lookback_minutes", 0))
             threshold = float(event.get("threshold", DRIFT_THRESHOLD))
         except (TypeError, ValueError):
             raise ConfigError(f"bad monitor schedule input {dict(event)!r}") from None
         reports = event.get("reports_uri")
-        if window < 1 or threshold <= 0:
-            raise ConfigError("window_minutes must be >= 1 and threshold positive")
+        if window < 1 or lookback < 0 or threshold <= 0:
+            raise ConfigError(
+                "window_minutes must be >= 1, lookback_minutes >= 0 and threshold positive"
+            )
         if reports is not None and urlparse(str(reports)).scheme != "s3":
             raise ConfigError(f"reports_uri must be s3://bucket/prefix, got {reports!r}")
-        return cls(window_minutes=window, reports_uri=reports, threshold=threshold)
+        return cls(
+            window_minutes=window,
+            lookback_minutes=lookback,
+            reports_uri=reports,
+            threshold=threshold,
+        )
 
 
 def metric_data(
@@ -141,7 +151,12 @@ def run_scheduled(
     until = iso_z(now)
     since = iso_z(now - timedelta(minutes=job.window_minutes))
     report = run_monitor(
-        log=log, registry=registry, since=since, until=until, threshold=job.threshold
+        log=log,
+        registry=registry,
+        since=since,
+        until=until,
+        threshold=job.threshold,
+        predictions_since=iso_z(now - timedelta(minutes=job.window_minutes + job.lookback_minutes)),
     )
     pointer = registry.champion()
     champion = pointer.version if pointer is not None else None

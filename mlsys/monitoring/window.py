@@ -17,7 +17,7 @@ def iso_z(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse_since(raw: str, *, now: datetime) -> str:
+def parse_since(raw: str, *, now: datetime, name: str = "--since") -> str:
     """``raw`` (``2026-01-31T12:00:00Z`` or ``90m``, ``24h``, ``7d``...) as a log time."""
     match = _DURATION.match(raw)
     if match:
@@ -27,7 +27,7 @@ def parse_since(raw: str, *, now: datetime) -> str:
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise ConfigError(
-            f"--since must be an ISO-8601 time (2026-01-31T12:00:00Z) or a duration "
+            f"{name} must be an ISO-8601 time (2026-01-31T12:00:00Z) or a duration "
             f"such as 90m, 24h or 7d, got {raw!r}"
         ) from None
     if moment.tzinfo is None:

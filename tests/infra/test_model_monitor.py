@@ -63,6 +63,7 @@ def test_hourly_schedule_passes_window_threshold_and_reports_location(
     assert '\\"window_minutes\\":60' in payload
     assert '\\"threshold\\":0.2' in payload
     assert "/reports" in payload
+    assert '\\"lookback_minutes\\":0' in payload
 
 
 def test_monitor_may_read_models_and_log_write_reports_and_publish_metrics(

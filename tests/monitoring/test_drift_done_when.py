@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlsys.eventlog import Event
 from mlsys.monitoring.drift import DRIFT_THRESHOLD
+from mlsys.monitoring.monitor import run_monitor
+from mlsys.monitoring.window import iso_z
+from mlsys.registry import ModelRegistry
 from tests.monitoring.support import (
     Trained,
     make_api,
@@ -140,3 +145,38 @@ def test_feedback_before_its_prediction_is_unmatched_then_joined(
 
 def test_threshold_is_the_documented_convention() -> None:
     assert DRIFT_THRESHOLD == 0.2
+
+
+def test_late_ground_truth_joins_with_a_lookback(regressor: Trained, tmp_path: Path) -> None:
+    registry = ModelRegistry.open(str(regressor.registry), model_name=regressor.model_name)
+    version = registry.require_champion().version
+    now = datetime.now(UTC)
+    log = open_log(f"sqlite:///{tmp_path}/log.sqlite3")
+    made = now - timedelta(hours=2)
+    log.append(
+        Event(
+            type="prediction",
+            request_id="old",
+            model_version=version,
+            time=iso_z(made),
+            data={"endpoint": "batch", "records": 2, "outputs": [1.0, 2.0]},
+        )
+    )
+    log.append(
+        Event(
+            type="feedback",
+            model_version=version,
+            time=iso_z(now - timedelta(minutes=10)),
+            data={"items": [{"request_id": "old", "index": 1, "actual": 2.5}]},
+        )
+    )
+    window = {"since": iso_z(now - timedelta(hours=1)), "until": iso_z(now)}
+    (alone,) = run_monitor(log=log, registry=registry, **window).versions
+    assert (alone.records, alone.unmatched_feedback, alone.quality) == (0, 1, None)
+    (joined,) = run_monitor(
+        log=log, registry=registry, predictions_since=iso_z(made), **window
+    ).versions
+    assert joined.records == 0  # the old prediction is not part of the window's drift
+    assert joined.unmatched_feedback == 0
+    assert joined.quality is not None
+    assert joined.quality.n == 1

@@ -32,7 +32,8 @@ def test_json_has_the_documented_shape(
     send_batches(api, records(regressor.features().iloc[:100]), prefix="b")
     post(api, "/feedback", {"data": [{"request_id": "b-0", "index": 3, "actual": 1.0}]}, "f")
     html = tmp_path / "report.html"
-    assert run_main(_argv(regressor, log, "--json", "--since", "2h", "--html", str(html))) == 0
+    argv = _argv(regressor, log, "--json", "--since", "2h", "--lookback", "1d", "--html", str(html))
+    assert run_main(argv) == 0
     document = json.loads(capsys.readouterr().out)
     assert set(document) == {"window", "versions"}
     assert set(document["window"]) == {"since", "until"}
@@ -70,6 +71,7 @@ def test_text_summary_and_an_empty_window(
     [
         (("--since", "tomorrow-ish"), "--since must be an ISO-8601 time"),
         (("--threshold", "0"), "--threshold must be positive"),
+        (("--lookback", "later"), "--lookback must be an ISO-8601 time"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
