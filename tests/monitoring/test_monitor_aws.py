@@ -14,7 +14,7 @@ from moto import mock_aws
 from mlsys.eventlog import Event
 from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from mlsys.monitoring.monitor import run_monitor
-from mlsys.monitoring.scheduled import MonitorJob, metric_data, run_scheduled
+from mlsys.monitoring.scheduled import MonitorJob, handle_monitor, metric_data, run_scheduled
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 from tests.inference_support import create_log_table, fake_aws_credentials
@@ -173,3 +173,16 @@ def test_monitor_event_type_is_listed(tmp_path: Path) -> None:
     log = open_log(f"sqlite:///{tmp_path}/log.sqlite3")
     log.append(Event(type="monitor", data={"versions": []}))
     assert [e.type for e in log.query(event_type="monitor").events] == ["monitor"]
+
+
+def test_lambda_entry_point_reads_its_settings_from_the_environment(
+    regressor: Trained, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"dynamodb://{TABLE}"
+    _traffic(regressor, uri, dynamodb_client=aws["dynamodb"])
+    monkeypatch.setenv("MLSYS_REGISTRY_URI", str(regressor.registry))
+    monkeypatch.setenv("MLSYS_MODEL_NAME", regressor.model_name)
+    monkeypatch.setenv("MLSYS_LOG_URI", uri)
+    summary = handle_monitor({"window_minutes": 30, "reports_uri": "s3://models/reports"}, None)
+    assert summary["versions"][0]["records"] == 850
+    assert summary["report"].startswith("s3://models/reports/reg/")
