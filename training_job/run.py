@@ -321,6 +321,8 @@ class _Evaluation:
     champion: ChampionMetrics | None
     checks: list[GuardrailResult]
     bootstrap: BootstrapResult | None
+    prediction_baseline: dict[str, Any] = field(default_factory=dict)
+    """The holdout's prediction distribution (the monitor's prediction-drift baseline)."""
     baseline_score: float | None = None
     """The trivial baseline on the same holdout (the quality floor)."""
     baseline_bootstrap: BootstrapResult | None = None
@@ -575,9 +577,18 @@ class TrainingRun:
             resamples=self.settings.bootstrap_resamples,
             seed=self.settings.seed,
         )
+        predictions = schema.prediction_baseline(scores, classes=classes)
         if pointer is None:
             return _Evaluation(
-                metrics, score, None, None, checks, None, floor.score, floor.bootstrap
+                metrics,
+                score,
+                None,
+                None,
+                checks,
+                None,
+                prediction_baseline=predictions,
+                baseline_score=floor.score,
+                baseline_bootstrap=floor.bootstrap,
             )
         champion_scores, change = _load_and_score_champion(prepared, self.registry, pointer.version)
         champion_metrics = None
@@ -606,8 +617,9 @@ class TrainingRun:
             champion,
             checks,
             bootstrap,
-            floor.score,
-            floor.bootstrap,
+            prediction_baseline=predictions,
+            baseline_score=floor.score,
+            baseline_bootstrap=floor.bootstrap,
         )
 
     def _decide(self, prepared: PreparedData, evaluated: _Evaluation) -> Decision:
@@ -668,12 +680,15 @@ class TrainingRun:
             },
             library_versions=library_versions(),
             git_commit=settings.git_commit or git_commit(),
-            baseline_stats=schema.baseline_stats(
-                prepared.frame.iloc[train],
-                contract.features,
-                y=prepared.target.y[train],
-                classes=prepared.target.classes,
-            ),
+            baseline_stats={
+                **schema.baseline_stats(
+                    prepared.frame.iloc[train],
+                    contract.features,
+                    y=prepared.target.y[train],
+                    classes=prepared.target.classes,
+                ),
+                "prediction": evaluated.prediction_baseline,
+            },
             onnx=exported.model.to_dict(),
             metrics={
                 "primary": contract.metric,

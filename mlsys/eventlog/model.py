@@ -15,8 +15,15 @@ import orjson
 
 from mlsys.errors import MlsysError
 
-EventType = Literal["prediction", "training", "error", "shadow"]
-EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error", "shadow")
+EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow"]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "prediction",
+    "training",
+    "error",
+    "feedback",
+    "monitor",
+    "shadow",
+)
 """``shadow``: a shadow-rollout candidate's output next to the champion's (never served)."""
 
 
