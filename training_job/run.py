@@ -41,7 +41,7 @@ from mlsys.rollout import ROLLOUT_CHOICES, RolloutMode
 from mlsys.rollout_control import start_rollout
 from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
-from training_job.baseline import BEST_POSSIBLE, floor_evidence
+from training_job.baseline import BEST_POSSIBLE, FloorEvidence, floor_evidence
 from training_job.data import Dataset, load_dataset
 from training_job.data_checks import DataWarning, column_warnings, drift_warnings
 from training_job.evaluation import BootstrapResult
@@ -567,16 +567,7 @@ class TrainingRun:
         metrics = evaluation.all_metrics(task, y_holdout, scores)
         checks = _guardrail_checks(prepared, fitted, exported, self.settings.budgets)
         score = _challenger_score(prepared, metrics)
-        floor = floor_evidence(
-            prepared.metric,
-            task,
-            y_train=prepared.target.y[prepared.split.train],
-            y_holdout=y_holdout,
-            challenger=scores,
-            n_classes=len(classes) if classes is not None else None,
-            resamples=self.settings.bootstrap_resamples,
-            seed=self.settings.seed,
-        )
+        floor = self._quality_floor(prepared, scores)
         predictions = schema.prediction_baseline(scores, classes=classes)
         if pointer is None:
             return _Evaluation(
@@ -620,6 +611,20 @@ class TrainingRun:
             prediction_baseline=predictions,
             baseline_score=floor.score,
             baseline_bootstrap=floor.bootstrap,
+        )
+
+    def _quality_floor(self, prepared: PreparedData, scores: evaluation.Scores) -> FloorEvidence:
+        """The trivial baseline on the same holdout (and, for classifiers, its bootstrap)."""
+        classes = prepared.target.classes
+        return floor_evidence(
+            prepared.metric,
+            prepared.target.task,
+            y_train=prepared.target.y[prepared.split.train],
+            y_holdout=prepared.target.y[prepared.split.holdout],
+            challenger=scores,
+            n_classes=len(classes) if classes is not None else None,
+            resamples=self.settings.bootstrap_resamples,
+            seed=self.settings.seed,
         )
 
     def _decide(self, prepared: PreparedData, evaluated: _Evaluation) -> Decision:
@@ -690,16 +695,7 @@ class TrainingRun:
                 "prediction": evaluated.prediction_baseline,
             },
             onnx=exported.model.to_dict(),
-            metrics={
-                "primary": contract.metric,
-                "holdout_rows": len(prepared.split.holdout),
-                "challenger": evaluated.challenger_metrics,
-                "champion": evaluated.champion_metrics,
-                "champion_version": champion_version,
-                "baseline": {}
-                if evaluated.baseline_score is None
-                else {contract.metric: evaluated.baseline_score},
-            },
+            metrics=_metrics_section(prepared, evaluated, champion_version),
             decision=_decision_section(decision, evaluated, champion_version),
             guardrails={
                 "passed": all(c.passed for c in evaluated.checks),
@@ -823,6 +819,22 @@ def _decision_section(
         "bootstrap": bootstrap.to_dict() if bootstrap else None,
         "champion_version": champion_version,
         "schema_change": champion.schema_change if champion else None,
+    }
+
+
+def _metrics_section(
+    prepared: PreparedData, evaluated: _Evaluation, champion_version: str | None
+) -> dict[str, Any]:
+    """The card's holdout metrics: challenger, champion and the trivial baseline."""
+    metric = prepared.metric.name
+    baseline = evaluated.baseline_score
+    return {
+        "primary": metric,
+        "holdout_rows": len(prepared.split.holdout),
+        "challenger": evaluated.challenger_metrics,
+        "champion": evaluated.champion_metrics,
+        "champion_version": champion_version,
+        "baseline": {} if baseline is None else {metric: baseline},
     }
 
 
