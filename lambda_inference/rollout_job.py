@@ -18,6 +18,7 @@ from mlsys import names
 from mlsys.eventlog import open_event_log_for
 from mlsys.registry import ModelRegistry
 from mlsys.rollout_control import Evaluation, evaluate_rollout
+from mlsys.rollout_quality import feedback_live_quality
 from mlsys.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -87,7 +88,13 @@ def evaluate_once(
         settings.registry_uri, model_name=settings.model_name, s3_client=s3_client
     )
     log = open_event_log_for(settings, client=dynamodb_client)
-    evaluation = evaluate_rollout(registry, log, policy=settings.rollout_policy(), actor=ACTOR)
+    evaluation = evaluate_rollout(
+        registry,
+        log,
+        policy=settings.rollout_policy(),
+        actor=ACTOR,
+        live_quality=feedback_live_quality(registry),
+    )
     if metrics:
         emit_metrics(evaluation, model_name=settings.model_name)
     result = evaluation.to_dict()

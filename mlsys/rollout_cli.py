@@ -26,6 +26,7 @@ from mlsys.rollout_control import (
     rollout_state,
     start_rollout,
 )
+from mlsys.rollout_quality import feedback_live_quality
 from mlsys.settings import Settings
 
 ACTOR = "mlsys models"
@@ -148,7 +149,11 @@ def run(registry: ModelRegistry, args: argparse.Namespace, settings: Settings) -
     if args.step == "evaluate":
         log = _open_log(settings, args)
         result = evaluate_rollout(
-            registry, log, policy=settings.rollout_policy(), actor=f"{ACTOR} rollout evaluate"
+            registry,
+            log,
+            policy=settings.rollout_policy(),
+            actor=f"{ACTOR} rollout evaluate",
+            live_quality=feedback_live_quality(registry),
         )
         payload = result.to_dict()
         verdict = result.verdict
@@ -186,7 +191,10 @@ def _show(registry: ModelRegistry, args: argparse.Namespace, settings: Settings)
     evidence: dict[str, Any] = {}
     if pointer is not None and pointer.rollout is not None:
         evidence = read_evidence(
-            _open_log(settings, args), rollout=pointer.rollout, champion_version=pointer.version
+            _open_log(settings, args),
+            rollout=pointer.rollout,
+            champion_version=pointer.version,
+            live_quality=feedback_live_quality(registry),
         ).to_dict()
     payload = {**state, "evidence": evidence}
     if args.json:

@@ -34,8 +34,8 @@ newest events are the ones read, which is what a rollout decision should weigh).
 PAGE = 1000
 
 LiveQualityProvider = Callable[[EventLog, Rollout, str], LiveQuality | None]
-"""Optional: live quality of champion and candidate from ``feedback`` events (the
-monitoring package provides the join); ``None`` while there is no feedback."""
+"""Optional: live quality of champion and candidate from ``feedback`` events
+(:func:`mlsys.rollout_quality.feedback_live_quality`); ``None`` while there is no feedback."""
 
 
 class NoRolloutError(ConfigError):
