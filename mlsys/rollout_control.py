@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlsys.errors import ConfigError
-from mlsys.eventlog import Event, EventLog, EventType
+from mlsys.eventlog import Event, EventLog, EventType, now_iso
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, utc_now
 from mlsys.rollout import (
     Evidence,
@@ -72,7 +72,9 @@ def start_rollout(
         mode=mode,
         candidate=version,
         fraction=fraction if mode == "canary" else None,
-        started=iso(utc_now()),
+        # The system log's own time format (microseconds), so "events since the rollout
+        # started" compares like with like.
+        started=now_iso(),
         reason=reason,
         actor=actor,
     )
