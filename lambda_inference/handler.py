@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
 
 from lambda_inference.errors import (
     InvalidEventError,
@@ -67,13 +66,12 @@ from lambda_inference.errors import (
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
+from lambda_inference.observability import inject_request_context, logger
 from lambda_inference.service import Endpoint, InferenceService
 from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
 from mlsys.settings import load_settings
-
-logger = Logger(service="inference")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -131,7 +129,7 @@ class Request:
         if len(path) > 1:
             path = path.rstrip("/")
         return cls(
-            method=str(event.get("httpMethod") or "GET").upper(),
+            method=str(event.get("httpMethod") or "GET"),
             path=path,
             headers=headers,
             query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
@@ -395,6 +393,7 @@ def _unavailable(error: Exception, event: Any, context: Any) -> dict[str, Any]:
     return _respond(status, error_body(code, message, {"request_id": request_id}))
 
 
+@inject_request_context
 def handle_predict(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     try:
         api = default_api()
@@ -403,6 +402,7 @@ def handle_predict(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     return api.handle_predict(event, context)
 
 
+@inject_request_context
 def handle_admin(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     try:
         api = default_api()
@@ -411,6 +411,7 @@ def handle_admin(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     return api.handle_admin(event, context)
 
 
+@inject_request_context
 def handle_log_ingest(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     try:
         api = default_api()

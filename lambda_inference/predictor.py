@@ -9,10 +9,10 @@ instead of sleeping.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,13 +24,13 @@ from lambda_inference.errors import (
     ModelUnavailableError,
     PredictionNotFiniteError,
 )
+from lambda_inference.observability import logger
 from lambda_inference.validation import RecordEncoder, preview
 from mlsys.contract import LoadedModel, ModelCard, Prediction
 from mlsys.errors import MlsysError, NoChampionError
 from mlsys.registry import ChampionPointer, ModelRegistry
 
 Clock = Callable[[], float]
-LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,10 @@ class ChampionTracker:
         refresh_seconds: float,
         clock: Clock = time.monotonic,
         on_load: Callable[[ServingModel, float], None] | None = None,
+        traced: Callable[[str], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.registry = registry
+        self._traced = traced
         self.refresh_seconds = refresh_seconds
         self._clock = clock
         self._on_load = on_load
@@ -159,7 +161,7 @@ class ChampionTracker:
             return Snapshot(None, next_check, exc)
         except MlsysError as exc:
             if current is not None:
-                LOG.warning("champion re-check failed; serving %s: %s", current.version, exc)
+                logger.warning(f"champion re-check failed; serving {current.version}: {exc}")
             error = ModelUnavailableError(f"cannot read the champion: {exc}")
             return Snapshot(current, next_check, None if current else error)
         if pointer is None:
@@ -180,12 +182,14 @@ class ChampionTracker:
             )
             if current is None:
                 return Snapshot(None, next_check, error)
-            LOG.error("%s; still serving %s", error.message, current.version)
+            logger.error(f"{error.message}; still serving {current.version}")
             return Snapshot(current, next_check)
 
     def _load(self, pointer: ChampionPointer) -> ServingModel:
         started = time.perf_counter()
-        serving = ServingModel.from_loaded(self.registry.load(pointer.version), etag=pointer.etag)
+        with self._traced("model_load") if self._traced else nullcontext():
+            loaded = self.registry.load(pointer.version)
+            serving = ServingModel.from_loaded(loaded, etag=pointer.etag)
         if self._on_load is not None:
             self._on_load(serving, time.perf_counter() - started)
         return serving

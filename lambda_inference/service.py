@@ -25,11 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from aws_lambda_powertools import Logger
-
 from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
 from lambda_inference.events import (
-    BackgroundSink,
     EventSink,
     StdoutSink,
     StoreSink,
@@ -37,9 +34,9 @@ from lambda_inference.events import (
     inputs_field,
     outputs_field,
 )
+from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.telemetry import Telemetry
 from lambda_inference.validation import (
     batch_records,
     decode_json,
@@ -56,8 +53,6 @@ from mlsys.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-
-logger = Logger(service="inference")
 
 Endpoint = Literal["stream", "batch"]
 DEFAULT_LOG_PAGE = 100
@@ -100,6 +95,9 @@ class InferenceService:
         if delivery == "stdout":
             return StdoutSink(stdout)
         if delivery == "background":
+            # Local-only (a writer thread cannot run while Lambda is frozen); not in the bundle.
+            from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
+
             return BackgroundSink(
                 self.event_log,
                 fallback=StdoutSink(stdout),
@@ -119,6 +117,7 @@ class InferenceService:
         dynamodb_client: DynamoDBClient | None = None,
         emit_metrics: bool = True,
         stdout: TextIO | None = None,
+        sink: EventSink | None = None,
     ) -> InferenceService:
         telemetry = Telemetry(enabled=emit_metrics)
         registry = ModelRegistry.open(
@@ -131,6 +130,7 @@ class InferenceService:
             on_load=lambda serving, seconds: telemetry.model_loaded(
                 version=serving.version, seconds=seconds
             ),
+            traced=telemetry.traced,
         )
 
         def open_log() -> EventLog:
@@ -145,6 +145,7 @@ class InferenceService:
                 max_body_bytes=settings.max_body_bytes,
                 max_log_page=settings.max_log_page,
             ),
+            sink=sink,
             log_delivery=settings.log_delivery,
             stdout=stdout,
             log_inputs=settings.log_inputs,
@@ -188,13 +189,21 @@ class InferenceService:
         else:
             records = batch_records(data, max_records=self.limits.max_batch_records)
         has_booleans = b"true" in body or b"false" in body
-        prediction = serving.predict(records, body_has_booleans=has_booleans)
+        with self.telemetry.traced("predict"):
+            prediction = serving.predict(records, body_has_booleans=has_booleans)
         response = self._response(endpoint, serving, prediction, request_id)
         latency_ms = (time.perf_counter() - started) * 1000.0
         classes = (
             list(serving.card.classes)
             if serving.card.is_classifier and serving.card.classes is not None
             else None
+        )
+        metrics = self.telemetry.request(
+            version=serving.version,
+            records=len(records),
+            latency_ms=latency_ms,
+            prediction=prediction,
+            classes=classes,
         )
         self.sink.emit(
             Event(
@@ -210,14 +219,8 @@ class InferenceService:
                         "latency_ms": round(latency_ms, 3),
                     }
                 ),
-            )
-        )
-        self.telemetry.request(
-            version=serving.version,
-            records=len(records),
-            latency_ms=latency_ms,
-            prediction=prediction,
-            classes=classes,
+            ),
+            metrics,
         )
         return response
 

@@ -40,7 +40,7 @@ class Subcommand(Protocol):
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training_job.cli", "train a challenger and promote it if it beats the champion"),
     "models": ("mlsys.models_cli", "list, show, promote and roll back model versions"),
-    "serve": ("lambda_inference.server", "serve the prediction API locally"),
+    "serve": ("lambda_inference.local.server", "serve the prediction API locally"),
 }
 
 
