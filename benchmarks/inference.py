@@ -130,7 +130,7 @@ def bench_writer_throughput(workdir: Path, data: dict[str, Any]) -> tuple[float,
     of them are in the store. Returns the rate and the events that overflowed
     to synchronous writes (should be 0).
     """
-    from lambda_inference.events import BackgroundSink  # noqa: PLC0415
+    from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
     from mlsys.eventlog import Event, SqliteEventLog  # noqa: PLC0415
 
     log = SqliteEventLog(workdir / "writer.sqlite3")
@@ -155,7 +155,7 @@ def bench_writer_throughput(workdir: Path, data: dict[str, Any]) -> tuple[float,
 
 
 def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
-    from lambda_inference.events import BackgroundSink  # noqa: PLC0415
+    from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
     from mlsys.eventlog import Event, SqliteEventLog  # noqa: PLC0415
     from mlsys.registry import ModelRegistry  # noqa: PLC0415
 

@@ -30,6 +30,7 @@ import hashlib
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol, TextIO
 
 import numpy as np
@@ -88,11 +89,26 @@ class EventSink(Protocol):
 
 
 def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
-    """One JSON line: the event under ``mlsys_event``, beside any EMF metric members."""
-    document = (
-        {**metrics, "mlsys_event": event.to_dict()} if metrics else {"mlsys_event": event.to_dict()}
-    )
-    return orjson.dumps(document, option=_ORJSON_OPTIONS).decode()
+    """One JSON line: the event under ``mlsys_event`` (its data bounded to
+    :data:`MAX_EVENT_DATA_BYTES`), beside any EMF metric members.
+
+    Serialised once; only a line too long for the bound is re-serialised
+    with its largest data members replaced (:func:`bounded_data`).
+    """
+    document = dict(metrics) if metrics else {}
+    document["mlsys_event"] = event.to_dict()
+    line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+    if len(line) > MAX_EVENT_DATA_BYTES:
+        document["mlsys_event"] = bounded_event(event).to_dict()
+        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+    return line.decode()
+
+
+def bounded_event(event: Event) -> Event:
+    """``event`` with its data within :data:`MAX_EVENT_DATA_BYTES` (see :func:`bounded_data`)."""
+    copy = dict(event.data)
+    data = bounded_data(copy)
+    return event if data is copy else replace(event, data=data)
 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:
@@ -145,6 +161,7 @@ class StoreSink(_NothingQueued):
         self._fallback = fallback if fallback is not None else StdoutSink()
 
     def emit(self, event: Event, metrics: Mapping[str, Any] | None = None) -> None:
+        event = bounded_event(event)
         try:
             self._open_log().append(event)
         except Exception:

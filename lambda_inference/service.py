@@ -210,15 +210,15 @@ class InferenceService:
                 type="prediction",
                 request_id=request_id,
                 model_version=serving.version,
-                data=bounded_data(
-                    {
-                        "endpoint": endpoint,
-                        "records": len(records),
-                        **inputs_field(data, body, mode=self.log_inputs),
-                        **outputs_field(prediction, single=endpoint == "stream", classes=classes),
-                        "latency_ms": round(latency_ms, 3),
-                    }
-                ),
+                # Not bounded here: the sink bounds it (MAX_EVENT_DATA_BYTES) as it
+                # serialises, so a prediction is serialised once.
+                data={
+                    "endpoint": endpoint,
+                    "records": len(records),
+                    **inputs_field(data, body, mode=self.log_inputs),
+                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+                    "latency_ms": round(latency_ms, 3),
+                },
             ),
             metrics,
         )

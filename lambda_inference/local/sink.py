@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from lambda_inference.events import StdoutSink, StoreSink, metrics_line
+from lambda_inference.events import StdoutSink, StoreSink, bounded_event, metrics_line
 from lambda_inference.observability import logger
 from mlsys.eventlog import Event, EventLog, EventLogError
 
@@ -416,7 +416,7 @@ class BackgroundSink:
 
     def _write(self, batch: list[Event]) -> bool:
         try:
-            self._open_log().append_many(batch)
+            self._open_log().append_many([bounded_event(event) for event in batch])
         except Exception as exc:
             self._failed(batch, exc)
             return False
