@@ -1,17 +1,37 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the champion's feature schema."""
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the champion's feature schema.
+
+The document is exactly what the server accepts and answers (checked by
+schemathesis with every check in ``make test``): request bodies admit no
+other members (``additionalProperties: false``), numeric features are bounded
+to float32, ``limit`` to the page size, every query parameter that is present
+needs a value, and each operation lists every status it can answer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlsys.contract import FeatureSpec, ModelCard
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+DOUBLE_MAX = float(np.finfo(np.float64).max)
+EVENT_TYPES = ["prediction", "training", "error"]
 
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
     if spec.kind == "numeric":
-        return {"type": ["number", "null"], "description": "numeric; null = missing (imputed)"}
+        return {
+            "type": ["number", "null"],
+            "minimum": -FLOAT32_MAX,
+            "maximum": FLOAT32_MAX,
+            "description": "numeric (float32 range); null = missing (imputed)",
+        }
     schema: dict[str, Any] = {
         "type": ["string", "number", "boolean", "null"],
+        "minimum": -DOUBLE_MAX,
+        "maximum": DOUBLE_MAX,
         "description": "categorical; unknown categories are accepted, null = missing",
     }
     if spec.categories:
@@ -68,7 +88,143 @@ def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+NOT_ALLOWED = _error_response("method_not_allowed: the route does not serve this method (Allow)")
+UNAVAILABLE = _error_response(
+    "no champion model, it failed to load, the system log is unavailable, or the "
+    "function's configuration is invalid"
+)
+BAD_REQUEST_LOCAL = "; locally also an HTTP request the server cannot parse"
+LOG_EMPTIED = _ok(_object({"result": {"const": "log emptied"}, "request_id": {"type": "string"}}))
+
+
+def _predict_operation(
+    summary: str, data: dict[str, Any], result: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": _json_body(_object({"data": data})),
+        "responses": {
+            "200": _ok(_object(result, required=["result", "model_version", "request_id"])),
+            "400": _error_response(
+                "invalid JSON (malformed_json, duplicate_key), request, record or feature "
+                "value" + BAD_REQUEST_LOCAL
+            ),
+            "405": NOT_ALLOWED,
+            "408": _error_response("request_timeout: the body did not arrive in time (local)"),
+            "413": _error_response("too many records, or the body is too large"),
+            "415": _error_response(
+                "Content-Type is not application/json, or Content-Encoding is not gzip"
+            ),
+            "422": _error_response(
+                "prediction_not_finite: the model's output for a record overflowed"
+            ),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
+def _log_parameters(max_log_page: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "description": "events per page (ASCII decimal digits)",
+            "schema": {"type": "integer", "minimum": 1, "maximum": max_log_page},
+        },
+        {"name": "type", "in": "query", "schema": {"enum": EVENT_TYPES}},
+        {
+            "name": "since",
+            "in": "query",
+            "description": "oldest event time, RFC 3339 with an offset (years 1-9999 in UTC)",
+            "schema": {"type": "string", "format": "date-time"},
+        },
+        {
+            "name": "next",
+            "in": "query",
+            "description": "the previous page's next token",
+            "schema": {"type": "string", "minLength": 1},
+        },
+    ]
+
+
+def _admin_paths(max_log_page: int) -> dict[str, Any]:
+    event = _object(
+        {
+            "id": {"type": "string"},
+            "type": {"enum": EVENT_TYPES},
+            "time": {"type": "string", "format": "date-time"},
+            "request_id": {"type": ["string", "null"]},
+            "model_version": {"type": ["string", "null"]},
+            "data": {"type": "object"},
+        }
+    )
+    page = _object(
+        {"result": {"type": "array", "items": event}, "next": {"type": ["string", "null"]}}
+    )
+    health = _object(
+        {
+            "status": {"const": "ok"},
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "task": {"enum": ["regression", "classification"]},
+            "features": {"type": "array", "items": {"type": "string"}},
+            "log": {"type": "object"},
+        }
+    )
+    return {
+        "/log": {
+            "get": {
+                "summary": "System log, newest first",
+                "parameters": _log_parameters(max_log_page),
+                "responses": {
+                    "200": _ok(page),
+                    "400": _error_response("invalid query or page token"),
+                    "405": NOT_ALLOWED,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Empty the log",
+                "responses": {"200": LOG_EMPTIED, "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            },
+        },
+        "/emptyLog": {
+            "get": {
+                "summary": "Empty the log",
+                "responses": {"200": LOG_EMPTIED, "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Status and champion version",
+                "responses": {"200": _ok(health), "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": _ok({"type": "object", "required": ["openapi", "paths"]}),
+                    "405": NOT_ALLOWED,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+    }
+
+
+def openapi_document(
+    card: ModelCard, *, max_batch_records: int, max_log_page: int = 1000
+) -> dict[str, Any]:
     prediction = {"$ref": "#/components/schemas/Prediction"}
     probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
     stream_result: dict[str, Any] = {
@@ -84,16 +240,8 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
     if card.is_classifier:
         stream_result["probabilities"] = probabilities
         batch_result["probabilities"] = {"type": "array", "items": probabilities}
-    errors = {
-        "400": _error_response("invalid JSON, record or feature value"),
-        "413": _error_response("too many records or body too large"),
-        "415": _error_response(
-            "Content-Type is not application/json, or Content-Encoding is not gzip"
-        ),
-        "422": _error_response("prediction_not_finite: the model's output for a record overflowed"),
-        "503": _error_response("no champion model, or it failed to load"),
-    }
     record = {"$ref": "#/components/schemas/Record"}
+    records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_batch_records}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -102,93 +250,29 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
             "description": f"{card.task} model predicting {card.target!r} ({card.metric}).",
         },
         "paths": {
-            "/stream": {
-                "post": {
-                    "summary": "Predict one record",
-                    "requestBody": _json_body(
-                        {"type": "object", "properties": {"data": record}, "required": ["data"]}
-                    ),
-                    "responses": {
-                        "200": _ok({"type": "object", "properties": stream_result}),
-                        **errors,
-                    },
-                }
-            },
+            "/stream": {"post": _predict_operation("Predict one record", record, stream_result)},
             "/batch": {
-                "post": {
-                    "summary": f"Predict up to {max_batch_records} records",
-                    "requestBody": _json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "data": {
-                                    "type": "array",
-                                    "items": record,
-                                    "minItems": 1,
-                                    "maxItems": max_batch_records,
-                                }
-                            },
-                            "required": ["data"],
-                        }
-                    ),
-                    "responses": {
-                        "200": _ok({"type": "object", "properties": batch_result}),
-                        **errors,
-                    },
-                }
+                "post": _predict_operation(
+                    f"Predict up to {max_batch_records} records", records, batch_result
+                )
             },
-            "/log": {
-                "get": {
-                    "summary": "System log, newest first",
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                        {
-                            "name": "type",
-                            "in": "query",
-                            "schema": {"enum": ["prediction", "training", "error"]},
-                        },
-                        {
-                            "name": "since",
-                            "in": "query",
-                            "schema": {"type": "string", "format": "date-time"},
-                        },
-                        {"name": "next", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": {"description": "OK"},
-                        "400": _error_response("invalid query"),
-                    },
-                },
-                "delete": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}},
-            },
-            "/emptyLog": {
-                "get": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}}
-            },
-            "/health": {
-                "get": {
-                    "summary": "Status and champion version",
-                    "responses": {"200": {"description": "OK"}},
-                }
-            },
+            **_admin_paths(max_log_page),
         },
         "components": {
             "schemas": {
                 **record_schemas(card),
                 "Prediction": _prediction_schema(card),
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "properties": {
+                "Error": _object(
+                    {
+                        "error": _object(
+                            {
                                 "code": {"type": "string"},
                                 "message": {"type": "string"},
                                 "details": {},
-                            },
-                            "required": ["code", "message"],
-                        }
-                    },
-                },
+                            }
+                        )
+                    }
+                ),
             }
         },
     }

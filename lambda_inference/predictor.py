@@ -59,6 +59,18 @@ class ServingModel:
         self._check_finite(prediction, records)
         return prediction
 
+    def _finite_with_nulls_zeroed(self, record: Any) -> bool:
+        """Whether the nulls are to blame: the record predicts a finite value once
+        they are 0 (else its other values overflowed the model: a 422, not a 400).
+        Categorical features with a null get 0 as a category, which is unknown."""
+        try:
+            feeds = self.encoder.encode([_zero_nulls(record)])
+            values = self.model.predict(feeds)
+        except MlsysError:
+            return True
+        raw = values.probabilities if self.card.is_classifier else values.raw
+        return raw is not None and bool(np.isfinite(raw).all())
+
     def _check_finite(self, prediction: Prediction, records: list[Any]) -> None:
         if self.card.is_classifier:
             assert prediction.probabilities is not None
@@ -71,7 +83,7 @@ class ServingModel:
         index = int(np.argmin(finite))
         record = records[index]
         details = {"record": index, "record_value": _bounded_value(record)}
-        if _has_null(record):
+        if _has_null(record) and self._finite_with_nulls_zeroed(record):
             raise MissingValueError(
                 f"record {index}: the model produced no finite prediction; it cannot impute "
                 "the null value(s) in this record",
@@ -82,6 +94,14 @@ class ServingModel:
             "the record's values are too large in magnitude for this model",
             details=details,
         )
+
+
+def _zero_nulls(record: Any) -> Any:
+    if isinstance(record, dict):
+        return {key: 0.0 if value is None else value for key, value in record.items()}
+    if isinstance(record, list):
+        return [0.0 if value is None else value for value in record]
+    return 0.0 if record is None else record
 
 
 def _has_null(record: Any) -> bool:

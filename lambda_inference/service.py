@@ -18,6 +18,7 @@ emitted before it, so it removes those and none emitted after it.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 Endpoint = Literal["stream", "batch"]
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_RFC3339_PLUS = re.compile(r".*[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})? \d{2}:\d{2}", re.ASCII)
+"""A positive offset whose "+" became a space (an unencoded query string)."""
 DEFAULT_LOG_PAGE = 100
 LOG_FLUSH_SECONDS = 10.0
 """How long ``GET /log`` and a clear wait for queued events to reach the store."""
@@ -279,22 +285,28 @@ class InferenceService:
                 "use limit, type, since, next",
                 details={"parameters": [preview_text(name) for name in unknown[:10]]},
             )
+        # Strict: a parameter that is present must have a value (``since=`` is a
+        # mistake, not "no lower bound"), as the OpenAPI document says.
+        empty = sorted(name for name, value in params.items() if value == "")
+        if empty:
+            raise InvalidQueryError(
+                f"query parameter {empty[0]} has no value; give one or leave it out",
+                details={"parameter": empty[0]},
+            )
         self._flush_log()
         page = self.event_log().query(
             limit=self._limit(params.get("limit")),
             event_type=self._event_type(params.get("type")),
             since=self._since(params.get("since")),
-            next_token=params.get("next") or None,
+            next_token=params.get("next"),
         )
         return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
 
     def _limit(self, raw: str | None) -> int:
-        if raw is None or raw == "":
+        if raw is None:
             return min(DEFAULT_LOG_PAGE, self.limits.max_log_page)
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
+        # ASCII decimal digits only: int() would also take "5_0", "+5", " 5" and fullwidth digits.
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
         if not 1 <= limit <= self.limits.max_log_page:
             raise InvalidQueryError(
                 f"limit must be an integer from 1 to {self.limits.max_log_page}, "
@@ -305,7 +317,7 @@ class InferenceService:
 
     @staticmethod
     def _event_type(raw: str | None) -> EventType | None:
-        if raw is None or raw == "":
+        if raw is None:
             return None
         for event_type in EVENT_TYPES:
             if raw == event_type:
@@ -317,18 +329,24 @@ class InferenceService:
 
     @staticmethod
     def _since(raw: str | None) -> str | None:
-        if raw is None or raw == "":
+        if raw is None:
             return None
         try:
-            moment = datetime.fromisoformat(raw.replace(" ", "+"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+            # RFC 3339 date-time, as documented: a date, "T" (or a space), a time
+            # with seconds and an offset. A "+" sent unencoded arrives as a space.
+            text = raw
+            if _RFC3339_PLUS.fullmatch(raw):
+                cut = raw.rfind(" ")
+                text = f"{raw[:cut]}+{raw[cut + 1 :]}"
+            if not _RFC3339.fullmatch(text):
+                raise ValueError(raw)
+            moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
             # Years 1 and 9999 with an offset fall outside datetime's range in UTC.
             moment = moment.astimezone(UTC)
         except (ValueError, OverflowError):
             raise InvalidQueryError(
-                "since must be an ISO-8601 time between years 1 and 9999 in UTC, such as "
-                f"2026-01-31T12:00:00Z, got {preview(raw)}",
+                "since must be an ISO-8601 time (RFC 3339: with seconds and an offset) between "
+                f"years 1 and 9999 in UTC, such as 2026-01-31T12:00:00Z, got {preview(raw)}",
                 details={"parameter": "since"},
             ) from None
         return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -351,7 +369,11 @@ class InferenceService:
 
     def openapi(self) -> dict[str, Any]:
         serving = self.tracker.current()
-        return openapi_document(serving.card, max_batch_records=self.limits.max_batch_records)
+        return openapi_document(
+            serving.card,
+            max_batch_records=self.limits.max_batch_records,
+            max_log_page=self.limits.max_log_page,
+        )
 
     def ingest(self, events: Sequence[Event]) -> int:
         if events:
