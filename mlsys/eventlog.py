@@ -49,6 +49,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _iso_from_id(event_id: str) -> str:
+    """The time an id from :func:`new_event_id` was taken; now for any other id."""
+    stamp = event_id.partition("-")[0]
+    if len(stamp) != 20 or not stamp.isdigit():
+        return now_iso()
+    seconds, nanos = divmod(int(stamp), 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def new_event_id(now_ns: int | None = None) -> str:
     """Time-ordered unique id: nanoseconds since the epoch plus random bits."""
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -65,9 +75,15 @@ class Event:
     type: EventType
     data: Mapping[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_event_id)
-    time: str = field(default_factory=now_iso)
+    time: str = ""
+    """Defaults to the instant in ``id``: one clock reading, so the log's id order
+    is its time order, whichever process or thread wrote an event first."""
     request_id: str | None = None
     model_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.time:
+            object.__setattr__(self, "time", _iso_from_id(self.id))
 
     def to_dict(self) -> dict[str, Any]:
         return {
