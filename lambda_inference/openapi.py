@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lambda_inference.routes import ROUTES
 from mlsys.contract import FeatureSpec, ModelCard
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -156,7 +157,8 @@ def _log_parameters(max_log_page: int) -> list[dict[str, Any]]:
     ]
 
 
-def _admin_paths(max_log_page: int) -> dict[str, Any]:
+def _admin_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``GET /log`` page and the ``GET /health`` answer."""
     event = _object(
         {
             "id": {"type": "string"},
@@ -180,6 +182,11 @@ def _admin_paths(max_log_page: int) -> dict[str, Any]:
             "log": {"type": "object"},
         }
     )
+    return page, health
+
+
+def _admin_paths(max_log_page: int) -> dict[str, Any]:
+    page, health = _admin_schemas()
     return {
         "/log": {
             "get": {
@@ -222,9 +229,24 @@ def _admin_paths(max_log_page: int) -> dict[str, Any]:
     }
 
 
-def openapi_document(
-    card: ModelCard, *, max_batch_records: int, max_log_page: int = 1000
-) -> dict[str, Any]:
+def _paths(operations: dict[str, Any]) -> dict[str, Any]:
+    """The document's paths: exactly the route table's (path, method) pairs, in its order.
+
+    A route with no detailed operation above still appears, with its summary.
+    """
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        method = route.method.lower()
+        operation = operations.get(route.path, {}).get(method) or {
+            "summary": route.summary,
+            "responses": {"200": {"description": "OK"}, "405": NOT_ALLOWED},
+        }
+        paths.setdefault(route.path, {})[method] = operation
+    return paths
+
+
+def _predict_paths(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+    """``{path: {method: operation}}`` of the predict routes."""
     prediction = {"$ref": "#/components/schemas/Prediction"}
     probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
     stream_result: dict[str, Any] = {
@@ -243,36 +265,37 @@ def openapi_document(
     record = {"$ref": "#/components/schemas/Record"}
     records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_batch_records}
     return {
+        "/stream": {"post": _predict_operation("Predict one record", record, stream_result)},
+        "/batch": {
+            "post": _predict_operation(
+                f"Predict up to {max_batch_records} records", records, batch_result
+            )
+        },
+    }
+
+
+def openapi_document(
+    card: ModelCard, *, max_batch_records: int, max_log_page: int = 1000
+) -> dict[str, Any]:
+    error = _object({"code": {"type": "string"}, "message": {"type": "string"}, "details": {}})
+    return {
         "openapi": "3.1.0",
         "info": {
             "title": f"mlsys prediction API: {card.model_name}",
             "version": card.version,
             "description": f"{card.task} model predicting {card.target!r} ({card.metric}).",
         },
-        "paths": {
-            "/stream": {"post": _predict_operation("Predict one record", record, stream_result)},
-            "/batch": {
-                "post": _predict_operation(
-                    f"Predict up to {max_batch_records} records", records, batch_result
-                )
-            },
-            **_admin_paths(max_log_page),
-        },
+        "paths": _paths(
+            {
+                **_predict_paths(card, max_batch_records=max_batch_records),
+                **_admin_paths(max_log_page),
+            }
+        ),
         "components": {
             "schemas": {
                 **record_schemas(card),
                 "Prediction": _prediction_schema(card),
-                "Error": _object(
-                    {
-                        "error": _object(
-                            {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                                "details": {},
-                            }
-                        )
-                    }
-                ),
+                "Error": _object({"error": error}),
             }
         },
     }

@@ -1,35 +1,19 @@
-"""The system log served by ``GET /log``: predictions, training outcomes and errors.
-
-One small interface, :class:`EventLog`, with implementations chosen by URI via
-:func:`open_event_log`:
-
-* ``sqlite:///path/to/log.sqlite3`` -- the embedded default for local use.
-* ``dynamodb://table`` -- on AWS (see :mod:`mlsys.eventlog_dynamodb`).
-
-Events are newest-first when read, paginated with an opaque ``next`` token.
-"""
+"""The system-log data model: events, pages, page tokens and the :class:`EventLog` interface."""
 
 from __future__ import annotations
 
 import base64
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import urlparse
+from typing import Any, Literal, Protocol
 
 import orjson
 
-from mlsys.errors import ConfigError, MlsysError
-
-if TYPE_CHECKING:
-    from mlsys.settings import Settings
+from mlsys.errors import MlsysError
 
 EventType = Literal["prediction", "training", "error"]
 EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
@@ -178,138 +162,6 @@ class EventLog(Protocol):
     def clear(self) -> None:
         """Make every event logged so far invisible to :meth:`query`."""
         ...
-
-
-_INSERT = "INSERT OR IGNORE INTO events(id, type, time, body) VALUES (?, ?, ?, ?)"
-"""The event id is the key: appending an event again (a retried batch) is a no-op."""
-
-
-class SqliteEventLog:
-    """Events in a local SQLite file (WAL mode; safe across threads and processes)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
-        self.uri = f"sqlite:///{self.path}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
-        )
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS events ("
-                " id TEXT PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,"
-                " body TEXT NOT NULL)"
-            )
-            self._conn.execute("CREATE INDEX IF NOT EXISTS events_type_id ON events(type, id)")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def append(self, event: Event) -> None:
-        self.append_many((event,))
-
-    def append_many(self, events: Sequence[Event]) -> None:
-        rows = [(e.id, e.type, e.time, e.to_json()) for e in events]
-        if len(rows) == 1:
-            with self._lock:
-                self._conn.execute(_INSERT, rows[0])
-            return
-        with self._lock:
-            # One transaction per batch: all or nothing, and one commit instead of
-            # one per row (the background writer's batches are ~2x faster).
-            self._conn.execute("BEGIN")
-            try:
-                self._conn.executemany(_INSERT, rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def query(
-        self,
-        *,
-        limit: int = 100,
-        event_type: EventType | None = None,
-        since: str | None = None,
-        next_token: str | None = None,
-    ) -> EventPage:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if event_type is not None:
-            clauses.append("type = ?")
-            params.append(event_type)
-        if since is not None:
-            clauses.append("time >= ?")
-            params.append(since)
-        if next_token is not None:
-            clauses.append("id < ?")
-            params.append(cursor_from_token(next_token))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT body FROM events {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
-        with self._lock:
-            rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
-        events = [Event.from_json(body) for (body,) in rows[:limit]]
-        token = token_after(events[-1]) if len(rows) > limit else None
-        return EventPage(events, token)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM events")
-
-
-def parse_log_uri(uri: str) -> tuple[Literal["sqlite", "dynamodb"], str]:
-    """Validate a log URI without opening anything: ``(scheme, path or table)``."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
-        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
-        if not path:
-            raise ConfigError(f"log URI {uri!r} has no file path")
-        return "sqlite", path
-    if parsed.scheme == "dynamodb":
-        if not parsed.netloc:
-            raise ConfigError(f"log URI {uri!r} has no table name")
-        return "dynamodb", parsed.netloc
-    raise ConfigError(f"log URI {uri!r}: use sqlite:///path or dynamodb://table")
-
-
-def open_event_log(uri: str, **kwargs: Any) -> EventLog:
-    """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
-
-    Extra keyword arguments go to the DynamoDB implementation (client,
-    retention, shards).
-    """
-    scheme, location = parse_log_uri(uri)
-    if scheme == "sqlite":
-        return SqliteEventLog(location)
-    from mlsys.eventlog_dynamodb import DynamoDBEventLog  # noqa: PLC0415
-
-    return DynamoDBEventLog(location, **kwargs)
-
-
-def open_event_log_for(
-    settings: Settings, uri: str | None = None, *, client: Any = None
-) -> EventLog:
-    """Open ``uri`` (default ``settings.log_uri``) with the operator's log settings.
-
-    Every writer goes through here so that a changed ``MLSYS_LOG_SHARDS`` or
-    ``MLSYS_LOG_RETENTION_DAYS`` reaches training and ``mlsys models`` events too:
-    an event written to a shard the readers do not scan would never be served.
-    ``client`` is an injectable boto3 DynamoDB client (ignored for SQLite).
-    """
-    target = settings.log_uri if uri is None else uri
-    if parse_log_uri(target)[0] == "sqlite":
-        return open_event_log(target)
-    return open_event_log(
-        target,
-        client=client,
-        retention_days=settings.log_retention_days,
-        shards=settings.log_shards,
-    )
 
 
 def events_from_lines(lines: Iterable[str]) -> list[Event]:

@@ -1,0 +1,143 @@
+"""HTTP-level parsing of the service's inputs, done at the handler edge.
+
+The service (:mod:`lambda_inference.service`) takes typed values; turning a raw
+body or a query string into them -- size limit, JSON, the ``{"data": ...}``
+envelope, ``/log`` query parameters -- happens here, before the service is called.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
+from lambda_inference.routes import LOG_QUERY_PARAMETERS
+from lambda_inference.validation import decode_json, preview, preview_text, request_data
+from mlsys.eventlog import EVENT_TYPES, EventType
+
+DEFAULT_LOG_PAGE = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictBody:
+    """A parsed predict request body."""
+
+    data: Any
+    """The ``data`` member: one record (``/stream``) or the records (``/batch``)."""
+    raw: bytes
+    """The body as received (logged as is, or as its digest)."""
+    has_booleans: bool
+    """Whether ``true``/``false`` occur in the raw body: without them an all-numeric
+    batch may take the encoder's vectorised path (booleans are not numbers)."""
+    received_at: float
+    """``time.perf_counter()`` when parsing began (the logged latency includes parsing)."""
+
+
+def parse_predict_body(body: bytes, *, max_body_bytes: int) -> PredictBody:
+    received_at = time.perf_counter()
+    if len(body) > max_body_bytes:
+        raise PayloadTooLargeError(
+            f"request body is {len(body)} bytes; the limit is {max_body_bytes}",
+            details={"bytes": len(body), "limit": max_body_bytes},
+        )
+    data = request_data(decode_json(body))
+    return PredictBody(
+        data=data,
+        raw=body,
+        has_booleans=b"true" in body or b"false" in body,
+        received_at=received_at,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogQuery:
+    """``GET /log`` parameters, validated."""
+
+    limit: int
+    event_type: EventType | None = None
+    since: str | None = None
+    next_token: str | None = None
+
+
+def parse_log_query(params: Mapping[str, str], *, max_log_page: int) -> LogQuery:
+    """Strict, as the OpenAPI document says: known parameters only, and a parameter
+    that is present needs a value (``since=`` is a mistake, not "no lower bound")."""
+    unknown = sorted(set(params) - set(LOG_QUERY_PARAMETERS))
+    if unknown:
+        raise InvalidQueryError(
+            f"unknown query parameter(s) {', '.join(map(preview_text, unknown[:10]))}; "
+            f"use {', '.join(LOG_QUERY_PARAMETERS)}",
+            details={"parameters": [preview_text(name) for name in unknown[:10]]},
+        )
+    empty = sorted(name for name, value in params.items() if value == "")
+    if empty:
+        raise InvalidQueryError(
+            f"query parameter {empty[0]} has no value; give one or leave it out",
+            details={"parameter": empty[0]},
+        )
+    return LogQuery(
+        limit=_limit(params.get("limit"), max_log_page=max_log_page),
+        event_type=_event_type(params.get("type")),
+        since=_since(params.get("since")),
+        next_token=params.get("next"),
+    )
+
+
+def _limit(raw: str | None, *, max_log_page: int) -> int:
+    if raw is None:
+        return min(DEFAULT_LOG_PAGE, max_log_page)
+    # ASCII decimal digits only: int() would also take "5_0", "+5", " 5" and fullwidth digits.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    if not 1 <= limit <= max_log_page:
+        raise InvalidQueryError(
+            f"limit must be an integer from 1 to {max_log_page}, got {preview(raw)}",
+            details={"parameter": "limit"},
+        )
+    return limit
+
+
+def _event_type(raw: str | None) -> EventType | None:
+    if raw is None:
+        return None
+    for event_type in EVENT_TYPES:
+        if raw == event_type:
+            return event_type
+    raise InvalidQueryError(
+        f"type must be one of {', '.join(EVENT_TYPES)}, got {preview(raw)}",
+        details={"parameter": "type"},
+    )
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_RFC3339_PLUS = re.compile(r".*[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})? \d{2}:\d{2}", re.ASCII)
+"""A positive offset whose "+" became a space (an unencoded query string)."""
+
+
+def _since(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        # RFC 3339 date-time, as documented: a date, "T" (or a space), a time with
+        # seconds and an offset. A "+" sent unencoded arrives as a space.
+        text = raw
+        if _RFC3339_PLUS.fullmatch(raw):
+            cut = raw.rfind(" ")
+            text = f"{raw[:cut]}+{raw[cut + 1 :]}"
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        # Years 1 and 9999 with an offset fall outside datetime's range in UTC.
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidQueryError(
+            "since must be an ISO-8601 time (RFC 3339: with seconds and an offset) between "
+            f"years 1 and 9999 in UTC, such as 2026-01-31T12:00:00Z, got {preview(raw)}",
+            details={"parameter": "since"},
+        ) from None
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
