@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import time
@@ -39,8 +40,13 @@ def _iso_from_id(event_id: str) -> str:
     if len(stamp) != 20 or not stamp.isdigit():
         return now_iso()
     seconds, nanos = divmod(int(stamp), 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return f"{_iso_second(seconds)}.{nanos // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` in UTC (cached: consecutive events share their second)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def new_event_id(now_ns: int | None = None) -> str:
