@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("training", "inference")
+SUITES = ("training", "inference", "serving")
 
 
 def main(argv: list[str]) -> int:
