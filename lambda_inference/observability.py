@@ -8,10 +8,9 @@
     of the response and of the system-log events).
 ``traced(name)``
     An X-Ray subsegment around model load and predict. The Powertools
-    :class:`Tracer` is created on first use and only where metrics are on (the
-    functions on AWS): importing the X-Ray SDK costs ~0.2 s, which the local
-    server and the tests never pay. Where Powertools disables tracing (outside
-    Lambda, ``POWERTOOLS_TRACE_DISABLED``) a span costs nothing.
+    :class:`Tracer` is created on first use and only where tracing is active
+    (``Settings.tracing``: a Lambda function with active tracing): importing the
+    X-Ray SDK costs ~0.2 s of cold start, which nothing else pays.
 :class:`Telemetry`
     CloudWatch metrics in the Embedded Metric Format. Names and dimensions are
     the team's fixed decision: namespace ``mlsys``, service ``inference``,
@@ -94,9 +93,15 @@ def _api_request_id(event: Any) -> str | None:
 
 class Telemetry:
     def __init__(
-        self, *, enabled: bool, namespace: str = NAMESPACE, service: str = SERVICE
+        self,
+        *,
+        enabled: bool,
+        tracing: bool = False,
+        namespace: str = NAMESPACE,
+        service: str = SERVICE,
     ) -> None:
         self.enabled = enabled
+        self.tracing = tracing
         self.namespace = namespace
         self.service = service
         self._metrics = Metrics(namespace=namespace, service=service) if enabled else None
@@ -118,7 +123,7 @@ class Telemetry:
     # --- tracing ------------------------------------------------------------------
     def traced(self, name: str) -> AbstractContextManager[Any]:
         """An X-Ray subsegment ``name`` (a no-op where tracing is off)."""
-        if not self.enabled:
+        if not self.tracing:
             return nullcontext()
         tracer = self._tracer
         if tracer is None:

@@ -113,7 +113,7 @@ class InferenceService:
         stdout: TextIO | None = None,
         sink: EventSink | None = None,
     ) -> InferenceService:
-        telemetry = Telemetry(enabled=emit_metrics)
+        telemetry = Telemetry(enabled=emit_metrics, tracing=emit_metrics and settings.tracing)
         registry = ModelRegistry.open(
             settings.registry_uri, model_name=settings.model_name, s3_client=s3_client
         )
