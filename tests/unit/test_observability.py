@@ -19,7 +19,6 @@ from mlsys.settings import Settings, load_settings
 from tests.inference_support import api_event, body_of, build_classifier, publish
 
 
-
 class Context:
     function_name = "mlsys-predict"
     memory_limit_in_mb = 1024
