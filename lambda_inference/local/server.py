@@ -18,8 +18,9 @@ What this module adds to gunicorn:
   CLI's one-line error (exit 2) and ``--port 0`` can print the chosen port;
 * a worker class whose connections get a read deadline: the request line,
   headers and body must arrive within ``--request-timeout`` seconds of the
-  first byte (gunicorn itself has none, so a client that declares
-  ``Content-Length: 100`` and sends 2 bytes would hold a thread forever);
+  first byte, else a JSON 408 and the connection closes (gunicorn itself has
+  none, so a client that declares ``Content-Length: 100`` and sends 2 bytes
+  would hold a thread forever);
 * every error gunicorn answers itself (bad request line, oversized header)
   is the API's JSON error body;
 * each worker builds its own service (onnxruntime session, SQLite connection,
@@ -31,6 +32,7 @@ What this module adds to gunicorn:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import ipaddress
 import os
@@ -94,6 +96,18 @@ _read_deadlines: weakref.WeakKeyDictionary[socket.socket, float] = weakref.WeakK
 """Per connection being read: the monotonic time its request must have arrived by."""
 
 
+_timed_out: weakref.WeakKeyDictionary[socket.socket, bool] = weakref.WeakKeyDictionary()
+"""Connections whose request missed its deadline: the worker answers them 408."""
+
+
+class RequestTimeoutError(ConnectionResetError):
+    """The request missed its deadline. A connection reset to gunicorn, which then
+    drops the request quietly; the worker answers it (see :meth:`Worker.handle`)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.ECONNRESET, "the request did not arrive in time")
+
+
 class _DeadlineSocket(socket.socket):
     """A connection whose reads stop at its request's deadline (see :class:`Worker`)."""
 
@@ -102,12 +116,17 @@ class _DeadlineSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         deadline = _read_deadlines.get(self)
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
+        if deadline is None:
+            return super().recv(bufsize, flags)
+        remaining = deadline - time.monotonic()
+        try:
             if remaining <= 0:
-                raise TimeoutError("the request did not arrive in time")
+                raise TimeoutError
             super().settimeout(remaining)
-        return super().recv(bufsize, flags)
+            return super().recv(bufsize, flags)
+        except TimeoutError:
+            _timed_out[self] = True
+            raise RequestTimeoutError from None
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         super().settimeout(self.send_timeout)
@@ -127,11 +146,18 @@ class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type hints
         sock = conn.sock
         if type(sock) is socket.socket:
             sock.__class__ = _DeadlineSocket  # same layout: only recv/sendall differ
-        _read_deadlines[sock] = time.monotonic() + self.cfg.mlsys_request_timeout
+        timeout = self.cfg.mlsys_request_timeout
+        _read_deadlines[sock] = time.monotonic() + timeout
         try:
-            return super().handle(conn)
+            result = super().handle(conn)
         finally:
             _read_deadlines.pop(sock, None)
+        if _timed_out.pop(sock, False):
+            message = f"the request did not arrive within {timeout} s"
+            with contextlib.suppress(OSError):
+                _write_json_error(sock, 408, "Request Timeout", message)
+            return False  # gunicorn closes the connection
+        return result
 
 
 def _close_promptly(sock: socket.socket, *args: Any, **kwargs: Any) -> None:
