@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import secrets
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,9 +50,14 @@ def _iso_second(seconds: int) -> str:
 
 
 def new_event_id(now_ns: int | None = None) -> str:
-    """Time-ordered unique id: nanoseconds since the epoch plus random bits."""
+    """Time-ordered unique id: nanoseconds since the epoch plus random bits.
+
+    The bits only separate events of the same nanosecond, so they come from
+    :mod:`random` (reseeded in every forked process), ~10x cheaper than
+    :mod:`secrets` on the request path.
+    """
     now_ns = time.time_ns() if now_ns is None else now_ns
-    return f"{now_ns:020d}-{secrets.token_hex(4)}"
+    return f"{now_ns:020d}-{random.getrandbits(32):08x}"
 
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -64,7 +69,8 @@ class Event:
 
     type: EventType
     data: Mapping[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=new_event_id)
+    id: str = ""
+    """Defaults to :func:`new_event_id` now."""
     time: str = ""
     """Defaults to the instant in ``id``: one clock reading, so the log's id order
     is its time order, whichever process or thread wrote an event first."""
@@ -72,7 +78,13 @@ class Event:
     model_version: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.time:
+        if not self.id:
+            now_ns = time.time_ns()
+            object.__setattr__(self, "id", new_event_id(now_ns))
+            if not self.time:
+                seconds, nanos = divmod(now_ns, 1_000_000_000)
+                object.__setattr__(self, "time", f"{_iso_second(seconds)}.{nanos // 1000:06d}Z")
+        elif not self.time:
             object.__setattr__(self, "time", _iso_from_id(self.id))
 
     def to_dict(self) -> dict[str, Any]:
