@@ -89,3 +89,23 @@ def test_since_takes_rfc3339_times_including_an_unencoded_plus(api: Api, since: 
 def test_since_without_an_offset_or_a_real_date_is_rejected(api: Api, since: str) -> None:
     status, body = read_log(api, since=since)
     assert (status, body["error"]["details"]) == (400, {"parameter": "since"})
+
+
+def test_the_document_states_what_the_server_enforces(api: Api) -> None:
+    response = api.handle_admin(api_event("GET", "/openapi.json"))
+    document = body_of(response)
+    paths = document["paths"]
+    for path in ("/stream", "/batch"):
+        operation = paths[path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body["additionalProperties"] is False
+        assert {"400", "405", "413", "415", "422", "503"} <= set(operation["responses"])
+    numeric = document["components"]["schemas"]["RecordObject"]["properties"]["age"]
+    assert (numeric["minimum"], numeric["maximum"]) == (
+        -3.4028234663852886e38,
+        3.4028234663852886e38,
+    )
+    limit = next(p for p in paths["/log"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+    assert set(paths["/health"]["get"]["responses"]) == {"200", "405", "503"}
+    assert set(paths["/openapi.json"]["get"]["responses"]) == {"200", "405", "503"}
