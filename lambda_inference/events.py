@@ -106,6 +106,8 @@ def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
 
 def bounded_event(event: Event) -> Event:
     """``event`` with its data within :data:`MAX_EVENT_DATA_BYTES` (see :func:`bounded_data`)."""
+    if len(event.to_json()) <= MAX_EVENT_DATA_BYTES:
+        return event  # the whole event fits, so its data does (and the store reuses the JSON)
     copy = dict(event.data)
     data = bounded_data(copy)
     return event if data is copy else replace(event, data=data)

@@ -77,7 +77,7 @@ class ServingModel:
         values = prediction.values
         # A few Python floats: math.isfinite beats a numpy round trip (~1 us per request).
         small = len(values) <= SMALL_BATCH and not self.card.is_classifier
-        if small and all(map(math.isfinite, values)):
+        if small and all(isinstance(v, float) and math.isfinite(v) for v in values):
             return
         if self.card.is_classifier:
             assert prediction.probabilities is not None

@@ -101,9 +101,14 @@ class Event:
         """Compact UTF-8 JSON, as stored by the log implementations.
 
         orjson rather than :mod:`json`: ~10x faster, which matters because the
-        background writer shares the GIL with the request threads.
+        background writer shares the GIL with the request threads. Computed
+        once per event (the size check before storing reuses it).
         """
-        return orjson.dumps(self.to_dict(), default=str, option=_ORJSON_OPTIONS).decode()
+        cached: str | None = self.__dict__.get("_json")
+        if cached is None:
+            cached = orjson.dumps(self.to_dict(), default=str, option=_ORJSON_OPTIONS).decode()
+            object.__setattr__(self, "_json", cached)
+        return cached
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
