@@ -6,9 +6,10 @@ import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mlsys.registry import ModelRegistry
 from tests.inference_support import build_regression, publish
@@ -60,7 +61,16 @@ class ServeProcess:
                 break
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
         self.address = (host, int(port))
+        # Keep reading both pipes: a full pipe would block the server's logging.
+        self.output: list[str] = []
+        for stream in (self.process.stdout, self.process.stderr):
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
         self.wait_ready()
+
+    def _drain(self, stream: IO[str] | None) -> None:
+        if stream is not None:
+            for line in stream:
+                self.output.append(line)
 
     def wait_ready(self) -> None:
         """Until a worker answers (workers load after the socket is listening)."""
@@ -90,8 +100,4 @@ class ServeProcess:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
-        code = self.process.wait(timeout=60)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        return code
+        return self.process.wait(timeout=60)
