@@ -15,10 +15,12 @@ import numpy as np
 
 from lambda_inference.routes import ROUTES
 from mlsys.contract import FeatureSpec, ModelCard
+from mlsys.eventlog import EVENT_TYPES
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 DOUBLE_MAX = float(np.finfo(np.float64).max)
-EVENT_TYPES = ["prediction", "training", "error"]
+MAX_REQUEST_ID_CHARS = 200
+"""As :mod:`lambda_inference.feedback` checks it (not imported: it is heavier)."""
 
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def _log_parameters(max_log_page: int) -> list[dict[str, Any]]:
             "description": "events per page (ASCII decimal digits)",
             "schema": {"type": "integer", "minimum": 1, "maximum": max_log_page},
         },
-        {"name": "type", "in": "query", "schema": {"enum": EVENT_TYPES}},
+        {"name": "type", "in": "query", "schema": {"enum": list(EVENT_TYPES)}},
         {
             "name": "since",
             "in": "query",
@@ -162,7 +164,7 @@ def _admin_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     event = _object(
         {
             "id": {"type": "string"},
-            "type": {"enum": EVENT_TYPES},
+            "type": {"enum": list(EVENT_TYPES)},
             "time": {"type": "string", "format": "date-time"},
             "request_id": {"type": ["string", "null"]},
             "model_version": {"type": ["string", "null"]},
@@ -274,6 +276,55 @@ def _predict_paths(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]
     }
 
 
+def _feedback_paths(card: ModelCard, *, max_items: int) -> dict[str, Any]:
+    """``POST /feedback``: one item or a list; ``actual`` typed by the champion's task."""
+    if card.is_classifier:
+        actual: dict[str, Any] = {"enum": list(card.classes or ())}
+    else:
+        actual = {"type": "number", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX}
+    item = _object(
+        {
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_REQUEST_ID_CHARS,
+                "description": "request_id of the prediction",
+            },
+            "index": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "the record's position in a /batch request",
+            },
+            "actual": {**actual, "description": "the true value"},
+        },
+        required=["request_id", "actual"],
+    )
+    items = {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}
+    accepted = _object(
+        {"result": _object({"accepted": {"type": "integer"}}), "request_id": {"type": "string"}}
+    )
+    operation = {
+        "summary": "Ground truth for earlier predictions (monitoring)",
+        "requestBody": _json_body(_object({"data": {"oneOf": [item, items]}})),
+        "responses": {
+            "200": _ok(accepted),
+            "400": _error_response(
+                "invalid JSON (malformed_json, duplicate_key) or feedback item (named in the "
+                "error)" + BAD_REQUEST_LOCAL
+            ),
+            "405": NOT_ALLOWED,
+            "408": _error_response("request_timeout: the body did not arrive in time (local)"),
+            "413": _error_response("too many items, or the body is too large"),
+            "415": _error_response(
+                "Content-Type is not application/json, or Content-Encoding is not gzip"
+            ),
+            "503": UNAVAILABLE,
+        },
+    }
+    return {"/feedback": {"post": operation}}
+
+
 def openapi_document(
     card: ModelCard, *, max_batch_records: int, max_log_page: int = 1000
 ) -> dict[str, Any]:
@@ -288,6 +339,7 @@ def openapi_document(
         "paths": _paths(
             {
                 **_predict_paths(card, max_batch_records=max_batch_records),
+                **_feedback_paths(card, max_items=max_batch_records),
                 **_admin_paths(max_log_page),
             }
         ),

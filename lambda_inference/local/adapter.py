@@ -9,7 +9,9 @@ socket server needs before any handler runs:
   (413, connection closed); a body without a length (chunked) is read up to
   the limit and refused past it;
 * ``HEAD`` is answered like any method the route does not serve (405 with
-  ``Allow``), without a body.
+  ``Allow``), without a body;
+* ``GET /monitor`` (local only, not a Lambda route) is the monitor's HTML report
+  (:mod:`lambda_inference.monitor_page`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from urllib.parse import parse_qs
 
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
+from lambda_inference.monitor_page import PATH as MONITOR_PATH
+from lambda_inference.monitor_page import monitor_page
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Environ = Mapping[str, Any]
@@ -122,11 +126,18 @@ class HttpAdapter:
             if callable(force_close):
                 force_close()
             return self._respond(start_response, method, refused.status, payload, JSON_HEADERS)
+        path = _path(environ)
+        query = str(environ.get("QUERY_STRING") or "")
+        if method in ("GET", "HEAD") and path.rstrip("/") == MONITOR_PATH:
+            status, page, page_headers = monitor_page(
+                self.api.service, {k: v[-1] for k, v in parse_qs(query).items()}
+            )
+            return self._respond(start_response, method, status, page, page_headers)
         request_id = str(uuid.uuid4())
         event = build_event(
             method=method,
-            path=_path(environ),
-            query=str(environ.get("QUERY_STRING") or ""),
+            path=path,
+            query=query,
             headers=_headers(environ),
             body=body,
             request_id=request_id,
@@ -155,6 +166,8 @@ class HttpAdapter:
                     {"bytes": length, "limit": limit},
                 )
             return self._read(stream, length)
+        if not environ.get("wsgi.input_terminated"):
+            return b""  # no Content-Length and a stream without an end (PEP 3333): no body
         body = self._read(stream, limit + 1)  # chunked (or no body): read to the limit
         if len(body) > limit:
             raise RequestRefusedError(
@@ -175,10 +188,10 @@ class HttpAdapter:
         start_response: StartResponse,
         method: str,
         status: int,
-        payload: str,
+        payload: str | bytes,
         headers: Mapping[str, Any],
     ) -> list[bytes]:
-        data = payload.encode()
+        data = payload.encode() if isinstance(payload, str) else payload
         listed = [(str(k), str(v)) for k, v in headers.items()]
         listed.append(("Content-Length", str(len(data))))
         start_response(f"{status} {HTTP_REASONS.get(status, 'Status')}", listed)
