@@ -97,7 +97,11 @@ def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
     """
     document = dict(metrics) if metrics else {}
     document["mlsys_event"] = event.to_dict()
-    line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+    try:
+        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+    except (TypeError, ValueError) as exc:  # e.g. an integer beyond 64 bits
+        document["mlsys_event"] = unserializable(event, exc).to_dict()
+        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
     if len(line) > MAX_EVENT_DATA_BYTES:
         document["mlsys_event"] = bounded_event(event).to_dict()
         line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
@@ -106,11 +110,29 @@ def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
 
 def bounded_event(event: Event) -> Event:
     """``event`` with its data within :data:`MAX_EVENT_DATA_BYTES` (see :func:`bounded_data`)."""
-    if len(event.to_json()) <= MAX_EVENT_DATA_BYTES:
+    try:
+        size = len(event.to_json())
+    except (TypeError, ValueError) as exc:  # e.g. an integer beyond 64 bits
+        return unserializable(event, exc)
+    if size <= MAX_EVENT_DATA_BYTES:
         return event  # the whole event fits, so its data does (and the store reuses the JSON)
     copy = dict(event.data)
     data = bounded_data(copy)
     return event if data is copy else replace(event, data=data)
+
+
+def unserializable(event: Event, error: Exception) -> Event:
+    """``event`` with data JSON can hold: a value orjson refuses must not block the
+    log (a background writer would retry the batch forever)."""
+    logger.warning(
+        "an event's data is not serializable as JSON; storing its repr",
+        extra={"event_id": event.id, "error": str(error)},
+    )
+    shown = repr(dict(event.data))
+    return replace(
+        event,
+        data={"unserializable": f"{type(error).__name__}: {error}", "repr": shown[:2000]},
+    )
 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:

@@ -21,6 +21,8 @@ from mlsys.contract import ModelCard, categorical_value
 from mlsys.errors import ValidationError
 
 MAX_REQUEST_ID_CHARS = 200
+MAX_INDEX = 2**53 - 1
+"""The largest index JSON carries exactly (and the log can store)."""
 FEEDBACK_ITEMS_PER_EVENT = 200
 """Items per ``feedback`` event: 200 items of at most a few hundred bytes keep an event
 well under the log's per-event size bound (``events.MAX_EVENT_DATA_BYTES``)."""
@@ -63,9 +65,13 @@ def _item(position: int, item: Any, card: ModelCard) -> dict[str, Any]:
             f"(at most {MAX_REQUEST_ID_CHARS} characters), got {preview(request_id)}",
         )
     index = item.get("index", 0)
-    if type(index) is not int or index < 0:
+    if type(index) is float and index.is_integer() and abs(index) <= MAX_INDEX:
+        index = int(index)  # 3.0 is an integer to JSON Schema (and to the OpenAPI document)
+    if type(index) is not int or not 0 <= index <= MAX_INDEX:
         raise _invalid(
-            position, "index", f"index must be a non-negative integer, got {preview(index)}"
+            position,
+            "index",
+            f"index must be an integer from 0 to {MAX_INDEX}, got {preview(index)}",
         )
     if "actual" not in item:
         raise _invalid(position, "actual", "actual (the true value) is missing")

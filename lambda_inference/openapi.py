@@ -293,6 +293,7 @@ def _feedback_paths(card: ModelCard, *, max_items: int) -> dict[str, Any]:
             "index": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": 2**53 - 1,
                 "default": 0,
                 "description": "the record's position in a /batch request",
             },

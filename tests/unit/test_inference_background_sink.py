@@ -356,3 +356,20 @@ def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
     server.add_arguments(parser)
     assert parser.parse_args([]).log_delivery == "background"
     assert parser.parse_args(["--log-delivery", "sync"]).log_delivery == "sync"
+
+
+def test_an_event_json_cannot_hold_is_stored_as_its_repr_and_does_not_block_the_queue(
+    make_sink: Callable[..., BackgroundSink], log_path: Path
+) -> None:
+    sink = make_sink()
+    # orjson refuses integers beyond 64 bits.
+    sink.emit(Event(type="feedback", request_id="r1", data={"index": 2**70}))
+    sink.emit(event(2))
+    assert sink.flush(timeout=WAIT)
+    assert sink.counters.write_failures == 0
+    log = SqliteEventLog(log_path)
+    stored = {e.request_id: dict(e.data) for e in log.query(limit=10).events}
+    log.close()
+    assert stored["r1"]["unserializable"].startswith("TypeError")
+    assert str(2**70) in stored["r1"]["repr"]
+    assert stored["r2"] == {"n": 2}

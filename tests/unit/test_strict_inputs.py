@@ -109,3 +109,15 @@ def test_the_document_states_what_the_server_enforces(api: Api) -> None:
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
     assert set(paths["/health"]["get"]["responses"]) == {"200", "405", "503"}
     assert set(paths["/openapi.json"]["get"]["responses"]) == {"200", "405", "503"}
+
+
+def feedback(api: Api, item: dict[str, Any]) -> tuple[int, Any]:
+    response = api.handle_predict(api_event("POST", "/feedback", body={"data": item}))
+    return response["statusCode"], body_of(response)
+
+
+def test_feedback_index_is_an_integer_as_json_schema_counts_them(api: Api) -> None:
+    assert feedback(api, {"request_id": "r", "index": 3.0, "actual": 1.5})[0] == 200
+    for index in (3.5, 1e300, 2**53, -1):
+        status, body = feedback(api, {"request_id": "r", "index": index, "actual": 1.5})
+        assert (status, body["error"]["details"]) == (400, {"item": 0, "member": "index"})
