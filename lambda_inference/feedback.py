@@ -12,7 +12,7 @@ the prediction may reach the log after its feedback.
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import Any
 
 from lambda_inference.errors import EmptyBatchError, InvalidRequestError, TooManyRecordsError
@@ -21,6 +21,7 @@ from mlsys.contract import ModelCard, categorical_value
 from mlsys.errors import ValidationError
 
 MAX_REQUEST_ID_CHARS = 200
+DOUBLE_MAX = sys.float_info.max
 MAX_INDEX = 2**53 - 1
 """The largest index JSON carries exactly (and the log can store)."""
 FEEDBACK_ITEMS_PER_EVENT = 200
@@ -94,7 +95,8 @@ def _actual(position: int, item: dict[str, Any], card: ModelCard) -> Any:
                 f"actual {preview(actual)} is not a class of model {card.version} ({shown})",
             )
         return labels[categorical_value(actual)]
-    if type(actual) not in (int, float) or not math.isfinite(actual):
+    # Compared exactly (an integer just above the largest double rounds down to it).
+    if type(actual) not in (int, float) or not -DOUBLE_MAX <= actual <= DOUBLE_MAX:
         raise _invalid(
             position,
             "actual",

@@ -18,7 +18,6 @@ from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.eventlog import EVENT_TYPES
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-DOUBLE_MAX = float(np.finfo(np.float64).max)
 MAX_REQUEST_ID_CHARS = 200
 """As :mod:`lambda_inference.feedback` checks it (not imported: it is heavier)."""
 
@@ -33,8 +32,6 @@ def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
         }
     schema: dict[str, Any] = {
         "type": ["string", "number", "boolean", "null"],
-        "minimum": -DOUBLE_MAX,
-        "maximum": DOUBLE_MAX,
         "description": "categorical; unknown categories are accepted, null = missing",
     }
     if spec.categories:
@@ -281,7 +278,9 @@ def _feedback_paths(card: ModelCard, *, max_items: int) -> dict[str, Any]:
     if card.is_classifier:
         actual: dict[str, Any] = {"enum": list(card.classes or ())}
     else:
-        actual = {"type": "number", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX}
+        # Unbounded: orjson reads an integer beyond 64 bits as the nearest double, so a
+        # bound at the largest double could not be enforced exactly.
+        actual = {"type": "number"}
     item = _object(
         {
             "request_id": {
