@@ -11,7 +11,7 @@ drain of in-flight requests on SIGTERM. Measured on the same 2-core machine in
 one run (``make bench``, 4 keep-alive clients): a constant JSON body at ~5,900
 req/s on gunicorn against ~90 req/s on the standard library's threaded server
 (its Nagle stall: 44 ms per kept-alive request), and ``/stream`` at ~0.5x the
-constant app. Not chosen (not measured here): waitress (one process, so one
+constant app (0.5-0.7x across runs). Not chosen (not measured here): waitress (one process, so one
 core for the GIL-bound handlers) and uvicorn/hypercorn (ASGI servers; the
 handlers are synchronous).
 
