@@ -10,10 +10,10 @@ the limit is enforced from ``Content-Length`` before reading), and a graceful
 drain of in-flight requests on SIGTERM. Measured on the same 2-core machine in
 one run (``make bench``, 4 keep-alive clients): a constant JSON body at ~5,900
 req/s on gunicorn against ~90 req/s on the standard library's threaded server
-(its Nagle stall: 44 ms per kept-alive request), and ``/stream`` at ~0.5x the
-constant app (0.5-0.7x across runs). Not chosen (not measured here): waitress (one process, so one
-core for the GIL-bound handlers) and uvicorn/hypercorn (ASGI servers; the
-handlers are synchronous).
+(its Nagle stall: 44 ms per kept-alive request), and ``/stream`` at 0.5-0.7x
+the constant app across runs. Not chosen (not measured here): waitress (one
+process, so one core for the GIL-bound handlers) and uvicorn/hypercorn (ASGI
+servers; the handlers are synchronous).
 
 What this module adds to gunicorn:
 
