@@ -61,8 +61,11 @@ class Monitoring(Construct):
 
         requests = stage.metric_count(period=FIVE_MINUTES, statistic="Sum")
         server_errors = stage.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
+        # FILL: API Gateway publishes nothing for a period without requests, and a math
+        # expression over a missing datapoint yields no value, so the alarm would never see
+        # errors in a period whose counts are partly missing. Same for the table below.
         error_rate = cloudwatch.MathExpression(
-            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            expression=("IF(FILL(requests, 0) > 0, 100 * FILL(errors, 0) / FILL(requests, 0), 0)"),
             using_metrics={"errors": server_errors, "requests": requests},
             label="5XX rate (%)",
             period=FIVE_MINUTES,
@@ -128,8 +131,10 @@ class Monitoring(Construct):
             "retries and wait in the log-ingest DLQ (kept 14 days); fix the cause, then "
             "redrive them (see Serving._ingest_dead_letter_queue in infra/serving.py).",
         )
+        # DynamoDB publishes throttle events only when there are some: without FILL the sum
+        # had a value only when reads and writes throttled in the same period.
         throttled = cloudwatch.MathExpression(
-            expression="reads + writes",
+            expression="FILL(reads, 0) + FILL(writes, 0)",
             using_metrics={
                 "reads": table.metric("ReadThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),
                 "writes": table.metric("WriteThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Environment, Fn, Stack
+from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.alerts import Alerts
-from infra.ci_access import CiAccess
+from infra.ci_access import API_ID_PARAMETER, BUCKET_PARAMETER, CiAccess
+from infra.common import STAGE_TAG, stage_parameter
 from infra.config import AppConfig
+from infra.deployment import PredictDeployment
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
-from infra.serving import Serving
+from infra.serving import Serving, smoke_test_routes
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
 
@@ -35,9 +38,12 @@ class MlsysStack(Stack):
             env=env,
             description=f"mlsys ({config.stage}): model store, training, serving, monitoring",
         )
+        minimal = config.monitoring.minimal
         self.model_store = ModelStore(self, "ModelStore")
         self.system_log = SystemLog(self, "SystemLog")
-        self.alerts = Alerts(self, "Alerts", email=config.monitoring.alarm_email)
+        self.alerts = Alerts(
+            self, "Alerts", email=config.monitoring.alarm_email, encrypted=not minimal
+        )
         self.training = Training(
             self,
             "Training",
@@ -47,6 +53,7 @@ class MlsysStack(Stack):
             model_name=config.model_name,
             alarm_topic=self.alerts.topic,
             log_retention_days=config.log_retention_days,
+            stage=config.stage,
         )
         self.serving = Serving(
             self,
@@ -59,17 +66,52 @@ class MlsysStack(Stack):
             stage_name=config.stage,
             log_retention_days=config.log_retention_days,
         )
-        self.monitoring = Monitoring(
+        self.deployment = PredictDeployment(
             self,
-            "Monitoring",
-            config=config.monitoring,
-            topic=self.alerts.topic,
-            serving=self.serving,
-            training=self.training,
-            table=self.system_log.table,
-            provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
+            "PredictDeployment",
+            alias=self.serving.live,
+            function=self.serving.predict.function,
+            version=self.serving.predict.function.current_version,
+            deployment=config.serving.deployment,
+            latency_p99_ms=config.monitoring.latency_p99_ms,
         )
+        self.monitoring = (
+            None
+            if minimal
+            else Monitoring(
+                self,
+                "Monitoring",
+                config=config.monitoring,
+                topic=self.alerts.topic,
+                serving=self.serving,
+                training=self.training,
+                table=self.system_log.table,
+                provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
+            )
+        )
+        # What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...
+        for resource in (
+            self.model_store.repository,
+            self.training.job_queue,
+            self.training.job_definition,
+            *([self.serving.api_key] if self.serving.api_key is not None else []),
+        ):
+            Tags.of(resource).add(STAGE_TAG, config.stage)
+        # ... or by name: values that stack resolves when it is deployed (no exports).
+        for name, value in {
+            API_ID_PARAMETER: self.serving.api.rest_api_id,
+            BUCKET_PARAMETER: self.model_store.bucket.bucket_name,
+        }.items():
+            ssm.StringParameter(
+                self,
+                f"Published-{name}",
+                parameter_name=stage_parameter(config.stage, name),
+                string_value=value,
+                description=f"mlsys ({config.stage}) {name}, read by mlsys-{config.stage}-ci",
+            )
+        self._outputs()
 
+    def _outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
             "ModelStoreBucket": self.model_store.bucket.bucket_name,
@@ -77,11 +119,13 @@ class MlsysStack(Stack):
             "TrainingJobQueue": self.training.job_queue.job_queue_arn,
             "TrainingJobDefinition": self.training.job_definition.job_definition_arn,
             "TrainingImageRepositoryUri": self.model_store.repository.repository_uri,
-            "DashboardName": self.monitoring.dashboard.dashboard_name,
             "AlarmTopic": self.alerts.topic.topic_arn,
             # Failed system-log batches wait here for a redrive (see infra/serving.py).
             "LogIngestDeadLetterQueueUrl": self.serving.ingest_dead_letters.queue_url,
+            "PredictDeploymentGroup": self.deployment.group.deployment_group_name,
         }
+        if self.monitoring is not None:
+            outputs["DashboardName"] = self.monitoring.dashboard.dashboard_name
         if self.serving.api_key is not None:
             outputs["ApiKeyId"] = self.serving.api_key.key_id
         for name, value in outputs.items():
@@ -106,7 +150,7 @@ class CiAccessStack(Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        app_stack: MlsysStack,
+        app_stack_name: str,
         env: Environment | None,
     ) -> None:
         super().__init__(
@@ -119,12 +163,10 @@ class CiAccessStack(Stack):
             self,
             "CiAccess",
             config=config.ci,
-            app_stack_name=app_stack.stack_name,
-            repository=app_stack.model_store.repository,
-            job_queue=app_stack.training.job_queue,
-            bucket=app_stack.model_store.bucket,
-            api_key=app_stack.serving.api_key,
-            smoke_test_routes=app_stack.serving.smoke_test_routes(),
+            stage=config.stage,
+            app_stack_name=app_stack_name,
+            smoke_test_routes=smoke_test_routes(predict_auth=config.serving.predict_auth),
+            api_key=config.serving.predict_auth == "api-key",
         )
         CfnOutput(self, "DeployRoleArn", value=self.ci_access.role.role_arn)
 
@@ -140,6 +182,13 @@ def build_app(scope: Construct, *, config: AppConfig, bundle_dir: Path) -> list[
         scope, f"mlsys-{config.stage}", config=config, bundle_dir=bundle_dir, env=env
     )
     ci_stack = CiAccessStack(
-        scope, f"mlsys-{config.stage}-ci", config=config, app_stack=app_stack, env=env
+        scope,
+        f"mlsys-{config.stage}-ci",
+        config=config,
+        app_stack_name=app_stack.stack_name,
+        env=env,
     )
+    # Deploy order only (`cdk deploy --all`): the CI stack reads the SSM parameters the
+    # system stack publishes. No value crosses the stacks, so nothing locks either one.
+    ci_stack.add_dependency(app_stack)
     return [app_stack, ci_stack]
