@@ -190,5 +190,5 @@ def build_app(scope: Construct, *, config: AppConfig, bundle_dir: Path) -> list[
     )
     # Deploy order only (`cdk deploy --all`): the CI stack reads the SSM parameters the
     # system stack publishes. No value crosses the stacks, so nothing locks either one.
-    ci_stack.add_dependency(app_stack)
+    ci_stack.add_stack_dependency(app_stack)
     return [app_stack, ci_stack]

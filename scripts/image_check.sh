@@ -34,6 +34,9 @@ else
   # python:*-slim has `python` on PATH and lets pip install into the interpreter.
   ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
   rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  # The host's trust store, so a TLS-intercepting proxy in front of PyPI (as on build
+  # machines behind a corporate proxy) is trusted by the build's pip as it is by the host.
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
   echo "image-check: imported $base_image"
