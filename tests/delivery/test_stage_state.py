@@ -21,7 +21,12 @@ from scripts import stage_state
 REGION = "eu-west-1"
 TEMPLATE = json.dumps(
     {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/marker", "Type": "String", "Value": "x"},
+            }
+        },
         "Outputs": {"TrainingImageRepositoryUri": {"Value": "123.dkr.ecr/repo"}},
     }
 )

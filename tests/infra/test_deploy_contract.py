@@ -29,7 +29,7 @@ def test_the_workflow_deploys_the_stack_it_names() -> None:
     assert MAIN_STACK == "mlsys-dev"
     assert VARIANT_STACK == "mlsys-prod"
     assert 'cdk deploy "mlsys-$STAGE"' in workflow
-    assert '--stack-name "mlsys-$STAGE"' in workflow
+    assert 'stack-output "mlsys-$STAGE"' in workflow
 
 
 def test_every_output_the_workflow_reads_exists(assembly: Assembly, variant: Assembly) -> None:
