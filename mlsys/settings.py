@@ -17,6 +17,7 @@ DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
 DEFAULT_MODEL_NAME = "default"
 LOG_DELIVERIES = ("sync", "background", "stdout")
+LOG_INPUTS = ("full", "digest", "sampled")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -60,6 +61,13 @@ def _optional_float(
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value > 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -99,7 +107,10 @@ class Settings:
     structured JSON for asynchronous ingestion (CloudWatch Logs subscription ->
     DynamoDB)."""
     log_inputs: str = "full"
-    """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256."""
+    """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256,
+    ``sampled`` the inputs of a share of requests and the sha256 of the others."""
+    log_inputs_sample_rate: float = 0.05
+    """MLSYS_LOG_INPUTS_SAMPLE_RATE: that share (0-1) when ``sampled``."""
     log_retention_days: int = 30
     """MLSYS_LOG_RETENTION_DAYS: TTL of log events in DynamoDB."""
     log_shards: int = 8
@@ -169,6 +180,7 @@ KNOWN_VARIABLES = TRAINING_VARIABLES | {
     "MLSYS_LOG_URI",
     "MLSYS_LOG_DELIVERY",
     "MLSYS_LOG_INPUTS",
+    "MLSYS_LOG_INPUTS_SAMPLE_RATE",
     "MLSYS_LOG_RETENTION_DAYS",
     "MLSYS_LOG_SHARDS",
     "MLSYS_MODEL_REFRESH_SECONDS",
@@ -192,7 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         model_name=env.get("MLSYS_MODEL_NAME") or DEFAULT_MODEL_NAME,
         log_uri=env.get("MLSYS_LOG_URI") or DEFAULT_LOG_URI,
         log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", LOG_DELIVERIES),
-        log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", ("full", "digest")),
+        log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", LOG_INPUTS),
+        log_inputs_sample_rate=_fraction(env, "MLSYS_LOG_INPUTS_SAMPLE_RATE", 0.05),
         log_retention_days=_int(env, "MLSYS_LOG_RETENTION_DAYS", 30, minimum=1),
         log_shards=_int(env, "MLSYS_LOG_SHARDS", 8, minimum=1),
         model_refresh_seconds=_float(env, "MLSYS_MODEL_REFRESH_SECONDS", 30.0),
