@@ -28,7 +28,7 @@ class Alerts(Construct):
             self.key: kms.Key | None = None
             self.topic = sns.Topic(self, "Topic", enforce_ssl=True)
             acknowledge(
-                self.topic,
+                self.topic.node.find_child("Resource"),
                 "AwsSolutions-SNS2",
                 "minimal_idle_cost=true drops the customer-managed key (USD 1/month); the "
                 "topic carries alarm names and training job ids, never request data.",

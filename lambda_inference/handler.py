@@ -28,9 +28,10 @@ Gateway would turn into a bare 502.
 
 Request bodies may be sent with ``Content-Encoding: gzip``; they are
 decompressed here, bounded by the body limit (a larger result is a 413). Any
-other encoding is a 415 ``unsupported_content_encoding``. (Behind API Gateway
+other encoding is a 415 ``unsupported_content_encoding``. Behind API Gateway
 a compressed body only arrives intact if the REST API lists its media type in
-``binaryMediaTypes``, so that it is passed on base64-encoded.)
+``binaryMediaTypes``, so that it is passed on base64-encoded: there, send it as
+``Content-Type: application/gzip`` (:data:`GZIP_MEDIA_TYPE`, listed by infra/serving.py).
 
 Size limits on AWS: API Gateway accepts bodies up to 10 MB, but Lambda's
 synchronous invocation payload limit is 6 MB (the whole event, so the body
