@@ -282,20 +282,10 @@ class _Reader:
         return tuple(str(item).strip() for item in value)
 
 
-def config_from_context(context: Mapping[str, object]) -> AppConfig:
-    """Validate raw context values (missing keys take :data:`DEFAULTS`)."""
-    read = _Reader(context)
-    retention = read.integer("log_retention_days", minimum=1)
-    if retention not in LOG_RETENTION_CHOICES:
-        raise ConfigError(
-            f"context log_retention_days must be one of {LOG_RETENTION_CHOICES}, got {retention}"
-        )
+def _serving_config(read: _Reader) -> ServingConfig:
     auth = read.text("predict_auth")
     if auth not in ("api-key", "iam"):
         raise ConfigError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
-    timeout = read.integer(
-        "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
-    )
     pc_min = read.integer("provisioned_concurrency_min", minimum=0)
     pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
     reserved = read.integer("reserved_concurrency", minimum=0)
@@ -303,12 +293,6 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         raise ConfigError(
             f"context reserved_concurrency ({reserved}) must be 0 (none) or >= "
             f"provisioned_concurrency_max ({pc_max})"
-        )
-    minimal = read.flag("minimal_idle_cost")
-    if minimal and pc_min:
-        raise ConfigError(
-            "context minimal_idle_cost=true needs provisioned_concurrency_min=0 "
-            "(provisioned concurrency bills while idle)"
         )
     deployment = read.text("predict_deployment", empty_ok=False)
     if deployment not in PREDICT_DEPLOYMENTS:
@@ -321,11 +305,43 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         raise ConfigError(
             f"context log_inputs must be 'sampled', 'digest' or 'full', got {log_inputs!r}"
         )
-    oidc = read.text(
-        "github_oidc_provider",
-        pattern=r"create|existing|arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+",
-        empty_ok=False,
+    return ServingConfig(
+        predict_auth="iam" if auth == "iam" else "api-key",
+        throttle_rate=read.number("throttle_rate", minimum=1),
+        throttle_burst=read.integer("throttle_burst", minimum=1),
+        quota_per_day=read.integer("quota_per_day", minimum=1),
+        lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
+        lambda_timeout_seconds=read.integer(
+            "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
+        ),
+        provisioned_concurrency_min=pc_min,
+        provisioned_concurrency_max=pc_max,
+        provisioned_utilization_target=read.number(
+            "provisioned_utilization_target", minimum=0.1, maximum=0.9
+        ),
+        reserved_concurrency=reserved or None,
+        deployment=deployment,
+        log_inputs=_LOG_INPUTS[log_inputs],
+        log_inputs_sample_rate=read.number("log_inputs_sample_rate", minimum=0.0, maximum=1.0),
+        lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
     )
+
+
+def config_from_context(context: Mapping[str, object]) -> AppConfig:
+    """Validate raw context values (missing keys take :data:`DEFAULTS`)."""
+    read = _Reader(context)
+    retention = read.integer("log_retention_days", minimum=1)
+    if retention not in LOG_RETENTION_CHOICES:
+        raise ConfigError(
+            f"context log_retention_days must be one of {LOG_RETENTION_CHOICES}, got {retention}"
+        )
+    serving = _serving_config(read)
+    minimal = read.flag("minimal_idle_cost")
+    if minimal and serving.provisioned_concurrency_min:
+        raise ConfigError(
+            "context minimal_idle_cost=true needs provisioned_concurrency_min=0 "
+            "(provisioned concurrency bills while idle)"
+        )
     training = TrainingConfig(
         schedule=read.text("training_schedule", pattern=r"(cron|rate)\(.+\)"),
         on_upload=read.flag("training_on_upload"),
@@ -349,24 +365,7 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         model_name=read.text("model_name", pattern=r"[A-Za-z0-9_.-]{1,64}", empty_ok=False),
         log_retention_days=retention,
         training=training,
-        serving=ServingConfig(
-            predict_auth="iam" if auth == "iam" else "api-key",
-            throttle_rate=read.number("throttle_rate", minimum=1),
-            throttle_burst=read.integer("throttle_burst", minimum=1),
-            quota_per_day=read.integer("quota_per_day", minimum=1),
-            lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
-            lambda_timeout_seconds=timeout,
-            provisioned_concurrency_min=pc_min,
-            provisioned_concurrency_max=pc_max,
-            provisioned_utilization_target=read.number(
-                "provisioned_utilization_target", minimum=0.1, maximum=0.9
-            ),
-            reserved_concurrency=reserved or None,
-            deployment=deployment,
-            log_inputs=_LOG_INPUTS[log_inputs],
-            log_inputs_sample_rate=read.number("log_inputs_sample_rate", minimum=0.0, maximum=1.0),
-            lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
-        ),
+        serving=serving,
         monitoring=MonitoringConfig(
             alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
             latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
@@ -376,7 +375,11 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             github_repository=read.text(
                 "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
             ),
-            github_oidc_provider=oidc,
+            github_oidc_provider=read.text(
+                "github_oidc_provider",
+                pattern=r"create|existing|arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+",
+                empty_ok=False,
+            ),
             cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
         ),
     )
