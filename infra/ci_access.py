@@ -30,6 +30,7 @@ from constructs import Construct
 from infra.common import STAGE_TAG, acknowledge, stage_parameter
 from infra.config import CiConfig
 from infra.model_store import DATA_PREFIX
+from infra.training import IMAGE_TAG_PARAMETER
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -89,45 +90,63 @@ class CiAccess(Construct):
                 },
             ),
         )
+        self._tagged = {"StringEquals": {f"aws:ResourceTag/{STAGE_TAG}": stage}}
+        self._allow_deploy(cdk_qualifier=config.cdk_qualifier, stage=stage)
+        self._allow_training(stage=stage)
+        self._allow_smoke_test(stage=stage, routes=smoke_test_routes, api_key=api_key)
+        self._acknowledge(api_key=api_key)
+
+    def _allow_deploy(self, *, cdk_qualifier: str, stage: str) -> None:
+        """cdk deploy, the image push and its tag, the stack's outputs and events."""
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         self._add(
             "AssumeCdkBootstrapRoles",
             ["sts:AssumeRole"],
             [
                 f"arn:{partition}:iam::{account}:role/"
-                f"cdk-{config.cdk_qualifier}-{name}-role-{account}-{region}"
+                f"cdk-{cdk_qualifier}-{name}-role-{account}-{region}"
                 for name in BOOTSTRAP_ROLES
             ],
         )
         self._add("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"])
-        tagged = {"StringEquals": {f"aws:ResourceTag/{STAGE_TAG}": stage}}
         self._add(
             "PushTrainingImage",
             list(ECR_PUSH_ACTIONS),
             [f"arn:{partition}:ecr:{region}:{account}:repository/*"],
-            tagged,
+            self._tagged,
         )
         self._add(
             "RecordTrainingImageTag",
             ["ssm:GetParameter", "ssm:PutParameter"],
             [
                 f"arn:{partition}:ssm:{region}:{account}:parameter"
-                + stage_parameter(stage, "training-image-tag")
+                + stage_parameter(stage, IMAGE_TAG_PARAMETER)
             ],
         )
+        # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
+        # acknowledged below) must read the same whether or not an env is pinned.
+        self._add(
+            "ReadStackOutputsAndEvents",
+            ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents"],
+            [f"arn:{partition}:cloudformation:{region}:{account}:stack/{self._app_stack_name}/*"],
+        )
+
+    def _allow_training(self, *, stage: str) -> None:
+        """Submit with the stage's queue and definition, watch, stop, find the data."""
+        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         # Batch evaluates each resource type's tags separately; "*:*" requires a revision
         # in the submitted definition, without which its tags would not be evaluated.
         self._add(
             "SubmitToStageQueue",
             ["batch:SubmitJob"],
             [f"arn:{partition}:batch:{region}:{account}:job-queue/*"],
-            tagged,
+            self._tagged,
         )
         self._add(
             "SubmitStageJobDefinition",
             ["batch:SubmitJob"],
             [f"arn:{partition}:batch:{region}:{account}:job-definition/*:*"],
-            tagged,
+            self._tagged,
         )
         self._add("WatchTrainingJobs", ["batch:DescribeJobs"], ["*"])
         # Job ids are generated at submission, so no narrower ARN exists up front.
@@ -145,13 +164,12 @@ class CiAccess(Construct):
             [f"arn:{partition}:s3:::{bucket}"],
             {"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
         )
-        # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
-        # acknowledged below) must read the same whether or not an env is pinned.
-        self._add(
-            "ReadStackOutputsAndEvents",
-            ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents"],
-            [f"arn:{partition}:cloudformation:{region}:{account}:stack/{app_stack_name}/*"],
-        )
+
+    def _allow_smoke_test(
+        self, *, stage: str, routes: list[tuple[str, str]], api_key: bool
+    ) -> None:
+        """SigV4 calls to the read-only (and IAM predict) routes; the stage's API key."""
+        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         api_id = ssm.StringParameter.value_for_string_parameter(
             self, stage_parameter(stage, API_ID_PARAMETER)
         )
@@ -160,7 +178,7 @@ class CiAccess(Construct):
             ["execute-api:Invoke"],
             [
                 f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
-                for method, path in smoke_test_routes
+                for method, path in routes
             ],
         )
         if api_key:
@@ -168,9 +186,8 @@ class CiAccess(Construct):
                 "ReadSmokeTestApiKey",
                 ["apigateway:GET"],
                 [f"arn:{partition}:apigateway:{region}::/apikeys/*"],
-                tagged,
+                self._tagged,
             )
-        self._acknowledge(api_key=api_key)
 
     def _provider_arn(self, provider: str) -> str:
         if provider == "existing":

@@ -89,15 +89,19 @@ class MlsysStack(Stack):
                 provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
             )
         )
-        # What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...
+        self._share_with_ci_stack(config.stage)
+        self._outputs()
+
+    def _share_with_ci_stack(self, stage: str) -> None:
+        """What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...
+        or by name: values that stack resolves when it is deployed (no exports)."""
         for resource in (
             self.model_store.repository,
             self.training.job_queue,
             self.training.job_definition,
             *([self.serving.api_key] if self.serving.api_key is not None else []),
         ):
-            Tags.of(resource).add(STAGE_TAG, config.stage)
-        # ... or by name: values that stack resolves when it is deployed (no exports).
+            Tags.of(resource).add(STAGE_TAG, stage)
         for name, value in {
             API_ID_PARAMETER: self.serving.api.rest_api_id,
             BUCKET_PARAMETER: self.model_store.bucket.bucket_name,
@@ -105,11 +109,10 @@ class MlsysStack(Stack):
             ssm.StringParameter(
                 self,
                 f"Published-{name}",
-                parameter_name=stage_parameter(config.stage, name),
+                parameter_name=stage_parameter(stage, name),
                 string_value=value,
-                description=f"mlsys ({config.stage}) {name}, read by mlsys-{config.stage}-ci",
+                description=f"mlsys ({stage}) {name}, read by mlsys-{stage}-ci",
             )
-        self._outputs()
 
     def _outputs(self) -> None:
         outputs: dict[str, str] = {

@@ -13,7 +13,7 @@ pushed.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Size, Tags
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -26,7 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.common import METRICS_NAMESPACE, STAGE_TAG, acknowledge, retention, stage_parameter
+from infra.common import METRICS_NAMESPACE, acknowledge, retention, stage_parameter
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
@@ -230,9 +230,6 @@ class Training(Construct):
             ],
             propagate_tags=True,
         )
-        # The deploy role may submit jobs only with this stage's queue and definition.
-        for resource in (self.job_queue, self.job_definition):
-            Tags.of(resource).add(STAGE_TAG, stage)
 
         self._add_triggers(config=config, model_store=model_store)
         self.failure_rule = self._notify_failures(alarm_topic)
