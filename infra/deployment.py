@@ -73,7 +73,31 @@ class PredictDeployment(Construct):
             "Resource": f"{function.function_name}:{alias.alias_name}",
             "ExecutedVersion": version.version,
         }
-        self.alarms = {
+        self.alarms = self._rollback_alarms(dimensions, latency_p99_ms=latency_p99_ms)
+        self.group = codedeploy.LambdaDeploymentGroup(
+            self,
+            "Group",
+            alias=alias,
+            deployment_config=DEPLOYMENT_CONFIGS[deployment],
+            alarms=list(self.alarms.values()),
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        acknowledge(
+            self.group.role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSCodeDeployRoleForLambdaLimited]",
+            "CodeDeploy's service role for Lambda deployments: the AWS-maintained policy "
+            "only lets it read alarms and update the aliases it shifts.",
+        )
+
+    def _rollback_alarms(
+        self, dimensions: dict[str, str], *, latency_p99_ms: int
+    ) -> dict[str, cloudwatch.Alarm]:
+        """Errors and p99 duration of the version being deployed (one-minute periods, so
+        they can fire within a five-minute canary)."""
+        return {
             "NewVersionErrors": cloudwatch.Alarm(
                 self,
                 "NewVersionErrors",
@@ -110,20 +134,3 @@ class PredictDeployment(Construct):
                 f"above {latency_p99_ms} ms for 2 minutes; CodeDeploy rolls it back.",
             ),
         }
-        self.group = codedeploy.LambdaDeploymentGroup(
-            self,
-            "Group",
-            alias=alias,
-            deployment_config=DEPLOYMENT_CONFIGS[deployment],
-            alarms=list(self.alarms.values()),
-            auto_rollback=codedeploy.AutoRollbackConfig(
-                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
-            ),
-        )
-        acknowledge(
-            self.group.role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSCodeDeployRoleForLambdaLimited]",
-            "CodeDeploy's service role for Lambda deployments: the AWS-maintained policy "
-            "only lets it read alarms and update the aliases it shifts.",
-        )

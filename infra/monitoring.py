@@ -235,30 +235,7 @@ class Monitoring(Construct):
                 ],
                 width=8,
             ),
-            cloudwatch.GraphWidget(
-                title="Errors",
-                left=[
-                    function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
-                    for function in (
-                        serving.predict.function,
-                        serving.admin.function,
-                        serving.ingest.function,
-                    )
-                ],
-                right=[
-                    # Errors carry ModelVersion only when a model was involved.
-                    metric_search(
-                        f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
-                        "Sum",
-                        FIVE_MINUTES,
-                    )
-                    for dimensions in (
-                        f"{names.DIMENSION_ERROR_CODE},service",
-                        f"{names.DIMENSION_ERROR_CODE},{version},service",
-                    )
-                ],
-                width=8,
-            ),
+            self._errors_widget(serving),
         )
         self._model_row(serving, inference=inference)
         self._ingest_row(serving)
@@ -267,6 +244,34 @@ class Monitoring(Construct):
             cloudwatch.AlarmStatusWidget(
                 title="Alarms", alarms=list(self.alarms.values()), width=24
             )
+        )
+
+    def _errors_widget(self, serving: Serving) -> cloudwatch.GraphWidget:
+        """Invocation errors per function; handler error codes per model version."""
+        version = names.DIMENSION_MODEL_VERSION
+        return cloudwatch.GraphWidget(
+            title="Errors",
+            left=[
+                function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+                for function in (
+                    serving.predict.function,
+                    serving.admin.function,
+                    serving.ingest.function,
+                )
+            ],
+            right=[
+                # Errors carry ModelVersion only when a model was involved.
+                metric_search(
+                    f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
+                    "Sum",
+                    FIVE_MINUTES,
+                )
+                for dimensions in (
+                    f"{names.DIMENSION_ERROR_CODE},service",
+                    f"{names.DIMENSION_ERROR_CODE},{version},service",
+                )
+            ],
+            width=8,
         )
 
     def _model_row(self, serving: Serving, *, inference: str) -> None:

@@ -206,32 +206,13 @@ class Serving(Construct):
             names.LOG_RETENTION_DAYS: str(log_retention_days),
             names.POWERTOOLS_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
         }
-        timeout = Duration.seconds(config.lambda_timeout_seconds)
-
-        self.predict = InferenceFunction(
-            self,
-            "Predict",
+        self.predict = self._predict_function(
             code=code,
-            handler=ENTRY_POINTS["predict"],
-            description="mlsys " + _route_list("predict"),
-            # Events go to stdout and reach DynamoDB through the subscription below, so a
-            # prediction never waits on a log write.
-            environment={
-                **common_env,
-                names.LOG_DELIVERY: "stdout",
-                # What a prediction event keeps of its inputs (README: "Costs at a glance").
-                names.LOG_INPUTS: config.log_inputs,
-                names.LOG_INPUTS_SAMPLE_RATE: str(config.log_inputs_sample_rate),
-                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
-            },
-            memory_mb=config.lambda_memory_mb,
-            timeout=timeout,
+            environment=common_env,
+            config=config,
+            model_store=model_store,
             log_retention_days=log_retention_days,
-            tracing=True,
-            reserved_concurrency=config.reserved_concurrency,
         )
-        self.predict.add_statements(*model_store.read_models_statements())
-        model_store.acknowledge_prefix_access(self.predict.policy, MODELS_PREFIX)
 
         self.admin = self._admin_function(
             code=code,
@@ -259,6 +240,41 @@ class Serving(Construct):
 
         self.live = self._live_alias(config)
         self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _predict_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        config: ServingConfig,
+        model_store: ModelStore,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        predict = InferenceFunction(
+            self,
+            "Predict",
+            code=code,
+            handler=ENTRY_POINTS["predict"],
+            description="mlsys " + _route_list("predict"),
+            # Events go to stdout and reach DynamoDB through the subscription below, so a
+            # prediction never waits on a log write.
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "stdout",
+                # What a prediction event keeps of its inputs (README: "Costs at a glance").
+                names.LOG_INPUTS: config.log_inputs,
+                names.LOG_INPUTS_SAMPLE_RATE: str(config.log_inputs_sample_rate),
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=Duration.seconds(config.lambda_timeout_seconds),
+            log_retention_days=log_retention_days,
+            tracing=True,
+            reserved_concurrency=config.reserved_concurrency,
+        )
+        predict.add_statements(*model_store.read_models_statements())
+        model_store.acknowledge_prefix_access(predict.policy, MODELS_PREFIX)
+        return predict
 
     def _admin_function(
         self,

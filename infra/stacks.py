@@ -75,22 +75,21 @@ class MlsysStack(Stack):
             deployment=config.serving.deployment,
             latency_p99_ms=config.monitoring.latency_p99_ms,
         )
-        self.monitoring = (
-            None
-            if minimal
-            else Monitoring(
-                self,
-                "Monitoring",
-                config=config.monitoring,
-                topic=self.alerts.topic,
-                serving=self.serving,
-                training=self.training,
-                table=self.system_log.table,
-                provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
-            )
-        )
+        self.monitoring = None if minimal else self._monitoring(config)
         self._share_with_ci_stack(config.stage)
         self._outputs()
+
+    def _monitoring(self, config: AppConfig) -> Monitoring:
+        return Monitoring(
+            self,
+            "Monitoring",
+            config=config.monitoring,
+            topic=self.alerts.topic,
+            serving=self.serving,
+            training=self.training,
+            table=self.system_log.table,
+            provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
+        )
 
     def _share_with_ci_stack(self, stage: str) -> None:
         """What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...

@@ -128,11 +128,7 @@ class Training(Construct):
             ],
         )
         self.job_role = self._job_role(model_store, system_log)
-        self.image_tag_parameter = stage_parameter(stage, IMAGE_TAG_PARAMETER)
-        image_tag = config.image_tag or ssm.StringParameter.value_for_string_parameter(
-            self, self.image_tag_parameter
-        )
-        self.image = ecs.ContainerImage.from_ecr_repository(model_store.repository, image_tag)
+        self.image = self._image(config.image_tag, model_store=model_store, stage=stage)
         self.job_logs = self._job_logs(log_retention_days)
         container = batch.EcsEc2ContainerDefinition(
             self,
@@ -201,6 +197,15 @@ class Training(Construct):
                 "separate least-privilege job role.",
             )
         return compute_environment
+
+    def _image(self, pinned_tag: str, *, model_store: ModelStore, stage: str) -> ecs.EcrImage:
+        """The repository's image at ``pinned_tag``, or else at the tag the deploy workflow
+        recorded in SSM (resolved by CloudFormation at each deploy)."""
+        self.image_tag_parameter = stage_parameter(stage, IMAGE_TAG_PARAMETER)
+        tag = pinned_tag or ssm.StringParameter.value_for_string_parameter(
+            self, self.image_tag_parameter
+        )
+        return ecs.ContainerImage.from_ecr_repository(model_store.repository, tag)
 
     def _launch_template(self) -> ec2.LaunchTemplate:
         self.launch_template = ec2.LaunchTemplate(
