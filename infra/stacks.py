@@ -13,6 +13,7 @@ from infra.ci_access import API_ID_PARAMETER, BUCKET_PARAMETER, CiAccess
 from infra.common import STAGE_TAG, stage_parameter
 from infra.config import AppConfig
 from infra.deployment import PredictDeployment
+from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
 from infra.serving import Serving, smoke_test_routes
@@ -75,7 +76,10 @@ class MlsysStack(Stack):
             deployment=config.serving.deployment,
             latency_p99_ms=config.monitoring.latency_p99_ms,
         )
+        # minimal_idle_cost: no dashboard, alarms or hourly model monitor (only the
+        # rollback alarms of PredictDeployment).
         self.monitoring = None if minimal else self._monitoring(config)
+        self.model_monitor = None if minimal else self._add_model_monitor(config, bundle_dir)
         self._share_with_ci_stack(config.stage)
         self._outputs()
 
@@ -113,6 +117,22 @@ class MlsysStack(Stack):
                 description=f"mlsys ({stage}) {name}, read by mlsys-{stage}-ci",
             )
 
+    def _add_model_monitor(self, config: AppConfig, bundle_dir: Path) -> ModelMonitor:
+        assert self.monitoring is not None  # the monitor's widgets go on its dashboard
+        return ModelMonitor(
+            self,
+            "ModelMonitor",
+            config=config.model_monitor,
+            bundle_dir=bundle_dir,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            training=self.training,
+            topic=self.alerts.topic,
+            dashboard=self.monitoring.dashboard,
+            model_name=config.model_name,
+            log_retention_days=config.log_retention_days,
+        )
+
     def _outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
@@ -128,6 +148,8 @@ class MlsysStack(Stack):
         }
         if self.monitoring is not None:
             outputs["DashboardName"] = self.monitoring.dashboard.dashboard_name
+        if self.model_monitor is not None:
+            outputs["MonitorReports"] = self.model_monitor.reports_uri
         if self.serving.api_key is not None:
             outputs["ApiKeyId"] = self.serving.api_key.key_id
         for name, value in outputs.items():

@@ -49,6 +49,9 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "training_spot": False,
     "training_target": "price in EUR",
     "alarm_email": "ops@example.com",
+    "monitor_retrain_on_alarm": True,
+    "monitor_schedule": "rate(6 hours)",
+    "monitor_window_minutes": 360,
     "github_oidc_provider": (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     ),

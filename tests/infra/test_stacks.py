@@ -17,6 +17,7 @@ MAIN_OUTPUTS = {
     "TrainingJobDefinition",
     "TrainingImageRepositoryUri",
     "DashboardName",
+    "MonitorReports",
     "AlarmTopic",
     "LogIngestDeadLetterQueueUrl",
     "PredictDeploymentGroup",
@@ -82,5 +83,8 @@ def test_outputs_name_what_users_and_ci_need(
     assert named_outputs(assembly.templates[CI_STACK]) == {"DeployRoleArn"}
     # With IAM on the predict routes there is no API key to output.
     assert named_outputs(variant.templates[VARIANT_STACK]) == MAIN_OUTPUTS - {"ApiKeyId"}
-    # minimal_idle_cost has no dashboard.
-    assert named_outputs(minimal.templates[MINIMAL_STACK]) == MAIN_OUTPUTS - {"DashboardName"}
+    # minimal_idle_cost has no dashboard and no (hourly) model monitor.
+    assert named_outputs(minimal.templates[MINIMAL_STACK]) == MAIN_OUTPUTS - {
+        "DashboardName",
+        "MonitorReports",
+    }
