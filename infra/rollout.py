@@ -43,7 +43,7 @@ class RolloutEvaluator(Construct):
         model_store: ModelStore,
         system_log: SystemLog,
         topic: sns.ITopic,
-        topic_key: kms.IKey,
+        topic_key: kms.IKey | None,
         model_name: str,
         log_retention_days: int,
         schedule_minutes: int = DEFAULT_SCHEDULE_MINUTES,
@@ -83,7 +83,12 @@ class RolloutEvaluator(Construct):
         )
 
     def _grant(
-        self, *, model_store: ModelStore, system_log: SystemLog, topic: sns.ITopic, key: kms.IKey
+        self,
+        *,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        topic: sns.ITopic,
+        key: kms.IKey | None,
     ) -> None:
         """Read/write ``models/`` (the pointer), query the log, publish to the alarm topic."""
         self.evaluator.add_statements(
@@ -104,13 +109,16 @@ class RolloutEvaluator(Construct):
             iam.PolicyStatement(
                 sid="NotifyAlarmTopic", actions=["sns:Publish"], resources=[topic.topic_arn]
             ),
-            # The topic is KMS-encrypted: publishing encrypts with its one key.
-            iam.PolicyStatement(
-                sid="UseAlarmTopicKey",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[key.key_arn],
-            ),
         )
+        if key is not None:
+            # The topic is KMS-encrypted: publishing encrypts with its one key.
+            self.evaluator.add_statements(
+                iam.PolicyStatement(
+                    sid="UseAlarmTopicKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                )
+            )
         model_store.acknowledge_prefix_access(self.evaluator.policy, MODELS_PREFIX)
 
     def metric(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
