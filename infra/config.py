@@ -26,6 +26,10 @@ key (default)                                  meaning
 ``training_timeout_minutes`` (120)             Batch attempt timeout
 ``training_time_budget_seconds`` (1800)        MLSYS_TIME_BUDGET_SECONDS for the model search
 ``training_min_improvement`` (0.0)             MLSYS_MIN_IMPROVEMENT
+``training_rollout`` ("canary")                MLSYS_ROLLOUT: how a better challenger replaces
+                                               the champion (direct, canary or shadow); the
+                                               rollout evaluator completes or aborts it
+``training_canary_fraction`` (0.1)             MLSYS_CANARY_FRACTION of a canary
 ``training_target`` ("")                       MLSYS_TARGET for jobs started by an upload,
                                                the schedule or CI; "" = the data's default
                                                (its last column)
@@ -121,6 +125,8 @@ DEFAULTS: Mapping[str, object] = {
     "training_timeout_minutes": 120,
     "training_time_budget_seconds": 1800,
     "training_min_improvement": 0.0,
+    "training_rollout": "canary",
+    "training_canary_fraction": 0.1,
     "training_target": "",
     "training_image_tag": "",
     "predict_auth": "api-key",
@@ -180,6 +186,8 @@ class TrainingConfig:
     min_improvement: float
     target: str
     image_tag: str
+    rollout: str = "canary"
+    canary_fraction: float = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -419,6 +427,8 @@ def _training_config(read: _Reader) -> TrainingConfig:
         time_budget_seconds=read.integer("training_time_budget_seconds", minimum=10),
         min_improvement=read.number("training_min_improvement", minimum=0.0),
         target=read.text("training_target"),
+        rollout=read.text("training_rollout", pattern=r"direct|canary|shadow", empty_ok=False),
+        canary_fraction=read.number("training_canary_fraction", minimum=0.001, maximum=0.999),
         image_tag=read.text("training_image_tag", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
     )
     if training.job_vcpus > training.max_vcpus:

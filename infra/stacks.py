@@ -16,6 +16,7 @@ from infra.deployment import PredictDeployment
 from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
+from infra.rollout import RolloutEvaluator
 from infra.serving import Serving, smoke_test_routes
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
@@ -80,6 +81,7 @@ class MlsysStack(Stack):
         # rollback alarms of PredictDeployment).
         self.monitoring = None if minimal else self._monitoring(config)
         self.model_monitor = None if minimal else self._add_model_monitor(config, bundle_dir)
+        self.rollout = self._rollout_evaluator(config=config, bundle_dir=bundle_dir)
         self._share_with_ci_stack(config.stage)
         self._outputs()
 
@@ -132,6 +134,23 @@ class MlsysStack(Stack):
             model_name=config.model_name,
             log_retention_days=config.log_retention_days,
         )
+
+    def _rollout_evaluator(self, *, config: AppConfig, bundle_dir: Path) -> RolloutEvaluator:
+        """The scheduled evaluate step of staged rollouts, with its dashboard row."""
+        evaluator = RolloutEvaluator(
+            self,
+            "Rollout",
+            bundle_dir=bundle_dir,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            topic=self.alerts.topic,
+            topic_key=self.alerts.key,
+            model_name=config.model_name,
+            log_retention_days=config.log_retention_days,
+        )
+        if self.monitoring is not None:
+            self.monitoring.dashboard.add_widgets(*evaluator.widgets())
+        return evaluator
 
     def _outputs(self) -> None:
         outputs: dict[str, str] = {

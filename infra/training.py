@@ -139,20 +139,13 @@ class Training(Construct):
             # The image's entrypoint is `python -m training_job`; Batch substitutes the
             # data URI per submission (default: newest object under data/).
             command=["--data", f"Ref::{DATA_PARAMETER}"],
-            environment={
-                names.REGISTRY_URI: model_store.registry_uri,
-                names.MODEL_NAME: model_name,
-                names.LOG_URI: system_log.uri,
-                names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
-                names.MIN_IMPROVEMENT: str(config.min_improvement),
-                # The TTL of the events the job writes to the system log.
-                names.LOG_RETENTION_DAYS: str(log_retention_days),
-                names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
-                names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-                "AWS_DEFAULT_REGION": Aws.REGION,
-                # Unset, the job trains on the data's default target (its last column).
-                **({names.TARGET: config.target} if config.target else {}),
-            },
+            environment=_job_environment(
+                config,
+                model_store=model_store,
+                system_log=system_log,
+                model_name=model_name,
+                log_retention_days=log_retention_days,
+            ),
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
         )
@@ -381,3 +374,30 @@ class Training(Construct):
     def _acknowledge_job_role(self, job_role: iam.Role, model_store: ModelStore) -> None:
         policy = job_role.node.find_child("DefaultPolicy")
         model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)
+
+
+def _job_environment(
+    config: TrainingConfig,
+    *,
+    model_store: ModelStore,
+    system_log: SystemLog,
+    model_name: str,
+    log_retention_days: int,
+) -> dict[str, str]:
+    """The training container's ``MLSYS_*`` settings."""
+    return {
+        names.REGISTRY_URI: model_store.registry_uri,
+        names.MODEL_NAME: model_name,
+        names.LOG_URI: system_log.uri,
+        names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
+        names.MIN_IMPROVEMENT: str(config.min_improvement),
+        names.ROLLOUT: config.rollout,
+        names.CANARY_FRACTION: str(config.canary_fraction),
+        # The TTL of the events the job writes to the system log.
+        names.LOG_RETENTION_DAYS: str(log_retention_days),
+        names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
+        names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        "AWS_DEFAULT_REGION": Aws.REGION,
+        # Unset, the job trains on the data's default target (its last column).
+        **({names.TARGET: config.target} if config.target else {}),
+    }

@@ -5,6 +5,11 @@ one assignment, so a request sees the old model or the new one, never a mix.
 The registry is asked at most once per ``refresh_seconds`` (a conditional GET
 on S3: a 304 costs no transfer); the clock is injectable so tests can move time
 instead of sleeping.
+
+The pointer may carry a rollout (:mod:`mlsys.rollout`): the snapshot then holds the
+candidate too, loaded on the same refresh, and :meth:`ChampionTracker.for_request`
+says which model answers a request and which (shadow) also runs on it. A candidate
+that fails to load is logged and skipped: the champion keeps answering everything.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from lambda_inference.validation import RecordEncoder, preview
 from mlsys.contract import LoadedModel, ModelCard, Prediction
 from mlsys.errors import MlsysError, NoChampionError
 from mlsys.registry import ChampionPointer, ModelRegistry
+from mlsys.rollout import Rollout, routes_to_candidate
 
 Clock = Callable[[], float]
 SMALL_BATCH = 16
@@ -136,6 +142,20 @@ class Snapshot:
     serving: ServingModel | None
     next_check: float
     error: MlsysError | None = None
+    candidate: ServingModel | None = None
+    """The rollout's candidate, loaded (``None``: no rollout, or it failed to load)."""
+    rollout: Rollout | None = None
+
+    def pick(self, request_id: str) -> tuple[ServingModel, ServingModel | None]:
+        """``(model that answers, model that shadows it or None)`` for one request."""
+        serving = self.result()
+        candidate, rollout = self.candidate, self.rollout
+        if candidate is None or rollout is None:
+            return serving, None
+        if rollout.mode == "shadow":
+            return serving, candidate
+        assert rollout.fraction is not None
+        return (candidate if routes_to_candidate(request_id, rollout.fraction) else serving), None
 
     def result(self) -> ServingModel:
         if self.serving is not None:
@@ -165,37 +185,77 @@ class ChampionTracker:
 
     def current(self) -> ServingModel:
         """The champion to serve; raises ``NoChampionError`` / ``ModelUnavailableError``."""
+        return self._fresh().result()
+
+    def for_request(self, request_id: str) -> tuple[ServingModel, ServingModel | None]:
+        """The model that answers ``request_id`` and the shadow candidate, if any."""
+        return self._fresh().pick(request_id)
+
+    def answering_version(self, request_id: str) -> str | None:
+        """Which loaded version answers ``request_id``, without touching the registry."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.serving is None:
+            return None
+        return snapshot.pick(request_id)[0].version
+
+    def _fresh(self) -> Snapshot:
         snapshot = self._snapshot
         if snapshot is not None and self._clock() < snapshot.next_check:
-            return snapshot.result()
+            return snapshot
         with self._lock:
             snapshot = self._snapshot
             if snapshot is None or self._clock() >= snapshot.next_check:
-                snapshot = self._refresh(snapshot.serving if snapshot else None)
+                snapshot = self._refresh(snapshot)
                 self._snapshot = snapshot
-        return snapshot.result()
+        return snapshot
 
     def loaded(self) -> ServingModel | None:
         """The model in memory now, without touching the registry."""
         snapshot = self._snapshot
         return snapshot.serving if snapshot else None
 
-    def _refresh(self, current: ServingModel | None) -> Snapshot:
+    def _refresh(self, previous: Snapshot | None) -> Snapshot:
+        snapshot, pointer = self._refresh_champion(previous.serving if previous else None)
+        if pointer is None or snapshot.serving is None or snapshot.serving.etag != pointer.etag:
+            # Pointer unchanged, unreadable, or its champion failed to load: keep the
+            # rollout as it was (it goes with the champion still being served).
+            if previous is None or snapshot.serving is None:
+                return snapshot
+            return replace(snapshot, candidate=previous.candidate, rollout=previous.rollout)
+        pointer_rollout = pointer.rollout
+        if pointer_rollout is None:
+            return snapshot
+        candidate = previous.candidate if previous else None
+        if candidate is None or candidate.version != pointer_rollout.candidate:
+            candidate = self._load_candidate(pointer_rollout)
+        return replace(snapshot, candidate=candidate, rollout=pointer_rollout)
+
+    def _load_candidate(self, rollout: Rollout) -> ServingModel | None:
+        try:
+            return self._load_version(rollout.candidate, etag=None)
+        except Exception as exc:  # the champion keeps answering; never a failed request
+            logger.error(f"rollout candidate {rollout.candidate} could not be loaded: {exc}")
+            return None
+
+    def _refresh_champion(
+        self, current: ServingModel | None
+    ) -> tuple[Snapshot, ChampionPointer | None]:
+        """The champion snapshot and the pointer, if one was (re-)read."""
         next_check = self._clock() + self.refresh_seconds
         try:
             pointer = self.registry.champion_if_changed(current.etag if current else None)
         except NoChampionError as exc:
-            return Snapshot(None, next_check, exc)
+            return Snapshot(None, next_check, exc), None
         except MlsysError as exc:
             if current is not None:
                 logger.warning(f"champion re-check failed; serving {current.version}: {exc}")
             error = ModelUnavailableError(f"cannot read the champion: {exc}")
-            return Snapshot(current, next_check, None if current else error)
+            return Snapshot(current, next_check, None if current else error), None
         if pointer is None:
-            return Snapshot(current, next_check)
+            return Snapshot(current, next_check), None
         if current is not None and pointer.version == current.version:
-            return Snapshot(replace(current, etag=pointer.etag), next_check)
-        return self._swap_to(pointer, current, next_check)
+            return Snapshot(replace(current, etag=pointer.etag), next_check), pointer
+        return self._swap_to(pointer, current, next_check), pointer
 
     def _swap_to(
         self, pointer: ChampionPointer, current: ServingModel | None, next_check: float
@@ -213,10 +273,13 @@ class ChampionTracker:
             return Snapshot(current, next_check)
 
     def _load(self, pointer: ChampionPointer) -> ServingModel:
+        return self._load_version(pointer.version, etag=pointer.etag)
+
+    def _load_version(self, version: str, *, etag: str | None) -> ServingModel:
         started = time.perf_counter()
         with self._traced("model_load") if self._traced else nullcontext():
-            loaded = self.registry.load(pointer.version)
-            serving = ServingModel.from_loaded(loaded, etag=pointer.etag)
+            loaded = self.registry.load(version)
+            serving = ServingModel.from_loaded(loaded, etag=etag)
         if self._on_load is not None:
             self._on_load(serving, time.perf_counter() - started)
         return serving

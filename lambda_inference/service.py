@@ -38,6 +38,7 @@ from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
+from lambda_inference.shadow import shadow_event
 from lambda_inference.validation import (
     batch_records,
 )
@@ -181,7 +182,7 @@ class InferenceService:
     # --- predictions -------------------------------------------------------------
     def predict(self, endpoint: Endpoint, body: PredictBody, *, request_id: str) -> dict[str, Any]:
         data = body.data
-        serving = self.tracker.current()
+        serving, shadow = self.tracker.for_request(request_id)
         if endpoint == "stream":
             records = serving.encoder.as_record_list(data)
         else:
@@ -219,6 +220,18 @@ class InferenceService:
             ),
             metrics,
         )
+        if shadow is not None:
+            self.sink.emit(
+                shadow_event(
+                    champion=serving,
+                    candidate=shadow,
+                    records=records,
+                    champion_prediction=prediction,
+                    body_has_booleans=body.has_booleans,
+                    request_id=request_id,
+                    endpoint=endpoint,
+                )
+            )
         return response
 
     @staticmethod
@@ -267,8 +280,8 @@ class InferenceService:
     # --- errors ------------------------------------------------------------------
     def record_error(self, error: MlsysError, *, status: int, route: str, request_id: str) -> None:
         """Log a failed request as an ``error`` event and count it."""
-        loaded = self.tracker.loaded()
-        version = loaded.version if loaded is not None else None
+        # The version that answers this request id (a canary splits errors too).
+        version = self.tracker.answering_version(request_id)
         self.telemetry.error(code=error.code, version=version)
         self.sink.emit(
             Event(

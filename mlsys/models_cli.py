@@ -8,6 +8,10 @@ compare-and-swap, like training, and append a ``training`` event (action
 version whose card records a failed guardrail, or whose inputs, task or target
 differ from the current champion's, unless ``--force`` is given (then the
 history entry's reason says what was forced past).
+
+``promote VERSION --canary F`` / ``--shadow`` starts a staged rollout instead of
+switching outright; ``mlsys models rollout [complete|abort|evaluate]`` shows and ends
+it (see :mod:`mlsys.rollout_cli`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlsys import rollout_cli
 from mlsys.cli import add_location_arguments
 from mlsys.contract import ModelCard, schema_changes
 from mlsys.errors import ConfigError
@@ -54,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="promote even if a guardrail failed or the inputs differ from the champion's",
     )
+    rollout_cli.add_promote_arguments(promote)
     rollback = actions.add_parser(
         "rollback", parents=[common], help="restore the previous champion"
     )
@@ -61,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reason", default="manual rollback", help="why (kept in the promotion history)"
     )
     actions.add_parser("history", parents=[common], help="champion changes, oldest first")
+    rollout_cli.add_arguments(actions, parents=[common])
 
 
 def _score(card: ModelCard) -> float | None:
@@ -216,8 +223,29 @@ def _promote(
         )
     if blockers:
         reason = f"{args.reason} [forced: {'; '.join(blockers)}]"
+    if rollout_cli.wants_rollout(args):
+        if expected is None:
+            raise ConfigError("no champion yet: a first champion is always promoted directly")
+        started = rollout_cli.start(
+            registry, args, version=card.version, reason=reason, expected=expected
+        )
+        return started, expected.version, bool(blockers)
     pointer = registry.promote(card.version, reason=reason, actor=ACTOR, expected=expected)
     return pointer, expected.version if expected else None, bool(blockers)
+
+
+def _history(registry: ModelRegistry, *, as_json: bool) -> int:
+    entries = registry.history()
+    if as_json:
+        print(json.dumps(entries, default=str))
+        return 0
+    for entry in entries:
+        candidate = f" (candidate {entry['candidate']})" if entry.get("candidate") else ""
+        print(
+            f"{entry['at']}  {entry['action']:<8} {entry.get('from_version') or '-'} -> "
+            f"{entry['version']}{candidate}  {entry['actor']}: {entry['reason']}"
+        )
+    return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,18 +263,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "show":
         return _show(registry, args.version, as_json=args.json)
     if args.action == "history":
-        entries = registry.history()
-        if args.json:
-            print(json.dumps(entries, default=str))
-        else:
-            for entry in entries:
-                print(
-                    f"{entry['at']}  {entry['action']:<8} {entry.get('from_version') or '-'} -> "
-                    f"{entry['version']}  {entry['actor']}: {entry['reason']}"
-                )
-        return 0
+        return _history(registry, as_json=args.json)
+    if args.action == "rollout":
+        return rollout_cli.run(registry, args, settings)
     if args.action == "promote":
         pointer, from_version, forced = _promote(registry, args)
+        if pointer.rollout is not None:
+            return rollout_cli.report_start(registry, args, settings, pointer=pointer)
         verb = "promoted"
     else:
         from_version, forced = registry.require_champion().version, False

@@ -5,14 +5,17 @@ Layout under the store root (identical locally and on S3)::
     models/<model_name>/versions/<version>/model.onnx   immutable, written first
     models/<model_name>/versions/<version>/card.json    immutable, written second;
                                                         a version exists once its card does
-    models/<model_name>/champion.json                    the pointer, written last
+    models/<model_name>/champion.json                    the pointer, written last; it also
+                                                        holds the rollout, if any
     models/<model_name>/history/<sequence>.json          one entry per pointer change
     models/<model_name>/runs/<run_id>.json               one record per training run
 
 Promotion and rollback only rewrite ``champion.json``, with compare-and-swap on
 the ETag read before the decision, so a reader sees the old champion or the new
 one, never a mix, and two concurrent promotions cannot both win. A crash at any
-step before the pointer write leaves the previous champion serving.
+step before the pointer write leaves the previous champion serving. A staged
+rollout (:mod:`mlsys.rollout`) lives in the same pointer object, so starting,
+completing or aborting one is the same single compare-and-swap.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from mlsys.contract import CARD_FILE, MODEL_FILE, LoadedModel, ModelCard
 from mlsys.errors import (
     ConcurrentUpdateError,
+    ConfigError,
     NoChampionError,
     RegistryError,
     VersionNotFoundError,
 )
+from mlsys.rollout import Rollout
 from mlsys.storage import ObjectNotFoundError, ObjectStore, open_store
 
 MAX_PREVIOUS = 20
@@ -66,6 +71,8 @@ class ChampionPointer:
     updated_at: str
     previous: tuple[str, ...] = ()
     etag: str | None = field(default=None, compare=False)
+    rollout: Rollout | None = None
+    """A canary or shadow rollout of another version next to this champion, if any."""
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -76,6 +83,7 @@ class ChampionPointer:
                 "actor": self.actor,
                 "updated_at": self.updated_at,
                 "previous": list(self.previous),
+                "rollout": self.rollout.to_dict() if self.rollout else None,
             },
             indent=2,
         ).encode()
@@ -83,6 +91,7 @@ class ChampionPointer:
     @classmethod
     def from_json(cls, raw: bytes, *, etag: str | None) -> ChampionPointer:
         data = json.loads(raw)
+        rollout = data.get("rollout")
         return cls(
             version=str(data["version"]),
             sequence=int(data["sequence"]),
@@ -91,7 +100,20 @@ class ChampionPointer:
             updated_at=str(data.get("updated_at", "")),
             previous=tuple(str(v) for v in data.get("previous", [])),
             etag=etag,
+            rollout=Rollout.from_dict(rollout) if rollout else None,
         )
+
+
+class InvalidModelNameError(ConfigError, RegistryError):
+    """Bad input (the CLI exits 2), and still a registry error for library callers."""
+
+    code = "invalid_model_name"
+
+
+def _candidate(pointer: ChampionPointer, expected: ChampionPointer | None) -> str | None:
+    """The rollout candidate a pointer change starts or ends (history entries name it)."""
+    rollout = pointer.rollout or (expected.rollout if expected else None)
+    return rollout.candidate if rollout else None
 
 
 class ModelRegistry:
@@ -99,7 +121,7 @@ class ModelRegistry:
 
     def __init__(self, store: ObjectStore, *, model_name: str) -> None:
         if not model_name or "/" in model_name or model_name.startswith("."):
-            raise RegistryError(f"invalid model name {model_name!r}")
+            raise InvalidModelNameError(f"invalid model name {model_name!r}")
         self.store = store
         self.model_name = model_name
         self._base = f"models/{model_name}"
@@ -209,8 +231,9 @@ class ModelRegistry:
         reason: str,
         actor: str,
         expected: ChampionPointer | None,
+        action: str = "promote",
     ) -> ChampionPointer:
-        """Point the champion at ``version`` if it is still ``expected``.
+        """Point the champion at ``version`` if it is still ``expected`` (ending any rollout).
 
         ``expected`` is the pointer read before the decision was made (``None``:
         there was no champion). Raises :class:`ConcurrentUpdateError` if the
@@ -231,7 +254,7 @@ class ModelRegistry:
             updated_at=iso(utc_now()),
             previous=previous,
         )
-        return self._swap(pointer, expected=expected, action="promote")
+        return self._swap(pointer, expected=expected, action=action)
 
     def rollback(self, *, reason: str, actor: str) -> ChampionPointer:
         """Restore the previous champion."""
@@ -251,6 +274,29 @@ class ModelRegistry:
         )
         return self._swap(pointer, expected=current, action="rollback")
 
+    def set_rollout(
+        self, rollout: Rollout | None, *, reason: str, actor: str, expected: ChampionPointer
+    ) -> ChampionPointer:
+        """Start (``rollout``) or abort (``None``) a rollout next to the ``expected`` champion,
+        with the same compare-and-swap as a promotion; the champion itself stays."""
+        if rollout is not None:
+            if rollout.candidate == expected.version:
+                raise RegistryError(f"version {rollout.candidate} is already the champion")
+            self.card(rollout.candidate)
+        elif expected.rollout is None:
+            raise RegistryError(f"model {self.model_name!r} has no rollout in progress")
+        pointer = replace(
+            expected,
+            sequence=expected.sequence + 1,
+            reason=reason,
+            actor=actor,
+            updated_at=iso(utc_now()),
+            rollout=rollout,
+            etag=None,
+        )
+        action = f"rollout_{rollout.mode}" if rollout else "rollout_abort"
+        return self._swap(pointer, expected=expected, action=action)
+
     def _swap(
         self, pointer: ChampionPointer, *, expected: ChampionPointer | None, action: str
     ) -> ChampionPointer:
@@ -265,6 +311,7 @@ class ModelRegistry:
             "action": action,
             "version": pointer.version,
             "from_version": expected.version if expected else None,
+            "candidate": _candidate(pointer, expected),
             "reason": pointer.reason,
             "actor": pointer.actor,
             "at": pointer.updated_at,
@@ -273,15 +320,7 @@ class ModelRegistry:
             f"{self._base}/history/{pointer.sequence:010d}.json",
             json.dumps(entry, indent=2).encode(),
         )
-        return ChampionPointer(
-            version=pointer.version,
-            sequence=pointer.sequence,
-            reason=pointer.reason,
-            actor=pointer.actor,
-            updated_at=pointer.updated_at,
-            previous=pointer.previous,
-            etag=etag,
-        )
+        return replace(pointer, etag=etag)
 
     def history(self) -> list[dict[str, Any]]:
         """Champion changes, oldest first."""

@@ -7,12 +7,17 @@ arguments; nothing else reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlsys import names
 from mlsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlsys.rollout import RolloutPolicy
 
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
@@ -132,10 +137,31 @@ class Settings:
     by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
+    rollout_env: Mapping[str, str] = field(default_factory=dict)
+    """The raw ``MLSYS_ROLLOUT_*`` policy variables, validated by :meth:`rollout_policy`."""
+    alarm_topic_arn: str | None = None
+    """MLSYS_ALARM_TOPIC_ARN: SNS topic the rollout evaluator notifies on complete/abort."""
 
     def training(self) -> TrainingSettings:
         """The training defaults; :class:`ConfigError` names a bad variable."""
         return load_training_settings(self.training_env)
+
+    def rollout_policy(self) -> RolloutPolicy:
+        """The automatic rollout policy: MLSYS_ROLLOUT_MIN_REQUESTS (200),
+        MLSYS_ROLLOUT_MIN_BAKE_SECONDS (900), MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE (0.02),
+        MLSYS_ROLLOUT_MAX_P99_RATIO (1.5), MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION (0.25),
+        MLSYS_ROLLOUT_MAX_QUALITY_DROP (0.02)."""
+        from mlsys.rollout import RolloutPolicy  # noqa: PLC0415 - only rollout users pay
+
+        env = self.rollout_env
+        return RolloutPolicy(
+            min_requests=_int(env, names.ROLLOUT_MIN_REQUESTS, 200, minimum=1),
+            min_bake_seconds=_float(env, names.ROLLOUT_MIN_BAKE_SECONDS, 900.0),
+            max_error_rate_increase=_float(env, names.ROLLOUT_MAX_ERROR_RATE_INCREASE, 0.02),
+            max_p99_latency_ratio=_float(env, names.ROLLOUT_MAX_P99_RATIO, 1.5, minimum=1.0),
+            max_shadow_deviation=_float(env, names.ROLLOUT_MAX_SHADOW_DEVIATION, 0.25),
+            max_quality_drop=_float(env, names.ROLLOUT_MAX_QUALITY_DROP, 0.02),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +211,13 @@ class TrainingSettings:
     budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
     bootstrap_resamples: int = 1000
     """Resamples of the paired bootstrap behind ``confidence``."""
+    min_baseline_lift: float = 0.05
+    """MLSYS_MIN_BASELINE_LIFT: skill over the trivial baseline a challenger needs,
+    ``(score - baseline) / (perfect - baseline)`` (the quality floor)."""
+    rollout: str = "direct"
+    """MLSYS_ROLLOUT: ``direct``, ``canary`` or ``shadow`` for a promotion over a champion."""
+    canary_fraction: float = 0.1
+    """MLSYS_CANARY_FRACTION: share of requests a canary candidate answers."""
 
 
 TRAINING_VARIABLES = frozenset(
@@ -199,22 +232,40 @@ TRAINING_VARIABLES = frozenset(
         names.ALLOW_SCHEMA_CHANGE,
         names.TIME_BUDGET_SECONDS,
         names.GIT_COMMIT,
+        names.MIN_BASELINE_LIFT,
+        names.ROLLOUT,
+        names.CANARY_FRACTION,
     }
 )
-KNOWN_VARIABLES = TRAINING_VARIABLES | {
-    names.REGISTRY_URI,
-    names.MODEL_NAME,
-    names.LOG_URI,
-    names.LOG_DELIVERY,
-    names.LOG_INPUTS,
-    names.LOG_INPUTS_SAMPLE_RATE,
-    names.LOG_RETENTION_DAYS,
-    names.LOG_SHARDS,
-    names.MODEL_REFRESH_SECONDS,
-    names.MAX_BATCH_RECORDS,
-    names.MAX_BODY_BYTES,
-    names.MAX_LOG_PAGE,
-}
+ROLLOUT_VARIABLES = frozenset(
+    {
+        names.ROLLOUT_MIN_REQUESTS,
+        names.ROLLOUT_MIN_BAKE_SECONDS,
+        names.ROLLOUT_MAX_ERROR_RATE_INCREASE,
+        names.ROLLOUT_MAX_P99_RATIO,
+        names.ROLLOUT_MAX_SHADOW_DEVIATION,
+        names.ROLLOUT_MAX_QUALITY_DROP,
+    }
+)
+KNOWN_VARIABLES = (
+    TRAINING_VARIABLES
+    | ROLLOUT_VARIABLES
+    | {
+        names.ALARM_TOPIC_ARN,
+        names.REGISTRY_URI,
+        names.MODEL_NAME,
+        names.LOG_URI,
+        names.LOG_DELIVERY,
+        names.LOG_INPUTS,
+        names.LOG_INPUTS_SAMPLE_RATE,
+        names.LOG_RETENTION_DAYS,
+        names.LOG_SHARDS,
+        names.MODEL_REFRESH_SECONDS,
+        names.MAX_BATCH_RECORDS,
+        names.MAX_BODY_BYTES,
+        names.MAX_LOG_PAGE,
+    }
+)
 """Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
 
 
@@ -242,6 +293,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tracing=bool(env.get("AWS_XRAY_DAEMON_ADDRESS"))
         and env.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in ("1", "true"),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
+        rollout_env={k: v for k, v in env.items() if k in ROLLOUT_VARIABLES},
+        alarm_topic_arn=env.get(names.ALARM_TOPIC_ARN) or None,
         extra={
             k: v
             for k, v in env.items()
@@ -263,4 +316,7 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         allow_schema_change=_bool(env, names.ALLOW_SCHEMA_CHANGE, False),
         time_budget_seconds=_float(env, names.TIME_BUDGET_SECONDS, 120.0, minimum=1.0),
         git_commit=env.get(names.GIT_COMMIT) or None,
+        min_baseline_lift=_float(env, names.MIN_BASELINE_LIFT, 0.05, minimum=-math.inf),
+        rollout=_choice(env, names.ROLLOUT, "direct", ("direct", "canary", "shadow")),
+        canary_fraction=_optional_float(env, names.CANARY_FRACTION, above=0.0, below=1.0) or 0.1,
     )

@@ -114,6 +114,26 @@ def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         help="also require a paired-bootstrap improvement significant at this "
         "level, e.g. 0.95 (env MLSYS_CONFIDENCE)",
     )
+    parser.add_argument(
+        "--min-baseline-lift",
+        type=float,
+        metavar="X",
+        help="quality floor: skill over the trivial baseline (training mean / majority "
+        "class) a challenger needs, (score - baseline) / (perfect - baseline) "
+        "(env MLSYS_MIN_BASELINE_LIFT; default 0.05)",
+    )
+    parser.add_argument(
+        "--rollout",
+        choices=("direct", "canary", "shadow"),
+        help="how a challenger replaces an existing champion: at once, as a canary, or in "
+        "shadow (env MLSYS_ROLLOUT; default direct; a first champion is always direct)",
+    )
+    parser.add_argument(
+        "--canary-fraction",
+        type=_fraction,
+        metavar="F",
+        help="share of requests a canary answers (env MLSYS_CANARY_FRACTION; default 0.1)",
+    )
     parser.add_argument("--seed", type=int, metavar="N", help="env MLSYS_SEED; default 0")
     parser.add_argument(
         "--allow-schema-change",
@@ -180,6 +200,9 @@ FLAG_FIELDS = {
     "allow_schema_change": "allow_schema_change",
     "time_budget": "time_budget_seconds",
     "models": "candidates",
+    "min_baseline_lift": "min_baseline_lift",
+    "rollout": "rollout",
+    "canary_fraction": "canary_fraction",
 }
 """argparse destination -> :class:`TrainingSettings` field it overrides when given."""
 
@@ -201,6 +224,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri), settings=settings)
     outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
     result = outcome.to_dict()
+    for warning in result["data_checks"]:
+        print(
+            f"mlsys train: warning: data check {warning['check']}: column "
+            f"{warning['column']!r} {warning['detail']}",
+            file=sys.stderr,
+        )
     if getattr(args, "emf", None):
         emit_training_metrics(result, stream=sys.stdout)
     if args.json:

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from mlsys.errors import DataError
+from training_job.data_checks import reject_duplicate_columns
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -78,6 +79,7 @@ def csv_delimiter(frame: pd.DataFrame, sample: str) -> str | None:
 def _read_csv(raw: bytes, *, source: str) -> pd.DataFrame:
     compression: Literal["gzip"] | None = "gzip" if source.lower().endswith(".gz") else None
     frame = pd.read_csv(io.BytesIO(raw), compression=compression)
+    sep = ","
     if frame.shape[1] == 1 and any(d in str(frame.columns[0]) for d in OTHER_DELIMITERS):
         text = gzip.decompress(raw) if compression else raw
         sample = text[:SNIFF_BYTES].decode("utf-8", errors="replace")
@@ -88,6 +90,9 @@ def _read_csv(raw: bytes, *, source: str) -> pd.DataFrame:
                 f"(header {str(frame.columns[0])[:60]!r}); save it comma-separated"
             )
         frame = pd.read_csv(io.BytesIO(raw), compression=compression, sep=delimiter)
+        sep = delimiter
+    # pandas renames a repeated header to `age.1`; refuse instead (see data_checks).
+    reject_duplicate_columns(raw, compression=compression, sep=sep, source=source)
     return frame
 
 

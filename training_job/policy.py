@@ -3,6 +3,9 @@
 Rules, in order (the first that applies decides):
 
 1. A failed guardrail blocks promotion.
+1b. Quality floor: the challenger must beat the trivial baseline (training mean or
+   majority class, scored the same way on the same holdout) by ``min_baseline_lift``
+   (:func:`baseline_lift`), champion or not; else ``below_baseline``.
 2. No champion: promote.
 3. Schema change (the champion cannot score the new data, or the challenger
    needs different inputs than the champion): blocked unless
@@ -28,6 +31,10 @@ class PromotionPolicy:
     min_improvement: float = 0.0
     confidence: float | None = None
     allow_schema_change: bool = False
+    min_baseline_lift: float = 0.05
+    """Skill over the trivial baseline needed (see :func:`baseline_lift`). 0.05 refuses a
+    model that removes less than 5 % of the baseline's error: pure noise scores at or below
+    0, the bundled diabetes data about 0.45."""
 
     def __post_init__(self) -> None:
         if self.min_improvement < 0:
@@ -44,6 +51,13 @@ class ChallengerMetrics:
     guardrail_failures: tuple[str, ...] = ()
     bootstrap: BootstrapResult | None = None
     """Paired bootstrap of challenger vs champion (only when ``confidence`` is set)."""
+    baseline_score: float | None = None
+    """The trivial baseline's score on the same holdout (``None``: not computed)."""
+    best_possible: float | None = None
+    """The metric's perfect score (1 for r2/accuracy/f1/AUC, 0 for error metrics)."""
+    baseline_bootstrap: BootstrapResult | None = None
+    """Paired bootstrap of challenger vs baseline: its lower bound must be above zero, so a
+    lift that small-holdout luck explains does not count."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +74,7 @@ class Decision:
     promote: bool
     code: str
     """Stable machine-readable outcome: ``no_champion``, ``improved``, ``not_improved``,
-    ``below_min_improvement``, ``not_significant``, ``guardrail_failed``,
+    ``below_min_improvement``, ``not_significant``, ``guardrail_failed``, ``below_baseline``,
     ``schema_changed``, ``schema_change_allowed``."""
     reason: str
     improvement: float | None = None
@@ -80,6 +94,53 @@ def improvement_of(challenger: ChallengerMetrics, champion_score: float) -> floa
     """Positive when the challenger is better, whichever direction the metric runs."""
     delta = challenger.score - champion_score
     return delta if challenger.higher_is_better else -delta
+
+
+def baseline_lift(challenger: ChallengerMetrics) -> float | None:
+    """Skill score: the share of the gap between baseline and a perfect score the
+    challenger closes. ``(score - baseline) / (perfect - baseline)``: for r2 (baseline
+    about 0) it is about r2; for rmse, the fraction of the baseline's error removed.
+    Unit-free, so one default works for every metric. ``None`` when not computable."""
+    baseline, perfect = challenger.baseline_score, challenger.best_possible
+    if baseline is None or perfect is None:
+        return None
+    gap = perfect - baseline
+    if gap == 0.0:
+        return 0.0 if challenger.score == baseline else -1.0
+    return (challenger.score - baseline) / gap
+
+
+def _below_baseline(
+    challenger: ChallengerMetrics, policy: PromotionPolicy, details: dict[str, Any]
+) -> Decision | None:
+    lift = baseline_lift(challenger)
+    if lift is None:
+        return None
+    details["baseline_score"] = challenger.baseline_score
+    details["baseline_lift"] = lift
+    details["min_baseline_lift"] = policy.min_baseline_lift
+    bootstrap = challenger.baseline_bootstrap
+    if bootstrap is not None:
+        details["baseline_bootstrap"] = bootstrap.to_dict()
+    versus = (
+        f"challenger {challenger.metric} = {challenger.score:.4f} vs baseline "
+        f"{challenger.metric} = {challenger.baseline_score:.4f}"
+    )
+    if lift < policy.min_baseline_lift:
+        why = f"lift {lift:+.4f} < --min-baseline-lift {policy.min_baseline_lift}"
+    elif bootstrap is not None and bootstrap.lower <= 0.0:
+        why = (
+            f"lift {lift:+.4f} is not significant: bootstrap lower bound {bootstrap.lower:+.4f} "
+            f"at confidence {bootstrap.confidence}"
+        )
+    else:
+        return None
+    return Decision(
+        promote=False,
+        code="below_baseline",
+        reason=f"not better than the trivial baseline: {versus} ({why})",
+        details=details,
+    )
 
 
 def _gate(
@@ -148,6 +209,9 @@ def decide_promotion(
         "confidence": policy.confidence,
     }
     gated = _gate(champion_metrics, challenger, policy, details)
+    if gated is None or gated.promote:
+        # The quality floor applies with or without a champion (rule 1b).
+        gated = _below_baseline(challenger, policy, details) or gated
     if gated is not None:
         return gated
     assert champion_metrics is not None

@@ -37,9 +37,13 @@ from mlsys.contract import JsonScalar, LoadedModel, ModelCard
 from mlsys.errors import ConcurrentUpdateError, ConfigError, DataError, MlsysError
 from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
+from mlsys.rollout import ROLLOUT_CHOICES, RolloutMode
+from mlsys.rollout_control import start_rollout
 from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
+from training_job.baseline import BEST_POSSIBLE, FloorEvidence, floor_evidence
 from training_job.data import Dataset, load_dataset
+from training_job.data_checks import DataWarning, column_warnings, drift_warnings
 from training_job.evaluation import BootstrapResult
 from training_job.export import ExportedModel, export_onnx
 from training_job.guardrails import GuardrailResult
@@ -104,6 +108,8 @@ class TrainingOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     duration_seconds: float = 0.0
     status: str = "completed"
+    rollout: dict[str, Any] | None = None
+    """The rollout this run started instead of promoting outright, if any."""
 
     @classmethod
     def from_card(
@@ -163,6 +169,11 @@ class TrainingOutcome:
         return self.challenger_metrics.get(self.metric)
 
     @property
+    def baseline_score(self) -> float | None:
+        baseline = self.card.metrics.get("baseline") if self.card else None
+        return baseline.get(self.metric) if isinstance(baseline, dict) else None
+
+    @property
     def champion_score(self) -> float | None:
         return (self.champion_metrics or {}).get(self.metric)
 
@@ -196,6 +207,9 @@ class TrainingOutcome:
             "notes": self.notes,
             "timings": self.timings,
             "duration_seconds": self.duration_seconds,
+            "baseline_score": self.baseline_score,
+            "data_checks": list(card.data.get("checks", [])) if card else [],
+            "rollout": self.rollout,
         }
 
 
@@ -309,6 +323,9 @@ class _Evaluation:
     bootstrap: BootstrapResult | None
     prediction_baseline: dict[str, Any] = field(default_factory=dict)
     """The holdout's prediction distribution (the monitor's prediction-drift baseline)."""
+    baseline_score: float | None = None
+    """The trivial baseline on the same holdout (the quality floor)."""
+    baseline_bootstrap: BootstrapResult | None = None
 
 
 def _sklearn_parity(
@@ -412,6 +429,10 @@ class TrainingRun:
     ) -> None:
         self.settings = settings
         self.candidates = candidate_names(settings)
+        if settings.rollout not in ROLLOUT_CHOICES:
+            raise ConfigError(
+                f"unknown rollout {settings.rollout!r}; choose from {', '.join(ROLLOUT_CHOICES)}"
+            )
         self.registry = registry
         self.event_log = event_log
         self.s3_client = s3_client
@@ -425,8 +446,11 @@ class TrainingRun:
         prepared = prepare(self.settings, dataset)
         timings = {"load_seconds": self.clock() - started}
         pointer = self.registry.champion()
+        warnings = self._data_warnings(prepared, pointer)
         try:
-            outcome = self._train_and_decide(run_id, prepared, pointer, timings, started)
+            outcome = self._train_and_decide(
+                run_id, prepared, pointer, timings, started, warnings=warnings
+            )
         except Exception as exc:
             self._record_failure(run_id, prepared, pointer, exc, started)
             raise
@@ -440,6 +464,8 @@ class TrainingRun:
         pointer: ChampionPointer | None,
         timings: dict[str, float],
         started: float,
+        *,
+        warnings: Sequence[DataWarning] = (),
     ) -> TrainingOutcome:
         fitted = self._fit(prepared, timings)
         exported = self._export(run_id, prepared, fitted, timings)
@@ -454,11 +480,27 @@ class TrainingRun:
             evaluated=evaluated,
             decision=decision,
             pointer=pointer,
+            warnings=warnings,
         )
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
-        return TrainingOutcome.from_card(
+        outcome = TrainingOutcome.from_card(
             card, promotion=promotion, timings=timings, duration_seconds=self.clock() - started
         )
+        outcome.rollout = promotion.details.get("rollout")
+        return outcome
+
+    def _data_warnings(
+        self, prepared: PreparedData, pointer: ChampionPointer | None
+    ) -> list[DataWarning]:
+        """Suspicious columns, and drift against the champion's training statistics."""
+        warnings = column_warnings(prepared.frame, target=prepared.target_name)
+        if pointer is None:
+            return warnings
+        try:
+            stats = self.registry.card(pointer.version).baseline_stats
+        except MlsysError:
+            return warnings  # a champion without a readable card: the schema check says so
+        return warnings + drift_warnings(prepared.frame, prepared.inferred.features, stats)
 
     def _fit(self, prepared: PreparedData, timings: dict[str, float]) -> _Fitted:
         """Search the candidates on the training rows and refit the winner."""
@@ -525,9 +567,20 @@ class TrainingRun:
         metrics = evaluation.all_metrics(task, y_holdout, scores)
         checks = _guardrail_checks(prepared, fitted, exported, self.settings.budgets)
         score = _challenger_score(prepared, metrics)
+        floor = self._quality_floor(prepared, scores)
         predictions = schema.prediction_baseline(scores, classes=classes)
         if pointer is None:
-            return _Evaluation(metrics, score, None, None, checks, None, predictions)
+            return _Evaluation(
+                metrics,
+                score,
+                None,
+                None,
+                checks,
+                None,
+                prediction_baseline=predictions,
+                baseline_score=floor.score,
+                baseline_bootstrap=floor.bootstrap,
+            )
         champion_scores, change = _load_and_score_champion(prepared, self.registry, pointer.version)
         champion_metrics = None
         if champion_scores is not None:
@@ -549,7 +602,29 @@ class TrainingRun:
                 seed=self.settings.seed,
             )
         return _Evaluation(
-            metrics, score, champion_metrics, champion, checks, bootstrap, predictions
+            metrics,
+            score,
+            champion_metrics,
+            champion,
+            checks,
+            bootstrap,
+            prediction_baseline=predictions,
+            baseline_score=floor.score,
+            baseline_bootstrap=floor.bootstrap,
+        )
+
+    def _quality_floor(self, prepared: PreparedData, scores: evaluation.Scores) -> FloorEvidence:
+        """The trivial baseline on the same holdout (and, for classifiers, its bootstrap)."""
+        classes = prepared.target.classes
+        return floor_evidence(
+            prepared.metric,
+            prepared.target.task,
+            y_train=prepared.target.y[prepared.split.train],
+            y_holdout=prepared.target.y[prepared.split.holdout],
+            challenger=scores,
+            n_classes=len(classes) if classes is not None else None,
+            resamples=self.settings.bootstrap_resamples,
+            seed=self.settings.seed,
         )
 
     def _decide(self, prepared: PreparedData, evaluated: _Evaluation) -> Decision:
@@ -563,11 +638,15 @@ class TrainingRun:
                 higher_is_better=metric.higher_is_better,
                 guardrail_failures=tuple(c.detail for c in evaluated.checks if not c.passed),
                 bootstrap=evaluated.bootstrap,
+                baseline_score=evaluated.baseline_score,
+                best_possible=BEST_POSSIBLE.get(metric.name),
+                baseline_bootstrap=evaluated.baseline_bootstrap,
             ),
             PromotionPolicy(
                 min_improvement=self.settings.min_improvement,
                 confidence=self.settings.confidence,
                 allow_schema_change=self.settings.allow_schema_change,
+                min_baseline_lift=self.settings.min_baseline_lift,
             ),
         )
 
@@ -580,6 +659,7 @@ class TrainingRun:
         evaluated: _Evaluation,
         decision: Decision,
         pointer: ChampionPointer | None,
+        warnings: Sequence[DataWarning] = (),
     ) -> ModelCard:
         """The challenger's card, built once, with everything the run knows."""
         settings, contract = self.settings, exported.challenger.card
@@ -595,7 +675,7 @@ class TrainingRun:
             classes=contract.classes,
             input_layout=contract.input_layout,
             created_at=iso(utc_now()),
-            data=_data_section(prepared),
+            data={**_data_section(prepared), "checks": [w.to_dict() for w in warnings]},
             training={
                 **fitted.result.to_dict(),
                 "params": estimator_params(fitted.result.pipeline),
@@ -615,13 +695,7 @@ class TrainingRun:
                 "prediction": evaluated.prediction_baseline,
             },
             onnx=exported.model.to_dict(),
-            metrics={
-                "primary": contract.metric,
-                "holdout_rows": len(prepared.split.holdout),
-                "challenger": evaluated.challenger_metrics,
-                "champion": evaluated.champion_metrics,
-                "champion_version": champion_version,
-            },
+            metrics=_metrics_section(prepared, evaluated, champion_version),
             decision=_decision_section(decision, evaluated, champion_version),
             guardrails={
                 "passed": all(c.passed for c in evaluated.checks),
@@ -645,6 +719,8 @@ class TrainingRun:
             return decision
         version = card.version
         try:
+            if pointer is not None and self.settings.rollout in ("canary", "shadow"):
+                return self._start_rollout(version, decision, pointer)
             self.registry.promote(
                 version, reason=decision.reason, actor=f"{self.actor}:{version}", expected=pointer
             )
@@ -657,6 +733,30 @@ class TrainingRun:
                 code="concurrent_update",
             )
         return decision
+
+    def _start_rollout(
+        self, version: str, decision: Decision, pointer: ChampionPointer
+    ) -> Decision:
+        """A canary or shadow rollout instead of an outright promotion (a first champion is
+        always direct: there is nothing to compare it with)."""
+        mode: RolloutMode = "canary" if self.settings.rollout == "canary" else "shadow"
+        started = start_rollout(
+            self.registry,
+            version,
+            mode=mode,
+            fraction=self.settings.canary_fraction,
+            reason=decision.reason,
+            actor=f"{self.actor}:{version}",
+            expected=pointer,
+        )
+        assert started.rollout is not None
+        return replace(
+            decision,
+            promote=False,
+            code="rollout_started",
+            reason=f"{mode} rollout started: {decision.reason}",
+            details={**decision.details, "rollout": started.rollout.to_dict()},
+        )
 
     def _record(self, outcome: TrainingOutcome) -> None:
         """Durable run record and system-log event; failures here never undo a promotion."""
@@ -722,6 +822,22 @@ def _decision_section(
     }
 
 
+def _metrics_section(
+    prepared: PreparedData, evaluated: _Evaluation, champion_version: str | None
+) -> dict[str, Any]:
+    """The card's holdout metrics: challenger, champion and the trivial baseline."""
+    metric = prepared.metric.name
+    baseline = evaluated.baseline_score
+    return {
+        "primary": metric,
+        "holdout_rows": len(prepared.split.holdout),
+        "challenger": evaluated.challenger_metrics,
+        "champion": evaluated.champion_metrics,
+        "champion_version": champion_version,
+        "baseline": {} if baseline is None else {metric: baseline},
+    }
+
+
 def _data_section(prepared: PreparedData) -> dict[str, Any]:
     """The card's fingerprint of the data the run saw."""
     return {
@@ -771,7 +887,11 @@ def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
         f"{g['name']} {'ok' if g['passed'] else 'FAILED'}" for g in result["guardrails"]
     )
     lines.append(f"guardrails: {checks}")
+    if outcome.baseline_score is not None:
+        lines.append(f"baseline (trivial): {outcome.metric} = {outcome.baseline_score:.4f}")
     lines.extend(f"note: {note}" for note in outcome.notes)
     verdict = "PROMOTED" if outcome.promoted else "not promoted"
+    if outcome.rollout is not None:
+        verdict = "ROLLOUT"
     lines.append(f"{verdict}: {outcome.reason}")
     return lines

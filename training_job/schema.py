@@ -112,6 +112,39 @@ def infinite_count(series: pd.Series[Any]) -> int:
     return int(np.isinf(values).sum())
 
 
+def _feature_spec(name: str, series: pd.Series[Any], *, input_name: str) -> FeatureSpec | str:
+    """The feature a column becomes, or why it is dropped; :class:`DataError` for a numeric
+    column holding infinite values (see :func:`infer_schema`)."""
+    had_missing = bool(series.isna().any())
+    if series.isna().all():
+        return "all values are missing"
+    unusable = _not_scalar_reason(series)
+    if unusable is not None:
+        return unusable
+    if is_numeric_column(series):
+        infinite = infinite_count(series)
+        if infinite:
+            plural = "row has an infinite value" if infinite == 1 else "rows have infinite values"
+            raise DataError(
+                f"feature column {name!r}: {infinite} {plural} (inf, -inf or beyond "
+                "float32 range); fix them, or leave the cells empty to mark them missing"
+            )
+        return FeatureSpec(
+            name=name, kind="numeric", input_name=input_name, had_missing=had_missing
+        )
+    values = categorical_strings(series)
+    categories = sorted({str(v) for v in values} - {MISSING_CATEGORY})
+    if len(categories) > MAX_CATEGORIES:
+        return f"{len(categories)} distinct values (more than {MAX_CATEGORIES}: an identifier?)"
+    return FeatureSpec(
+        name=name,
+        kind="categorical",
+        input_name=input_name,
+        categories=tuple(categories),
+        had_missing=had_missing or MISSING_CATEGORY in set(values.tolist()),
+    )
+
+
 def infer_schema(frame: pd.DataFrame, *, target: str) -> Schema:
     """Numeric vs categorical per column, categories, missing values; unusable columns dropped.
 
@@ -127,50 +160,11 @@ def infer_schema(frame: pd.DataFrame, *, target: str) -> Schema:
     for name in frame.columns:
         if name == target:
             continue
-        series = frame[name]
-        had_missing = bool(series.isna().any())
-        if series.isna().all():
-            dropped[name] = "all values are missing"
-            continue
-        unusable = _not_scalar_reason(series)
-        if unusable is not None:
-            dropped[name] = unusable
-            continue
-        if is_numeric_column(series):
-            infinite = infinite_count(series)
-            if infinite:
-                plural = (
-                    "row has an infinite value" if infinite == 1 else "rows have infinite values"
-                )
-                raise DataError(
-                    f"feature column {name!r}: {infinite} {plural} (inf, -inf or beyond "
-                    "float32 range); fix them, or leave the cells empty to mark them missing"
-                )
-            features.append(
-                FeatureSpec(
-                    name=name,
-                    kind="numeric",
-                    input_name=input_name_for(len(features)),
-                    had_missing=had_missing,
-                )
-            )
-            continue
-        values = categorical_strings(series)
-        categories = sorted({str(v) for v in values} - {MISSING_CATEGORY})
-        if len(categories) > MAX_CATEGORIES:
-            dropped[name] = (
-                f"{len(categories)} distinct values (more than {MAX_CATEGORIES}: an identifier?)"
-            )
-            continue
-        features.append(
-            FeatureSpec(
-                name=name,
-                kind="categorical",
-                input_name=input_name_for(len(features)),
-                categories=tuple(categories),
-                had_missing=had_missing or MISSING_CATEGORY in set(values.tolist()),
-            )
-        )
+        spec = _feature_spec(name, frame[name], input_name=input_name_for(len(features)))
+        if isinstance(spec, str):
+            dropped[name] = spec
+        else:
+            features.append(spec)
     if not features:
         reasons = "; ".join(f"{k}: {v}" for k, v in dropped.items())
         raise DataError(

@@ -16,8 +16,16 @@ import orjson
 
 from mlsys.errors import MlsysError
 
-EventType = Literal["prediction", "training", "error", "feedback", "monitor"]
-EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error", "feedback", "monitor")
+EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow"]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "prediction",
+    "training",
+    "error",
+    "feedback",
+    "monitor",
+    "shadow",
+)
+"""``shadow``: a shadow-rollout candidate's output next to the champion's (never served)."""
 
 
 class InvalidPageTokenError(MlsysError):

@@ -131,6 +131,7 @@ def test_job_role_reads_data_reads_and_writes_models_writes_the_log_and_nothing_
 
 
 def rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The training construct's rules (the rollout evaluator has its own schedule)."""
     return {
         name: r["Properties"]
         for name, r in of_type(template, "AWS::Events::Rule").items()

@@ -133,7 +133,10 @@ def test_the_minimum_row_count_is_enough_to_train_and_one_less_is_refused(
     assert code == 0, err
     assert result is not None
     assert result["task"] == task
-    assert result["promoted"] is True
+    # Trained and registered; whether 3 holdout rows prove a lift over the trivial
+    # baseline is the quality floor's business, not the row minimum's.
+    assert result["status"] == "completed"
+    assert result["version"] is not None
     assert (result["data"]["train_rows"], result["data"]["holdout_rows"]) == (10, 3)
 
 

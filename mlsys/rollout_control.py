@@ -1,0 +1,234 @@
+"""Starting, ending and evaluating rollouts: registry writes plus system-log events.
+
+Shared by ``mlsys models``, ``mlsys train --rollout`` and the scheduled evaluator on
+AWS (:mod:`lambda_inference.rollout_job`), so the same evaluate step runs everywhere.
+Every state change is a compare-and-swap on the champion pointer read before the
+decision; a writer that lost the race gets :class:`~mlsys.errors.ConcurrentUpdateError`
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlsys.errors import ConfigError
+from mlsys.eventlog import Event, EventLog, EventType, now_iso
+from mlsys.registry import ChampionPointer, ModelRegistry, iso, utc_now
+from mlsys.rollout import (
+    Evidence,
+    LiveQuality,
+    Rollout,
+    RolloutMode,
+    RolloutPolicy,
+    Verdict,
+    collect_evidence,
+    decide_rollout,
+)
+
+EVIDENCE_TYPES: tuple[EventType, ...] = ("prediction", "error", "shadow")
+MAX_EVIDENCE_EVENTS = 50_000
+"""Events read per type per evaluation; beyond it the evidence is marked truncated (the
+newest events are the ones read, which is what a rollout decision should weigh)."""
+PAGE = 1000
+
+LiveQualityProvider = Callable[[EventLog, Rollout, str], LiveQuality | None]
+"""Optional: live quality of champion and candidate from ``feedback`` events
+(:func:`mlsys.rollout_quality.feedback_live_quality`); ``None`` while there is no feedback."""
+
+
+class NoRolloutError(ConfigError):
+    """``rollout complete|abort`` with no rollout in progress (bad input: exit 2)."""
+
+    code = "no_rollout"
+
+
+def rollout_state(pointer: ChampionPointer | None) -> dict[str, Any]:
+    """The ``mlsys models rollout`` view of the pointer (without evidence)."""
+    rollout = pointer.rollout if pointer else None
+    return {
+        "state": rollout.mode if rollout else "none",
+        "champion": pointer.version if pointer else None,
+        "candidate": rollout.candidate if rollout else None,
+        "fraction": rollout.fraction if rollout else None,
+        "started": rollout.started if rollout else None,
+        "reason": rollout.reason if rollout else None,
+    }
+
+
+def start_rollout(
+    registry: ModelRegistry,
+    version: str,
+    *,
+    mode: RolloutMode,
+    fraction: float | None,
+    reason: str,
+    actor: str,
+    expected: ChampionPointer,
+) -> ChampionPointer:
+    """Begin a canary or shadow rollout of ``version`` next to the ``expected`` champion."""
+    rollout = Rollout(
+        mode=mode,
+        candidate=version,
+        fraction=fraction if mode == "canary" else None,
+        # The system log's own time format (microseconds), so "events since the rollout
+        # started" compares like with like.
+        started=now_iso(),
+        reason=reason,
+        actor=actor,
+    )
+    return registry.set_rollout(rollout, reason=reason, actor=actor, expected=expected)
+
+
+def end_rollout(
+    registry: ModelRegistry,
+    *,
+    complete: bool,
+    reason: str,
+    actor: str,
+    expected: ChampionPointer | None = None,
+) -> ChampionPointer:
+    """Complete (the candidate becomes champion) or abort (the rollout is discarded)."""
+    pointer = expected or registry.require_champion()
+    if pointer.rollout is None:
+        raise NoRolloutError(f"model {registry.model_name!r} has no rollout in progress")
+    if complete:
+        return registry.promote(
+            pointer.rollout.candidate,
+            reason=reason,
+            actor=actor,
+            expected=pointer,
+            action="rollout_complete",
+        )
+    return registry.set_rollout(None, reason=reason, actor=actor, expected=pointer)
+
+
+def rollout_event(
+    registry: ModelRegistry, *, action: str, before: ChampionPointer, after: ChampionPointer
+) -> Event:
+    """The system-log record of a rollout change (type ``training``, like promotions)."""
+    rollout = after.rollout or before.rollout
+    return Event(
+        type="training",
+        model_version=rollout.candidate if rollout else after.version,
+        data={
+            "action": action,
+            "version": after.version,
+            "from_version": before.version,
+            "candidate": rollout.candidate if rollout else None,
+            "rollout": rollout.to_dict() if rollout else None,
+            "reason": after.reason,
+            "actor": after.actor,
+            "registry": registry.uri,
+            "model_name": registry.model_name,
+            "sequence": after.sequence,
+        },
+    )
+
+
+def read_evidence(
+    log: EventLog,
+    *,
+    rollout: Rollout,
+    champion_version: str,
+    live_quality: LiveQualityProvider | None = None,
+    max_events: int = MAX_EVIDENCE_EVENTS,
+) -> Evidence:
+    """Read the rollout's events from the log (since it started) and tally them."""
+    events: list[dict[str, Any]] = []
+    truncated = False
+    for event_type in EVIDENCE_TYPES:
+        token: str | None = None
+        read = 0
+        while True:
+            page = log.query(
+                limit=PAGE, event_type=event_type, since=rollout.started, next_token=token
+            )
+            events.extend(e.to_dict() for e in page.events)
+            read += len(page.events)
+            token = page.next_token
+            if token is None:
+                break
+            if read >= max_events:
+                truncated = True
+                break
+    return collect_evidence(
+        events,
+        rollout=rollout,
+        champion_version=champion_version,
+        now=iso(utc_now()),
+        live_quality=live_quality(log, rollout, champion_version) if live_quality else None,
+        truncated=truncated,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """One run of the evaluate step: the verdict, its evidence and what was applied."""
+
+    before: ChampionPointer | None
+    after: ChampionPointer | None
+    verdict: Verdict | None
+    evidence: Evidence | None
+    applied: bool
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        state = rollout_state(self.before)
+        return {
+            **state,
+            "evidence": self.evidence.to_dict() if self.evidence else {},
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "action": self.verdict.action if self.verdict else "none",
+            "applied": self.applied,
+            "note": self.note,
+            "now": rollout_state(self.after),
+        }
+
+
+def evaluate_rollout(
+    registry: ModelRegistry,
+    log: EventLog,
+    *,
+    policy: RolloutPolicy,
+    actor: str,
+    live_quality: LiveQualityProvider | None = None,
+    apply: bool = True,
+) -> Evaluation:
+    """Apply :func:`~mlsys.rollout.decide_rollout` to the log's evidence; complete or
+    abort the rollout if it says so (and ``apply``), recording the change in the log."""
+    pointer = registry.champion()
+    if pointer is None or pointer.rollout is None:
+        return Evaluation(before=pointer, after=pointer, verdict=None, evidence=None, applied=False)
+    rollout = pointer.rollout
+    evidence = read_evidence(
+        log, rollout=rollout, champion_version=pointer.version, live_quality=live_quality
+    )
+    verdict = decide_rollout(rollout.mode, evidence, policy)
+    if verdict.action == "pending" or not apply:
+        return Evaluation(
+            before=pointer, after=pointer, verdict=verdict, evidence=evidence, applied=False
+        )
+    complete = verdict.action == "complete"
+    after = end_rollout(
+        registry,
+        complete=complete,
+        reason=f"automatic rollout {verdict.action}: {verdict.reason}",
+        actor=actor,
+        expected=pointer,
+    )
+    event = rollout_event(
+        registry,
+        action="rollout_complete" if complete else "rollout_abort",
+        before=pointer,
+        after=after,
+    )
+    note = None
+    try:
+        log.append(event)
+    except Exception as exc:  # best effort: the registry already holds the change durably
+        note = f"rollout {verdict.action} applied, but not recorded in the system log: {exc}"
+    return Evaluation(
+        before=pointer, after=after, verdict=verdict, evidence=evidence, applied=True, note=note
+    )
