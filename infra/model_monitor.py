@@ -100,7 +100,8 @@ class ModelMonitor(Construct):
             timeout=TIMEOUT,
             log_retention_days=log_retention_days,
             tracing=False,
-            reserved_concurrency=1,  # runs never overlap
+            # No reserved concurrency: a fresh account (quota 10) cannot reserve any, and
+            # an hourly schedule with a 15-minute timeout never overlaps itself anyway.
         )
 
     def _schedule(self, config: ModelMonitorConfig) -> events.Rule:

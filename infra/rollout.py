@@ -69,8 +69,9 @@ class RolloutEvaluator(Construct):
             timeout=Duration.minutes(2),
             log_retention_days=log_retention_days,
             tracing=False,
-            # One evaluation at a time: two would race for the same compare-and-swap.
-            reserved_concurrency=1,
+            # No reserved concurrency (a fresh account cannot reserve any): a 5-minute
+            # schedule with a 2-minute timeout does not overlap itself, and an overlapping
+            # writer would lose the registry's compare-and-swap, never corrupt the state.
         )
         self.function = self.evaluator.function
         self._grant(model_store=model_store, system_log=system_log, topic=topic, key=topic_key)

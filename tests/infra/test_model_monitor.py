@@ -45,7 +45,7 @@ def test_monitor_function_runs_the_scheduled_handler_from_the_shared_bundle(
     assert function["Architectures"] == ["arm64"]
     assert function["Timeout"] == 900
     assert function["MemorySize"] == 1024
-    assert function["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in function
     env = function["Environment"]["Variables"]
     assert env["MLSYS_MODEL_NAME"] == "default"
     assert "Ref" in json.dumps(env["MLSYS_LOG_URI"])

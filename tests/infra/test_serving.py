@@ -189,6 +189,17 @@ def test_predict_memory_timeout_reserved_concurrency_and_tracing(
     assert capped["ReservedConcurrentExecutions"] == 20
 
 
+def test_no_function_reserves_concurrency_by_default(main_template: dict[str, Any]) -> None:
+    # Reserving even 1 fails on a fresh account ("decreases account's
+    # UnreservedConcurrentExecution below its minimum value"), whichever function asks.
+    reserving = [
+        name
+        for name, resource in of_type(main_template, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in resource["Properties"]
+    ]
+    assert reserving == []
+
+
 def test_predict_events_log_sampled_inputs_by_default(
     main_template: dict[str, Any], variant: Assembly
 ) -> None:
