@@ -147,7 +147,10 @@ class TrainingSettings:
     allow_schema_change: bool = False
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
-    """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search (not the final fit)."""
+    max_fit_rows: int | None = None
+    """MLSYS_MAX_FIT_ROWS: fit the final model on a random sample of at most this many
+    training rows (unset: every training row)."""
 
 
 TRAINING_VARIABLES = frozenset(
@@ -161,6 +164,7 @@ TRAINING_VARIABLES = frozenset(
         "MLSYS_SEED",
         "MLSYS_ALLOW_SCHEMA_CHANGE",
         "MLSYS_TIME_BUDGET_SECONDS",
+        "MLSYS_MAX_FIT_ROWS",
     }
 )
 KNOWN_VARIABLES = TRAINING_VARIABLES | {
@@ -217,4 +221,7 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         seed=_int(env, "MLSYS_SEED", 0),
         allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
         time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
+        max_fit_rows=_int(env, "MLSYS_MAX_FIT_ROWS", 0, minimum=1)
+        if env.get("MLSYS_MAX_FIT_ROWS")
+        else None,
     )

@@ -53,6 +53,16 @@ def _positive(raw: str) -> float:
     return value
 
 
+def _row_cap(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _candidates(raw: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
     unknown = [n for n in names if n not in CANDIDATES]
@@ -116,8 +126,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-budget",
         type=_positive,
         metavar="SECONDS",
-        help="wall-clock budget of model search + final fit "
-        "(env MLSYS_TIME_BUDGET_SECONDS; default 120)",
+        help="wall-clock budget of the model search; the final fit uses every training row "
+        "whatever it takes (env MLSYS_TIME_BUDGET_SECONDS; default 120)",
+    )
+    parser.add_argument(
+        "--max-fit-rows",
+        type=_row_cap,
+        metavar="N",
+        help="fit the final model on a random sample of at most N training rows "
+        "(env MLSYS_MAX_FIT_ROWS; default: every row)",
     )
     parser.add_argument(
         "--models",
@@ -170,6 +187,7 @@ def config_from(args: argparse.Namespace, settings: Settings) -> TrainingConfig:
         allow_schema_change=_pick(args.allow_schema_change, defaults.allow_schema_change),
         time_budget_seconds=_pick(args.time_budget, defaults.time_budget_seconds),
         candidates=_pick(args.models, tuple(CANDIDATES)),
+        max_fit_rows=_pick(getattr(args, "max_fit_rows", None), defaults.max_fit_rows),
         git_commit=settings.git_commit,
     )
 

@@ -76,6 +76,7 @@ class TrainingConfig:
     allow_schema_change: bool = False
     time_budget_seconds: float = 120.0
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    max_fit_rows: int | None = None
     budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
     bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
     git_commit: str | None = None
@@ -114,6 +115,8 @@ class TrainingOutcome:
     data_sha256: str = ""
     rows: int = 0
     train_rows: int = 0
+    fit_rows: int = 0
+    """Rows the final model was fitted on (``train_rows`` unless capped)."""
     holdout_rows: int = 0
     guardrails: list[dict[str, Any]] = field(default_factory=list)
     schema_change: str | None = None
@@ -147,6 +150,8 @@ class TrainingOutcome:
                 "sha256": self.data_sha256,
                 "rows": self.rows,
                 "train_rows": self.train_rows,
+                "training_rows": self.train_rows,
+                "fit_rows": self.fit_rows,
                 "holdout_rows": self.holdout_rows,
             },
             "guardrails": self.guardrails,
@@ -395,6 +400,7 @@ class TrainingRun:
             seed=config.seed,
             time_budget_seconds=config.time_budget_seconds,
             candidates=config.candidates,
+            max_fit_rows=config.max_fit_rows,
             clock=self.clock,
         )
         timings["search_seconds"] = result.search_seconds
@@ -428,6 +434,8 @@ class TrainingRun:
                 "rows": len(prepared.dataset.frame),
                 "labelled_rows": len(prepared.frame),
                 "train_rows": len(train),
+                "training_rows": result.training_rows,
+                "fit_rows": result.fit_rows,
                 "holdout_rows": len(prepared.split.holdout),
                 "stratified": prepared.split.stratified,
                 "dropped_columns": dict(prepared.inferred.dropped),
@@ -536,6 +544,7 @@ class TrainingRun:
             data_sha256=prepared.dataset.sha256,
             rows=len(prepared.frame),
             train_rows=len(train),
+            fit_rows=result.fit_rows,
             holdout_rows=len(y_holdout),
             guardrails=[c.to_dict() for c in evaluated.checks],
             schema_change=champion.schema_change if champion else None,
@@ -636,10 +645,13 @@ def run_training(
 
 def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
     """The human-readable report of a run."""
+    fitted = ""
+    if 0 < outcome.fit_rows < outcome.train_rows:
+        fitted = f" (final fit on {outcome.fit_rows} of them: row cap)"
     lines = [
         f"trained {outcome.estimator} ({outcome.task}, target {outcome.target!r}) on "
-        f"{outcome.data_source}: {outcome.train_rows} training / {outcome.holdout_rows} "
-        f"holdout rows in {outcome.duration_seconds:.1f}s",
+        f"{outcome.data_source}: {outcome.train_rows} training rows{fitted} / "
+        f"{outcome.holdout_rows} holdout rows in {outcome.duration_seconds:.1f}s",
         f"challenger {outcome.version}: {outcome.metric} = {outcome.challenger_score:.4f}",
     ]
     if outcome.champion_version is None:
