@@ -194,7 +194,8 @@ def prepare(config: TrainingConfig, dataset: Dataset) -> PreparedData:
         int(frame[target_name].notna().sum()), source=dataset.source, target=target_name
     )
     target = schema.prepare_target(frame[target_name], task=config.task)
-    labelled = frame.loc[target.keep].reset_index(drop=True)
+    # Without unlabelled rows no copy is made (a large frame would briefly exist twice).
+    labelled = frame if target.keep.all() else frame.loc[target.keep].reset_index(drop=True)
     inferred = schema.infer_schema(labelled, target=target_name)
     metric = evaluation.resolve_metric(config.metric, target.task)
     split = schema.split_rows(target.y, task=target.task, seed=config.seed)
@@ -366,7 +367,7 @@ class TrainingRun:
         started = self.clock()
         run_id = new_version_id()
         config = self.config
-        dataset = load_dataset(config.data, s3_client=self.s3_client)
+        dataset = load_dataset(config.data, s3_client=self.s3_client, target=config.target)
         prepared = prepare(config, dataset)
         timings = {"load_seconds": self.clock() - started}
         pointer = self.registry.champion()
