@@ -190,6 +190,10 @@ class Training(Construct):
                 "AWS_DEFAULT_REGION": Aws.REGION,
                 # Unset, the job trains on the data's default target (its last column).
                 **({"MLSYS_TARGET": config.target} if config.target else {}),
+                # Unset, the final model is fitted on every training row.
+                **(
+                    {"MLSYS_MAX_FIT_ROWS": str(config.max_fit_rows)} if config.max_fit_rows else {}
+                ),
             },
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),

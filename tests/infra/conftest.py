@@ -43,6 +43,9 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "training_on_upload": False,
     "training_spot": False,
     "training_target": "price in EUR",
+    "training_job_vcpus": 8,
+    "training_job_memory_mib": 30720,
+    "training_max_fit_rows": 20_000_000,
     "alarm_email": "ops@example.com",
     "github_oidc_provider_arn": (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
