@@ -188,7 +188,8 @@ def model_frame(frame: pd.DataFrame, features: Sequence[FeatureSpec]) -> pd.Data
             columns[spec.input_name] = series.to_numpy(dtype=np.float32, na_value=np.nan)
         else:
             columns[spec.input_name] = categorical_strings(series)
-    return pd.DataFrame(columns, index=frame.index)
+    # No copy: on a large data set the training rows' frame is the biggest object in memory.
+    return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
 def _integer_valued(values: npt.NDArray[np.float64]) -> bool:

@@ -130,6 +130,10 @@ class Candidate:
     matrix_dtype: Any = np.float64
     """Dtype of the preprocessed matrix: float32 halves LightGBM's input on large data
     (the ONNX graph computes in float32 either way)."""
+    chunked_transform: bool = False
+    """The preprocessing learns nothing but the category sets, so the final fit may fit it
+    on one row per category and build the model's matrix chunk by chunk (see
+    :func:`fit_in_chunks`) instead of through ``Pipeline.fit``'s whole-data copies."""
 
 
 CANDIDATES: dict[str, Candidate] = {
@@ -143,6 +147,7 @@ CANDIDATES: dict[str, Candidate] = {
             cost_exponent=1.0,
             impute_numeric=False,
             matrix_dtype=np.float32,
+            chunked_transform=True,
         ),
         Candidate("random_forest", _random_forest, scale_numeric=False, cost_exponent=1.2),
         Candidate("gradient_boosting", _gradient_boosting, scale_numeric=False, cost_exponent=1.2),
@@ -464,7 +469,10 @@ def _final_fit(
         y_final = np.searchsorted(class_indices, y_final)
     pipeline = build_pipeline(winner, features, task, seed)
     fit_started = clock()
-    pipeline.fit(x_final, y_final)
+    if winner.chunked_transform:
+        fit_in_chunks(pipeline, x_final, y_final, features=features)
+    else:
+        pipeline.fit(x_final, y_final)
     return SearchResult(
         best=winner,
         pipeline=pipeline,
@@ -477,6 +485,40 @@ def _final_fit(
         class_indices=class_indices,
         notes=notes,
     )
+
+
+TRANSFORM_CHUNK_ROWS = 250_000
+
+
+def category_cover(x: pd.DataFrame, features: Sequence[FeatureSpec]) -> npt.NDArray[np.intp]:
+    """Row positions holding every value of every categorical column at least once (and
+    row 0): fitting the one-hot encoder on them learns the same sorted categories as
+    fitting it on all of ``x``."""
+    rows = {0}
+    for spec in features:
+        if spec.kind == "categorical":
+            column = pd.Series(x[spec.input_name].to_numpy(), copy=False)
+            rows.update(np.flatnonzero(~column.duplicated().to_numpy()).tolist())
+    return np.array(sorted(rows), dtype=np.intp)
+
+
+def fit_in_chunks(
+    pipeline: Any, x: pd.DataFrame, y: npt.NDArray[Any], *, features: Sequence[FeatureSpec]
+) -> None:
+    """Fit ``preprocess`` + ``model`` as ``pipeline.fit`` would, with one matrix in memory.
+
+    ``Pipeline.fit`` materialises the preprocessed data twice over (column selections,
+    then their concatenation); here the preprocessing is fitted on :func:`category_cover`'s
+    rows and the float32 matrix is filled :data:`TRANSFORM_CHUNK_ROWS` rows at a time.
+    """
+    preprocess, model = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    preprocess.fit(x.iloc[category_cover(x, features)])
+    width = len(preprocess.get_feature_names_out())
+    matrix = np.empty((len(x), width), dtype=np.float32)
+    for start in range(0, len(x), TRANSFORM_CHUNK_ROWS):
+        stop = min(start + TRANSFORM_CHUNK_ROWS, len(x))
+        matrix[start:stop] = preprocess.transform(x.iloc[start:stop])
+    model.fit(matrix, y)
 
 
 def estimator_params(pipeline: Any) -> dict[str, Any]:

@@ -86,3 +86,22 @@ def test_row_cap_is_stated_in_the_summary_and_the_json(
     )
     first_line = capsys.readouterr().out.splitlines()[0]
     assert "480 training rows (final fit on 200 of them: row cap)" in first_line
+
+
+def test_chunked_final_fit_equals_a_plain_pipeline_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training_job import schema, search  # noqa: PLC0415
+
+    monkeypatch.setattr(search, "TRANSFORM_CHUNK_ROWS", 97)  # several uneven chunks
+    frame = mixed("multiclass")
+    inferred = schema.infer_schema(frame, target="y")
+    x = schema.model_frame(frame, inferred.features)
+    y = schema.prepare_target(frame["y"], task="classification").y
+    candidate = search.CANDIDATES["lightgbm"]
+    plain = search.build_pipeline(candidate, inferred.features, "classification", 0)
+    plain.fit(x, y)
+    chunked = search.build_pipeline(candidate, inferred.features, "classification", 0)
+    search.fit_in_chunks(chunked, x, y, features=inferred.features)
+    np.testing.assert_allclose(chunked.predict_proba(x), plain.predict_proba(x), atol=1e-12)
+    one_hot = chunked.named_steps["preprocess"].named_transformers_["categorical"]
+    expected = plain.named_steps["preprocess"].named_transformers_["categorical"]
+    assert [list(c) for c in one_hot.categories_] == [list(c) for c in expected.categories_]
