@@ -59,7 +59,7 @@ serve: $(VENV)/.runtime
 
 # Inference function bundle for arm64 Lambda: wheels for the Lambda platform,
 # not the build host's, so no Docker is needed.
-$(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py lambda_inference/*.py)
+$(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py mlsys/*/*.py lambda_inference/*.py)
 	rm -rf $(LAMBDA_BUILD) && mkdir -p $(LAMBDA_BUILD)
 	$(PIP) install --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --only-binary=:all: \
 		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) \

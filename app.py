@@ -16,7 +16,7 @@ from pathlib import Path
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import ConfigError, config_from_context
+from infra.config import ContextError, config_from_context
 from infra.serving import LambdaBundleMissingError
 from infra.stacks import build_app
 
@@ -43,7 +43,7 @@ def main() -> int:
     app = App(context=cdk_json_context())
     try:
         configure(app)
-    except (ConfigError, LambdaBundleMissingError) as exc:
+    except (ContextError, LambdaBundleMissingError) as exc:
         print(f"mlsys cdk: {exc}", file=sys.stderr)
         return 2
     app.synth()

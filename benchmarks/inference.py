@@ -167,10 +167,8 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
     names = [f.name for f in model.card.features]
     rows = frame[names].to_numpy(dtype=np.float64)
     record = dict(zip(names, rows[0].tolist(), strict=True))
-    one_feeds = {
-        f.input_name: rows[:1, i : i + 1].astype(np.float32)
-        for i, f in enumerate(model.card.features)
-    }
+    # Pre-built in the model's own input layout, by the contract's encoder.
+    one_feeds = model.encoder.from_matrix(rows[:1].astype(np.float32))
     outputs = ["variable"] if not model.card.is_classifier else ["label", "probabilities"]
     session = model.session
     bare = _p50(lambda: session.run(outputs, one_feeds), repeat=3000)
@@ -244,10 +242,7 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
         object_body = orjson.dumps(
             {"data": [dict(zip(names, r, strict=True)) for r in batch_rows.tolist()]}
         )
-        batch_feeds = {
-            f.input_name: batch_rows[:, i : i + 1].astype(np.float32)
-            for i, f in enumerate(model.card.features)
-        }
+        batch_feeds = model.encoder.from_matrix(batch_rows.astype(np.float32))
         bare_batch = _p50(lambda: session.run(outputs, batch_feeds), repeat=30, warmup=3)
         parse_only = _p50(lambda: orjson.loads(object_body), repeat=30, warmup=3)
         timings = {}

@@ -43,6 +43,28 @@ class CiAccess(Construct):
         smoke_test_routes: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
+        self._app_stack_name = app_stack_name
+        self.role = self._deploy_role(config)
+        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AssumeCdkBootstrapRoles",
+                actions=["sts:AssumeRole"],
+                resources=[
+                    f"arn:{partition}:iam::{account}:role/"
+                    f"cdk-{config.cdk_qualifier}-{name}-role-{account}-{region}"
+                    for name in BOOTSTRAP_ROLES
+                ],
+            )
+        )
+        repository.grant_push(self.role)
+        self._grant_training(job_queue=job_queue, bucket=bucket)
+        self._grant_smoke_test(
+            app_stack_name=app_stack_name, api_key=api_key, smoke_test_routes=smoke_test_routes
+        )
+        self._acknowledge()
+
+    def _deploy_role(self, config: CiConfig) -> iam.Role:
         if config.github_oidc_provider_arn:
             provider_arn = config.github_oidc_provider_arn
         else:
@@ -51,10 +73,8 @@ class CiAccess(Construct):
                 self, "GitHubOidc", url=GITHUB_OIDC_URL, client_ids=["sts.amazonaws.com"]
             )
             provider_arn = provider.oidc_provider_arn
-
-        self._app_stack_name = app_stack_name
         subject = f"repo:{config.github_repository}:ref:refs/heads/{config.github_branch}"
-        self.role = iam.Role(
+        return iam.Role(
             self,
             "DeployRole",
             description=f"GitHub Actions deploy role for {subject}",
@@ -70,19 +90,8 @@ class CiAccess(Construct):
             ),
         )
 
+    def _grant_training(self, *, job_queue: batch.IJobQueue, bucket: s3.IBucket) -> None:
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="AssumeCdkBootstrapRoles",
-                actions=["sts:AssumeRole"],
-                resources=[
-                    f"arn:{partition}:iam::{account}:role/"
-                    f"cdk-{config.cdk_qualifier}-{name}-role-{account}-{region}"
-                    for name in BOOTSTRAP_ROLES
-                ],
-            )
-        )
-        repository.grant_push(self.role)
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="SubmitTrainingJobs",
@@ -117,6 +126,11 @@ class CiAccess(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
             )
         )
+
+    def _grant_smoke_test(
+        self, *, app_stack_name: str, api_key: apigw.IApiKey | None, smoke_test_routes: list[str]
+    ) -> None:
+        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadStackOutputs",
@@ -143,7 +157,6 @@ class CiAccess(Construct):
                     resources=[f"arn:{partition}:apigateway:{region}::/apikeys/{api_key.key_id}"],
                 )
             )
-        self._acknowledge()
 
     def _acknowledge(self) -> None:
         policy = self.role.node.find_child("DefaultPolicy")

@@ -8,8 +8,9 @@ from aws_cdk import Acknowledgment, CfnResource, Validations
 from aws_cdk import aws_logs as logs
 from constructs import IConstruct
 
-METRICS_NAMESPACE = "mlsys"
-"""CloudWatch namespace of the handlers' and the training job's metrics (team contract)."""
+from mlsys.names import METRICS_NAMESPACE
+
+__all__ = ["METRICS_NAMESPACE", "acknowledge", "pin_logical_id", "retention"]
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,

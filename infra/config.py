@@ -116,7 +116,7 @@ LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 54
 _CLI_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
 
 
-class ConfigError(ValueError):
+class ContextError(ValueError):
     """A context value is missing or invalid; the message names the key."""
 
 
@@ -195,17 +195,17 @@ class _Reader:
             and ":" not in key
         )
         if unknown:
-            raise ConfigError(f"unknown context key(s): {', '.join(unknown)}")
+            raise ContextError(f"unknown context key(s): {', '.join(unknown)}")
         self._values = {**DEFAULTS, **{k: v for k, v in context.items() if v is not None}}
 
     def text(self, key: str, *, pattern: str | None = None, empty_ok: bool = True) -> str:
         value = self._values[key]
         if not isinstance(value, str):
-            raise ConfigError(f"context {key} must be a string, got {value!r}")
+            raise ContextError(f"context {key} must be a string, got {value!r}")
         if not value and not empty_ok:
-            raise ConfigError(f"context {key} must not be empty")
+            raise ContextError(f"context {key} must not be empty")
         if value and pattern and not re.fullmatch(pattern, value):
-            raise ConfigError(f"context {key}={value!r} does not match {pattern}")
+            raise ContextError(f"context {key}={value!r} does not match {pattern}")
         return value
 
     def flag(self, key: str) -> bool:
@@ -214,7 +214,7 @@ class _Reader:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ConfigError(f"context {key} must be true or false, got {value!r}")
+        raise ContextError(f"context {key} must be true or false, got {value!r}")
 
     def number(self, key: str, *, minimum: float, maximum: float | None = None) -> float:
         value = self._values[key]
@@ -222,18 +222,18 @@ class _Reader:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"context {key} must be a number, got {value!r}") from None
+                raise ContextError(f"context {key} must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"context {key} must be a number, got {value!r}")
+            raise ContextError(f"context {key} must be a number, got {value!r}")
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-            raise ConfigError(f"context {key} must be {bounds}, got {value}")
+            raise ContextError(f"context {key} must be {bounds}, got {value}")
         return float(value)
 
     def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
         value = self.number(key, minimum=minimum, maximum=maximum)
         if not value.is_integer():
-            raise ConfigError(f"context {key} must be an integer, got {value}")
+            raise ContextError(f"context {key} must be an integer, got {value}")
         return int(value)
 
     def texts(self, key: str) -> tuple[str, ...]:
@@ -245,7 +245,7 @@ class _Reader:
             or not value
             or not all(isinstance(item, str) and item for item in value)
         ):
-            raise ConfigError(f"context {key} must be a non-empty list of strings, got {value!r}")
+            raise ContextError(f"context {key} must be a non-empty list of strings, got {value!r}")
         return tuple(str(item).strip() for item in value)
 
 
@@ -254,23 +254,35 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
     read = _Reader(context)
     retention = read.integer("log_retention_days", minimum=1)
     if retention not in LOG_RETENTION_CHOICES:
-        raise ConfigError(
+        raise ContextError(
             f"context log_retention_days must be one of {LOG_RETENTION_CHOICES}, got {retention}"
         )
-    auth = read.text("predict_auth")
-    if auth not in ("api-key", "iam"):
-        raise ConfigError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
-    timeout = read.integer(
-        "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
+    return AppConfig(
+        stage=read.text("stage", pattern=r"[a-z][a-z0-9-]{0,20}", empty_ok=False),
+        account=read.text("account", pattern=r"\d{12}"),
+        region=read.text("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
+        model_name=read.text("model_name", pattern=r"[A-Za-z0-9_.-]{1,64}", empty_ok=False),
+        log_retention_days=retention,
+        training=_training_config(read),
+        serving=_serving_config(read),
+        monitoring=MonitoringConfig(
+            alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+            latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
+        ),
+        ci=CiConfig(
+            github_repository=read.text(
+                "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
+            ),
+            github_branch=read.text("github_branch", pattern=r"[A-Za-z0-9_./-]+", empty_ok=False),
+            github_oidc_provider_arn=read.text(
+                "github_oidc_provider_arn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+"
+            ),
+            cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
+        ),
     )
-    pc_min = read.integer("provisioned_concurrency_min", minimum=0)
-    pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
-    reserved = read.integer("reserved_concurrency", minimum=1)
-    if reserved < pc_max:
-        raise ConfigError(
-            f"context reserved_concurrency ({reserved}) must be >= "
-            f"provisioned_concurrency_max ({pc_max})"
-        )
+
+
+def _training_config(read: _Reader) -> TrainingConfig:
     training = TrainingConfig(
         schedule=read.text("training_schedule", pattern=r"(cron|rate)\(.+\)"),
         on_upload=read.flag("training_on_upload"),
@@ -287,41 +299,37 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         image_tag=read.text("training_image_tag", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
     )
     if training.job_vcpus > training.max_vcpus:
-        raise ConfigError("context training_job_vcpus must be <= training_max_vcpus")
-    return AppConfig(
-        stage=read.text("stage", pattern=r"[a-z][a-z0-9-]{0,20}", empty_ok=False),
-        account=read.text("account", pattern=r"\d{12}"),
-        region=read.text("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
-        model_name=read.text("model_name", pattern=r"[A-Za-z0-9_.-]{1,64}", empty_ok=False),
-        log_retention_days=retention,
-        training=training,
-        serving=ServingConfig(
-            predict_auth="iam" if auth == "iam" else "api-key",
-            throttle_rate=read.number("throttle_rate", minimum=1),
-            throttle_burst=read.integer("throttle_burst", minimum=1),
-            quota_per_day=read.integer("quota_per_day", minimum=1),
-            lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
-            lambda_timeout_seconds=timeout,
-            provisioned_concurrency_min=pc_min,
-            provisioned_concurrency_max=pc_max,
-            provisioned_utilization_target=read.number(
-                "provisioned_utilization_target", minimum=0.1, maximum=0.9
-            ),
-            reserved_concurrency=reserved,
-            lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
+        raise ContextError("context training_job_vcpus must be <= training_max_vcpus")
+    return training
+
+
+def _serving_config(read: _Reader) -> ServingConfig:
+    auth = read.text("predict_auth")
+    if auth not in ("api-key", "iam"):
+        raise ContextError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
+    timeout = read.integer(
+        "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
+    )
+    pc_min = read.integer("provisioned_concurrency_min", minimum=0)
+    pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
+    reserved = read.integer("reserved_concurrency", minimum=1)
+    if reserved < pc_max:
+        raise ContextError(
+            f"context reserved_concurrency ({reserved}) must be >= "
+            f"provisioned_concurrency_max ({pc_max})"
+        )
+    return ServingConfig(
+        predict_auth="iam" if auth == "iam" else "api-key",
+        throttle_rate=read.number("throttle_rate", minimum=1),
+        throttle_burst=read.integer("throttle_burst", minimum=1),
+        quota_per_day=read.integer("quota_per_day", minimum=1),
+        lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
+        lambda_timeout_seconds=timeout,
+        provisioned_concurrency_min=pc_min,
+        provisioned_concurrency_max=pc_max,
+        provisioned_utilization_target=read.number(
+            "provisioned_utilization_target", minimum=0.1, maximum=0.9
         ),
-        monitoring=MonitoringConfig(
-            alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
-            latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
-        ),
-        ci=CiConfig(
-            github_repository=read.text(
-                "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
-            ),
-            github_branch=read.text("github_branch", pattern=r"[A-Za-z0-9_./-]+", empty_ok=False),
-            github_oidc_provider_arn=read.text(
-                "github_oidc_provider_arn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+"
-            ),
-            cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
-        ),
+        reserved_concurrency=reserved,
+        lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
     )

@@ -34,8 +34,12 @@ class ModelStore(Construct):
         images_to_keep: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.access_logs = self._access_log_bucket()
+        self.bucket = self._bucket(noncurrent_version_days)
+        self.repository = self._repository(images_to_keep)
 
-        self.access_logs = s3.Bucket(
+    def _access_log_bucket(self) -> s3.Bucket:
+        access_logs = s3.Bucket(
             self,
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -48,15 +52,17 @@ class ModelStore(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        pin_logical_id(self.access_logs, ACCESS_LOG_BUCKET_LOGICAL_ID)
+        pin_logical_id(access_logs, ACCESS_LOG_BUCKET_LOGICAL_ID)
         acknowledge(
-            self.access_logs,
+            access_logs,
             "AwsSolutions-S1",
             "This is the server-access-log destination itself; logging it to itself "
             "would loop and logging it elsewhere only moves the problem.",
         )
+        return access_logs
 
-        self.bucket = s3.Bucket(
+    def _bucket(self, noncurrent_version_days: int) -> s3.Bucket:
+        bucket = s3.Bucket(
             self,
             "Bucket",
             versioned=True,
@@ -79,19 +85,21 @@ class ModelStore(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        pin_logical_id(self.bucket, BUCKET_LOGICAL_ID)
+        pin_logical_id(bucket, BUCKET_LOGICAL_ID)
         # New objects under data/ trigger retraining through EventBridge. Set on the
         # CloudFormation resource: the L2 `event_bridge_enabled` flag deploys a custom-
         # resource Lambda to do the same thing.
         cast(
-            s3.CfnBucket, self.bucket.node.default_child
+            s3.CfnBucket, bucket.node.default_child
         ).notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
             event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
                 event_bridge_enabled=True
             )
         )
+        return bucket
 
-        self.repository = ecr.Repository(
+    def _repository(self, images_to_keep: int) -> ecr.Repository:
+        repository = ecr.Repository(
             self,
             "TrainingImages",
             image_scan_on_push=True,
@@ -114,7 +122,8 @@ class ModelStore(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        pin_logical_id(self.repository, REPOSITORY_LOGICAL_ID)
+        pin_logical_id(repository, REPOSITORY_LOGICAL_ID)
+        return repository
 
     @property
     def registry_uri(self) -> str:

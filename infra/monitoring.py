@@ -20,11 +20,12 @@ from infra.common import METRICS_NAMESPACE
 from infra.config import MonitoringConfig
 from infra.serving import Serving
 from infra.training import Training
+from mlsys import names
 
 FIVE_MINUTES = Duration.minutes(5)
 
 
-def search(
+def metric_search(
     expression: str, statistic: str, period: Duration, label: str = ""
 ) -> cloudwatch.SearchExpression:
     """A SEARCH over the mlsys namespace: one line per dimension value (model version).
@@ -57,6 +58,17 @@ class Monitoring(Construct):
         super().__init__(scope, construct_id)
         self._action = actions.SnsAction(topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        requests, p99 = self._api_alarms(serving, config=config)
+        self._function_alarms(serving, provisioned_concurrency=provisioned_concurrency)
+        self._log_and_training_alarms(serving, training=training, table=table)
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
+        self._add_widgets(serving=serving, training=training, requests=requests, p99=p99)
+
+    def _api_alarms(
+        self, serving: Serving, *, config: MonitoringConfig
+    ) -> tuple[cloudwatch.IMetric, cloudwatch.IMetric]:
+        """5XX rate and p99 latency of the API stage; returns (requests, p99) for graphs."""
         stage = serving.api.deployment_stage
 
         requests = stage.metric_count(period=FIVE_MINUTES, statistic="Sum")
@@ -83,7 +95,9 @@ class Monitoring(Construct):
             description=f"API p99 latency above {config.latency_p99_ms} ms for 15 minutes.",
             evaluation_periods=3,
         )
+        return requests, p99
 
+    def _function_alarms(self, serving: Serving, *, provisioned_concurrency: bool) -> None:
         functions: dict[str, lambda_.IFunction] = {
             "Predict": serving.predict.function,
             "Admin": serving.admin.function,
@@ -118,6 +132,10 @@ class Monitoring(Construct):
                 evaluation_periods=3,
                 datapoints_to_alarm=2,
             )
+
+    def _log_and_training_alarms(
+        self, serving: Serving, *, training: Training, table: dynamodb.ITable
+    ) -> None:
         self._alarm(
             "LogIngestDeadLetters",
             serving.ingest_dead_letters.metric_approximate_number_of_messages_visible(
@@ -156,9 +174,6 @@ class Monitoring(Construct):
             alarm_description="A training job failed in the last hour (champion unchanged).",
         )
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
-        self._add_widgets(serving=serving, training=training, requests=requests, p99=p99)
-
     def _alarm(
         self,
         name: str,
@@ -193,8 +208,8 @@ class Monitoring(Construct):
         p99: cloudwatch.IMetric,
     ) -> None:
         stage = serving.api.deployment_stage
-        predict = serving.predict.function
-        inference = f'{{{METRICS_NAMESPACE},ModelVersion,service}} service="inference"'
+        version = names.DIMENSION_MODEL_VERSION
+        inference = f'{{{METRICS_NAMESPACE},{version},service}} service="{names.INFERENCE_SERVICE}"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Requests",
@@ -208,7 +223,11 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Latency (ms)",
                 left=[stage.metric_latency(period=FIVE_MINUTES, statistic="p50"), p99],
-                right=[search(f'{inference} MetricName="Latency"', "p99", FIVE_MINUTES)],
+                right=[
+                    metric_search(
+                        f'{inference} MetricName="{names.METRIC_LATENCY}"', "p99", FIVE_MINUTES
+                    )
+                ],
                 width=8,
             ),
             cloudwatch.GraphWidget(
@@ -223,12 +242,32 @@ class Monitoring(Construct):
                 ],
                 right=[
                     # Errors carry ModelVersion only when a model was involved.
-                    search(f'{{mlsys,{dimensions}}} MetricName="Errors"', "Sum", FIVE_MINUTES)
-                    for dimensions in ("ErrorCode,service", "ErrorCode,ModelVersion,service")
+                    metric_search(
+                        f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
+                        "Sum",
+                        FIVE_MINUTES,
+                    )
+                    for dimensions in (
+                        f"{names.DIMENSION_ERROR_CODE},service",
+                        f"{names.DIMENSION_ERROR_CODE},{version},service",
+                    )
                 ],
                 width=8,
             ),
         )
+        self._model_row(serving, inference=inference)
+        self._ingest_row(serving)
+        self._training_row(training)
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms.values()), width=24
+            )
+        )
+
+    def _model_row(self, serving: Serving, *, inference: str) -> None:
+        """Concurrency of the predict function and predictions per model version."""
+        predict = serving.predict.function
+        version = names.DIMENSION_MODEL_VERSION
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Concurrency (predict)",
@@ -246,20 +285,30 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Predictions per model version",
-                left=[search(f'{inference} MetricName="Records"', "Sum", FIVE_MINUTES)],
+                left=[
+                    metric_search(
+                        f'{inference} MetricName="{names.METRIC_RECORDS}"', "Sum", FIVE_MINUTES
+                    )
+                ],
                 stacked=True,
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Prediction distribution per model version (p10/p50/p90)",
                 left=[
-                    search(f'{inference} MetricName="PredictionValue"', stat, FIVE_MINUTES, stat)
+                    metric_search(
+                        f'{inference} MetricName="{names.METRIC_PREDICTION_VALUE}"',
+                        stat,
+                        FIVE_MINUTES,
+                        stat,
+                    )
                     for stat in ("p10", "p50", "p90")
                 ],
                 right=[
-                    search(
-                        '{mlsys,Class,ModelVersion,service} service="inference" '
-                        'MetricName="PredictedClass"',
+                    metric_search(
+                        f"{{{METRICS_NAMESPACE},Class,{version},service}} "
+                        f'service="{names.INFERENCE_SERVICE}" '
+                        f'MetricName="{names.METRIC_PREDICTED_CLASS}"',
                         "Sum",
                         FIVE_MINUTES,
                     )
@@ -267,6 +316,8 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+
+    def _ingest_row(self, serving: Serving) -> None:
         ingest = serving.ingest.function
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -287,14 +338,20 @@ class Monitoring(Construct):
                 width=24,
             )
         )
+
+    def _training_row(self, training: Training) -> None:
         day = Duration.days(1)
-        training_schema = f'{{{METRICS_NAMESPACE},service}} service="training"'
+        training_schema = f'{{{METRICS_NAMESPACE},service}} service="{names.TRAINING_SERVICE}"'
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Training outcomes",
                 left=[
-                    search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
-                    for name in ("TrainingRuns", "Promotions", "GuardrailFailures")
+                    metric_search(f'{training_schema} MetricName="{name}"', "Sum", day, name)
+                    for name in (
+                        names.METRIC_TRAINING_RUNS,
+                        names.METRIC_PROMOTIONS,
+                        names.METRIC_GUARDRAIL_FAILURES,
+                    )
                 ],
                 right=[training.metric_failed_jobs()],
                 width=12,
@@ -302,14 +359,9 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Challenger vs champion score",
                 left=[
-                    search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
-                    for name in ("ChallengerScore", "ChampionScore")
+                    metric_search(f'{training_schema} MetricName="{name}"', "Maximum", day, name)
+                    for name in (names.METRIC_CHALLENGER_SCORE, names.METRIC_CHAMPION_SCORE)
                 ],
                 width=12,
             ),
-        )
-        self.dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(
-                title="Alarms", alarms=list(self.alarms.values()), width=24
-            )
         )

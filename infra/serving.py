@@ -4,6 +4,7 @@ the asynchronous log-ingestion path (predict function's log group -> ingest func
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -15,10 +16,19 @@ from aws_cdk import aws_logs_destinations as log_destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
-from infra.common import METRICS_NAMESPACE, acknowledge, pin_logical_id, retention
+from infra.common import acknowledge, pin_logical_id, retention
 from infra.config import ServingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
+from lambda_inference.routes import (
+    ENTRY_POINTS,
+    LOG_INGEST_ENTRY_POINT,
+    LOG_QUERY_PARAMETERS,
+    ROUTES,
+    Route,
+    routes_for,
+)
+from mlsys import names
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 """Must match LAMBDA_PYTHON in the Makefile: the bundle's wheels are built for it."""
@@ -26,15 +36,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
 """Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
 
-PREDICT_ROUTES = (("POST", "stream"), ("POST", "batch"))
-ADMIN_ROUTES = (
-    ("GET", "log"),
-    ("DELETE", "log"),
-    ("GET", "emptyLog"),
-    ("GET", "health"),
-    ("GET", "openapi.json"),
-)
-LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
 
 INGEST_RETRY_ATTEMPTS = 2
 """Lambda's own retries of a failed ingest batch (the maximum) before it goes to the DLQ."""
@@ -44,6 +45,12 @@ invocations are retried for this long before the batch goes to the DLQ."""
 DEAD_LETTER_RETENTION = Duration.days(14)
 """SQS's maximum: two weeks to notice the alarm and redrive."""
 DEAD_LETTER_QUEUE_LOGICAL_ID = "LogIngestDeadLetterQueue"
+
+
+def _route_list(auth: Literal["predict", "admin"]) -> str:
+    """``POST /stream, POST /batch``: a function's description, from the route table."""
+    return ", ".join(f"{route.method} {route.path}" for route in routes_for(auth))
+
 
 # API Gateway validates only the envelope; the handlers validate each record against the
 # champion's feature schema (which changes with the model) and name the offending field.
@@ -185,11 +192,11 @@ class Serving(Construct):
         self.stage_name = stage_name
         code = lambda_code(bundle_dir)
         common_env = {
-            "MLSYS_REGISTRY_URI": model_store.registry_uri,
-            "MLSYS_MODEL_NAME": model_name,
-            "MLSYS_LOG_URI": system_log.uri,
-            "MLSYS_LOG_RETENTION_DAYS": str(log_retention_days),
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            names.REGISTRY_URI: model_store.registry_uri,
+            names.MODEL_NAME: model_name,
+            names.LOG_URI: system_log.uri,
+            names.LOG_RETENTION_DAYS: str(log_retention_days),
+            names.POWERTOOLS_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
         }
         timeout = Duration.seconds(config.lambda_timeout_seconds)
 
@@ -197,14 +204,14 @@ class Serving(Construct):
             self,
             "Predict",
             code=code,
-            handler="lambda_inference.handler.handle_predict",
-            description="mlsys POST /stream and POST /batch",
+            handler=ENTRY_POINTS["predict"],
+            description="mlsys " + _route_list("predict"),
             # Events go to stdout and reach DynamoDB through the subscription below, so a
             # prediction never waits on a log write.
             environment={
                 **common_env,
-                "MLSYS_LOG_DELIVERY": "stdout",
-                "POWERTOOLS_SERVICE_NAME": "inference",
+                names.LOG_DELIVERY: "stdout",
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
             },
             memory_mb=config.lambda_memory_mb,
             timeout=timeout,
@@ -215,44 +222,21 @@ class Serving(Construct):
         self.predict.add_statements(*model_store.read_models_statements())
         model_store.acknowledge_prefix_access(self.predict.policy, MODELS_PREFIX)
 
-        self.admin = InferenceFunction(
-            self,
-            "Admin",
+        self.admin = self._admin_function(
             code=code,
-            handler="lambda_inference.handler.handle_admin",
-            description="mlsys GET/DELETE /log, GET /emptyLog, GET /health, GET /openapi.json",
-            environment={
-                **common_env,
-                "MLSYS_LOG_DELIVERY": "sync",
-                "POWERTOOLS_SERVICE_NAME": "inference",
-            },
-            memory_mb=config.lambda_memory_mb,
-            timeout=timeout,
+            environment=common_env,
+            config=config,
+            model_store=model_store,
+            system_log=system_log,
             log_retention_days=log_retention_days,
-            tracing=True,
         )
-        self.admin.add_statements(
-            *model_store.read_models_statements(), system_log.read_write_statement()
-        )
-        model_store.acknowledge_prefix_access(self.admin.policy, MODELS_PREFIX)
 
-        self.ingest = InferenceFunction(
-            self,
-            "LogIngest",
+        self.ingest = self._ingest_function(
             code=code,
-            handler="lambda_inference.handler.handle_log_ingest",
-            description="mlsys: CloudWatch Logs subscription -> system-log table",
-            environment={
-                **common_env,
-                "MLSYS_LOG_DELIVERY": "sync",
-                "POWERTOOLS_SERVICE_NAME": "log-ingest",
-            },
-            memory_mb=256,
-            timeout=Duration.seconds(60),
+            environment=common_env,
+            system_log=system_log,
             log_retention_days=log_retention_days,
-            tracing=False,
         )
-        self.ingest.add_statements(system_log.write_statement())
         self.ingest_dead_letters = self._ingest_dead_letter_queue()
         self.subscription = logs.SubscriptionFilter(
             self,
@@ -264,6 +248,65 @@ class Serving(Construct):
 
         self.live = self._live_alias(config)
         self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _admin_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        config: ServingConfig,
+        model_store: ModelStore,
+        system_log: SystemLog,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        function = InferenceFunction(
+            self,
+            "Admin",
+            code=code,
+            handler=ENTRY_POINTS["admin"],
+            description="mlsys " + _route_list("admin"),
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=Duration.seconds(config.lambda_timeout_seconds),
+            log_retention_days=log_retention_days,
+            tracing=True,
+        )
+        function.add_statements(
+            *model_store.read_models_statements(), system_log.read_write_statement()
+        )
+        model_store.acknowledge_prefix_access(function.policy, MODELS_PREFIX)
+        return function
+
+    def _ingest_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        system_log: SystemLog,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        function = InferenceFunction(
+            self,
+            "LogIngest",
+            code=code,
+            handler=LOG_INGEST_ENTRY_POINT,
+            description="mlsys: CloudWatch Logs subscription -> system-log table",
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "sync",
+                names.POWERTOOLS_SERVICE_NAME: names.LOG_INGEST_SERVICE,
+            },
+            memory_mb=256,
+            timeout=Duration.seconds(60),
+            log_retention_days=log_retention_days,
+            tracing=False,
+        )
+        function.add_statements(system_log.write_statement())
+        return function
 
     def _ingest_dead_letter_queue(self) -> sqs.Queue:
         """Where a batch of log events goes once Lambda has given up on it.
@@ -278,7 +321,7 @@ class Serving(Construct):
         ``aws lambda invoke --function-name <ingest> --invocation-type Event
         --cli-binary-format raw-in-base64-out --payload "$(jq -c .requestPayload
         <<<"$body")" /dev/null``, then delete the message. Re-ingesting is idempotent
-        (mlsys/eventlog_dynamodb.py): the item key is ``sk`` = the event id printed by
+        (mlsys/eventlog/dynamodb.py): the item key is ``sk`` = the event id printed by
         the predict function and ``pk`` = type + CRC32(id) % MLSYS_LOG_SHARDS, so a
         batch that was partly written overwrites the same items instead of duplicating
         them -- as long as MLSYS_LOG_SHARDS has not changed in between. Events older
@@ -373,6 +416,14 @@ class Serving(Construct):
                 ),
             ),
         )
+        self._gateway_responses(api)
+        use_key = config.predict_auth == "api-key"
+        self._add_routes(api, use_key=use_key)
+        return api, self._usage_plan(api, config) if use_key else None
+
+    @staticmethod
+    def _gateway_responses(api: apigw.RestApi) -> None:
+        """Gateway-generated errors in the handlers' JSON shape, and the API's nag findings."""
         for response_type, (status, code) in _GATEWAY_ERRORS.items():
             api.add_gateway_response(
                 f"{code}-{response_type.response_type}",
@@ -399,12 +450,13 @@ class Serving(Construct):
             "admin routes SigV4, and stage plus usage-plan throttling cap abuse.",
         )
 
+    def _add_routes(self, api: apigw.RestApi, *, use_key: bool) -> None:
+        """One API Gateway method per row of the route table, on its auth class's function."""
         validator = api.add_request_validator(
             "Validator", validate_request_body=True, validate_request_parameters=True
         )
         predict_integration = apigw.LambdaIntegration(self.live)
         admin_integration = apigw.LambdaIntegration(self.admin.function)
-        use_key = config.predict_auth == "api-key"
 
         resources: dict[str, apigw.Resource] = {}
 
@@ -413,52 +465,59 @@ class Serving(Construct):
                 resources[path] = api.root.add_resource(path)
             return resources[path]
 
-        for method, path in PREDICT_ROUTES:
-            schema = STREAM_SCHEMA if path == "stream" else BATCH_SCHEMA
-            model = api.add_model(
-                f"{path.capitalize()}Request", content_type="application/json", schema=schema
+        for route in ROUTES:
+            added = resource(route.resource).add_method(
+                route.method,
+                predict_integration if route.auth == "predict" else admin_integration,
+                **self._method_options(api, route, validator=validator, use_key=use_key),
             )
-            added = resource(path).add_method(
-                method,
-                predict_integration,
-                authorization_type=(
+            self._acknowledge_method(added, api_key=use_key and route.auth == "predict")
+
+    @staticmethod
+    def _usage_plan(api: apigw.RestApi, config: ServingConfig) -> apigw.IApiKey:
+        plan = api.add_usage_plan(
+            "UsagePlan",
+            description="mlsys predict routes",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+            ),
+            quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+        )
+        plan.add_api_stage(stage=api.deployment_stage)
+        api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
+        plan.add_api_key(api_key)
+        return api_key
+
+    @staticmethod
+    def _method_options(
+        api: apigw.RestApi, route: Route, *, validator: apigw.RequestValidator, use_key: bool
+    ) -> dict[str, Any]:
+        """Authorisation and request validation of one route, by its auth class."""
+        if route.auth == "predict":
+            schema = BATCH_SCHEMA if route.path == "/batch" else STREAM_SCHEMA
+            model = api.add_model(
+                f"{route.handler.capitalize()}Request",
+                content_type="application/json",
+                schema=schema,
+            )
+            return {
+                "authorization_type": (
                     apigw.AuthorizationType.NONE if use_key else apigw.AuthorizationType.IAM
                 ),
-                api_key_required=use_key,
-                request_validator=validator,
-                request_models={"application/json": model},
-            )
-            self._acknowledge_method(added, api_key=use_key)
-
-        for method, path in ADMIN_ROUTES:
-            parameters = (
-                {f"method.request.querystring.{name}": False for name in LOG_QUERY_PARAMETERS}
-                if (method, path) == ("GET", "log")
-                else None
-            )
-            added = resource(path).add_method(
-                method,
-                admin_integration,
-                authorization_type=apigw.AuthorizationType.IAM,
-                request_parameters=parameters,
-                request_validator=validator if parameters else None,
-            )
-            self._acknowledge_method(added, api_key=False)
-
-        api_key: apigw.IApiKey | None = None
-        if use_key:
-            plan = api.add_usage_plan(
-                "UsagePlan",
-                description="mlsys predict routes",
-                throttle=apigw.ThrottleSettings(
-                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
-                ),
-                quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
-            )
-            plan.add_api_stage(stage=api.deployment_stage)
-            api_key = api.add_api_key("DefaultKey", description="mlsys default client key")
-            plan.add_api_key(api_key)
-        return api, api_key
+                "api_key_required": use_key,
+                "request_validator": validator,
+                "request_models": {"application/json": model},
+            }
+        parameters = (
+            {f"method.request.querystring.{name}": False for name in LOG_QUERY_PARAMETERS}
+            if (route.method, route.path) == ("GET", "/log")
+            else None
+        )
+        return {
+            "authorization_type": apigw.AuthorizationType.IAM,
+            "request_parameters": parameters,
+            "request_validator": validator if parameters else None,
+        }
 
     @staticmethod
     def _acknowledge_method(method: apigw.Method, *, api_key: bool) -> None:
@@ -480,10 +539,14 @@ class Serving(Construct):
     def smoke_test_routes(self) -> list[str]:
         """execute-api ARNs a deploy smoke test may call with SigV4: the read-only admin
         routes, plus the predict routes when they take IAM rather than an API key."""
-        allowed = [route for route in ADMIN_ROUTES if route[0] == "GET" and route[1] != "emptyLog"]
+        allowed = [
+            route
+            for route in routes_for("admin")
+            if route.method == "GET" and route.path != "/emptyLog"
+        ]
         if self.api_key is None:
-            allowed.extend(PREDICT_ROUTES)
+            allowed.extend(routes_for("predict"))
         return [
-            self.api.arn_for_execute_api(method, f"/{path}", self.stage_name)
-            for method, path in allowed
+            self.api.arn_for_execute_api(route.method, route.path, self.stage_name)
+            for route in allowed
         ]

@@ -69,7 +69,9 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
+        self._add_outputs()
 
+    def _add_outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
             "ModelStoreBucket": self.model_store.bucket.bucket_name,

@@ -1,4 +1,4 @@
-"""The DynamoDB system-log table behind ``GET /log`` (layout in mlsys/eventlog.py)."""
+"""The DynamoDB system-log table behind ``GET /log`` (layout in mlsys/eventlog/dynamodb.py)."""
 
 from __future__ import annotations
 

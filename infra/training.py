@@ -23,6 +23,7 @@ from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
+from mlsys import names
 
 DATA_PARAMETER = "data"
 TRAINING_AZS = 2
@@ -103,7 +104,57 @@ class Training(Construct):
         super().__init__(scope, construct_id)
         network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
 
-        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+        self.compute_environment = self._compute_environment(config, network)
+        self.job_queue = batch.JobQueue(
+            self,
+            "JobQueue",
+            compute_environments=[
+                batch.OrderedComputeEnvironment(
+                    compute_environment=self.compute_environment, order=1
+                )
+            ],
+        )
+        self.job_role = self._job_role(model_store, system_log)
+        self.image = ecs.ContainerImage.from_ecr_repository(
+            model_store.repository, config.image_tag
+        )
+        self.job_logs = self._job_logs(log_retention_days)
+        container = batch.EcsEc2ContainerDefinition(
+            self,
+            "Container",
+            image=self.image,
+            cpu=config.job_vcpus,
+            memory=Size.mebibytes(config.job_memory_mib),
+            # The image's entrypoint is `python -m training_job`; Batch substitutes the
+            # data URI per submission (default: newest object under data/).
+            command=["--data", f"Ref::{DATA_PARAMETER}"],
+            environment={
+                names.REGISTRY_URI: model_store.registry_uri,
+                names.MODEL_NAME: model_name,
+                names.LOG_URI: system_log.uri,
+                names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
+                names.MIN_IMPROVEMENT: str(config.min_improvement),
+                names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
+                names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+                "AWS_DEFAULT_REGION": Aws.REGION,
+                # Unset, the job trains on the data's default target (its last column).
+                **({names.TARGET: config.target} if config.target else {}),
+                # Unset, the final model is fitted on every training row.
+                **({names.MAX_FIT_ROWS: str(config.max_fit_rows)} if config.max_fit_rows else {}),
+            },
+            job_role=self.job_role,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
+        )
+        self.job_definition = self._job_definition(
+            container, config=config, model_store=model_store
+        )
+        self._add_triggers(config=config, model_store=model_store)
+        self.failure_rule = self._notify_failures(alarm_topic)
+
+    def _compute_environment(
+        self, config: TrainingConfig, network: TrainingNetwork
+    ) -> batch.ManagedEc2EcsComputeEnvironment:
+        compute_environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             "ComputeEnvironment",
             vpc=network.vpc,
@@ -128,76 +179,47 @@ class Training(Construct):
             ),
             update_to_latest_image_version=True,
         )
-        if self.compute_environment.instance_role is not None:
+        if compute_environment.instance_role is not None:
             acknowledge(
-                self.compute_environment.instance_role,
+                compute_environment.instance_role,
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonEC2ContainerServiceforEC2Role]",
                 "The ECS agent on Batch-managed instances needs exactly this AWS-maintained "
                 "policy, which AWS updates with new agent APIs; the job itself runs with the "
                 "separate least-privilege job role.",
             )
+        return compute_environment
 
-        self.job_queue = batch.JobQueue(
+    def _job_logs(self, log_retention_days: int) -> logs.LogGroup:
+        return logs.LogGroup(
             self,
-            "JobQueue",
-            compute_environments=[
-                batch.OrderedComputeEnvironment(
-                    compute_environment=self.compute_environment, order=1
-                )
-            ],
+            "JobLogs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
         )
 
-        self.job_role = iam.Role(
+    def _job_role(self, model_store: ModelStore, system_log: SystemLog) -> iam.Role:
+        job_role = iam.Role(
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="mlsys training job: read data/, read/write models/, write the log",
         )
         for statement in model_store.training_statements():
-            self.job_role.add_to_policy(statement)
-        self.job_role.add_to_policy(system_log.write_statement())
+            job_role.add_to_policy(statement)
+        job_role.add_to_policy(system_log.write_statement())
         # No cloudwatch:PutMetricData: the job prints its metrics as EMF lines, which
         # CloudWatch Logs turns into metrics from the job's log group.
-        self._acknowledge_job_role(model_store)
+        self._acknowledge_job_role(job_role, model_store)
+        return job_role
 
-        self.image = ecs.ContainerImage.from_ecr_repository(
-            model_store.repository, config.image_tag
-        )
-        self.job_logs = logs.LogGroup(
-            self,
-            "JobLogs",
-            retention=retention(log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        container = batch.EcsEc2ContainerDefinition(
-            self,
-            "Container",
-            image=self.image,
-            cpu=config.job_vcpus,
-            memory=Size.mebibytes(config.job_memory_mib),
-            # The image's entrypoint is `python -m training_job`; Batch substitutes the
-            # data URI per submission (default: newest object under data/).
-            command=["--data", f"Ref::{DATA_PARAMETER}"],
-            environment={
-                "MLSYS_REGISTRY_URI": model_store.registry_uri,
-                "MLSYS_MODEL_NAME": model_name,
-                "MLSYS_LOG_URI": system_log.uri,
-                "MLSYS_TIME_BUDGET_SECONDS": str(config.time_budget_seconds),
-                "MLSYS_MIN_IMPROVEMENT": str(config.min_improvement),
-                "POWERTOOLS_SERVICE_NAME": "training",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "AWS_DEFAULT_REGION": Aws.REGION,
-                # Unset, the job trains on the data's default target (its last column).
-                **({"MLSYS_TARGET": config.target} if config.target else {}),
-                # Unset, the final model is fitted on every training row.
-                **(
-                    {"MLSYS_MAX_FIT_ROWS": str(config.max_fit_rows)} if config.max_fit_rows else {}
-                ),
-            },
-            job_role=self.job_role,
-            logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
-        )
+    def _job_definition(
+        self,
+        container: batch.EcsEc2ContainerDefinition,
+        *,
+        config: TrainingConfig,
+        model_store: ModelStore,
+    ) -> batch.EcsJobDefinition:
         if container.execution_role is not None:
             acknowledge(
                 container.execution_role.node.find_child("DefaultPolicy"),
@@ -205,7 +227,7 @@ class Training(Construct):
                 "ecr:GetAuthorizationToken (needed to pull the training image) supports no "
                 "resource-level permissions; image pulls are scoped to the repository.",
             )
-        self.job_definition = batch.EcsJobDefinition(
+        return batch.EcsJobDefinition(
             self,
             "JobDefinition",
             container=container,
@@ -220,9 +242,6 @@ class Training(Construct):
             ],
             propagate_tags=True,
         )
-
-        self._add_triggers(config=config, model_store=model_store)
-        self.failure_rule = self._notify_failures(alarm_topic)
 
     def _submit_job(self, job_name: str, event: events.RuleTargetInput | None) -> targets.BatchJob:
         return targets.BatchJob(
@@ -307,6 +326,6 @@ class Training(Construct):
             period=Duration.hours(1),
         )
 
-    def _acknowledge_job_role(self, model_store: ModelStore) -> None:
-        policy = self.job_role.node.find_child("DefaultPolicy")
+    def _acknowledge_job_role(self, job_role: iam.Role, model_store: ModelStore) -> None:
+        policy = job_role.node.find_child("DefaultPolicy")
         model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)

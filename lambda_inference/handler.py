@@ -57,6 +57,7 @@ from typing import Any
 import orjson
 from aws_lambda_powertools import Logger
 
+from lambda_inference.edge import parse_log_query, parse_predict_body
 from lambda_inference.errors import (
     InvalidEventError,
     MalformedJsonError,
@@ -67,6 +68,7 @@ from lambda_inference.errors import (
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
+from lambda_inference.routes import ROUTES, AuthClass, method_table, routes_for
 from lambda_inference.service import Endpoint, InferenceService
 from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
@@ -208,7 +210,8 @@ def _decoded_body(request: Request, *, limit: int) -> bytes:
 
 def _predict(endpoint: Endpoint, service: InferenceService, request: Request) -> tuple[int, Any]:
     _require_json(request)
-    body = _decoded_body(request, limit=service.limits.max_body_bytes)
+    limit = service.limits.max_body_bytes
+    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
     return 200, service.predict(endpoint, body, request_id=request.request_id)
 
 
@@ -221,7 +224,8 @@ def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
 
 
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
-    return 200, service.read_log(request.query)
+    query = parse_log_query(request.query, max_log_page=service.limits.max_log_page)
+    return 200, service.read_log(query)
 
 
 def _clear(service: InferenceService, request: Request) -> tuple[int, Any]:
@@ -236,17 +240,28 @@ def _openapi(service: InferenceService, request: Request) -> tuple[int, Any]:
     return 200, service.openapi()
 
 
-PREDICT_ROUTES: dict[str, dict[str, Route]] = {
-    "/stream": {"POST": _stream},
-    "/batch": {"POST": _batch},
+ROUTE_HANDLERS: dict[str, Route] = {
+    "stream": _stream,
+    "batch": _batch,
+    "log": _log,
+    "clear": _clear,
+    "health": _health,
+    "openapi": _openapi,
 }
-ADMIN_ROUTES: dict[str, dict[str, Route]] = {
-    "/log": {"GET": _log, "DELETE": _clear},
-    "/emptyLog": {"GET": _clear},
-    "/health": {"GET": _health},
-    "/openapi.json": {"GET": _openapi},
-}
-ALL_ROUTES = {**PREDICT_ROUTES, **ADMIN_ROUTES}
+"""The functions :data:`lambda_inference.routes.ROUTES` names."""
+
+
+def _dispatch_table(auth: AuthClass | None = None) -> dict[str, dict[str, Route]]:
+    chosen = ROUTES if auth is None else routes_for(auth)
+    return {
+        path: {method: ROUTE_HANDLERS[name] for method, name in methods.items()}
+        for path, methods in method_table(chosen).items()
+    }
+
+
+PREDICT_ROUTES = _dispatch_table("predict")
+ADMIN_ROUTES = _dispatch_table("admin")
+ALL_ROUTES = _dispatch_table()
 
 
 def _respond(
@@ -395,27 +410,29 @@ def _unavailable(error: Exception, event: Any, context: Any) -> dict[str, Any]:
     return _respond(status, error_body(code, message, {"request_id": request_id}))
 
 
-def handle_predict(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        api = default_api()
-    except Exception as error:
-        return _unavailable(error, event, context)
-    return api.handle_predict(event, context)
+def _entry_point(
+    serve: Callable[[Api, Mapping[str, Any], Any], dict[str, Any]], *, retry_on_startup_error: bool
+) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    """A Lambda entry point: the container's :class:`Api` (built on first use), then ``serve``.
+
+    If the service cannot be built, HTTP entry points answer with the JSON error;
+    ``retry_on_startup_error`` entry points (log ingestion) raise instead, so that
+    Lambda retries the batch rather than dropping its events.
+    """
+
+    def entry_point(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            api = default_api()
+        except Exception as error:
+            if retry_on_startup_error:
+                logger.exception("could not start the service; the batch will be retried")
+                raise
+            return _unavailable(error, event, context)
+        return serve(api, event, context)
+
+    return entry_point
 
 
-def handle_admin(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        api = default_api()
-    except Exception as error:
-        return _unavailable(error, event, context)
-    return api.handle_admin(event, context)
-
-
-def handle_log_ingest(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        api = default_api()
-    except Exception:
-        # Raise: Lambda then retries the batch instead of dropping its events.
-        logger.exception("could not start the service; the batch will be retried")
-        raise
-    return api.handle_log_ingest(event, context)
+handle_predict = _entry_point(Api.handle_predict, retry_on_startup_error=False)
+handle_admin = _entry_point(Api.handle_admin, retry_on_startup_error=False)
+handle_log_ingest = _entry_point(Api.handle_log_ingest, retry_on_startup_error=True)

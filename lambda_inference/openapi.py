@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lambda_inference.routes import ROUTES
 from mlsys.contract import FeatureSpec, ModelCard
 
 
@@ -68,7 +69,8 @@ def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+def _predict_operations(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+    """``{path: {method: operation}}`` of the predict routes."""
     prediction = {"$ref": "#/components/schemas/Prediction"}
     probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
     stream_result: dict[str, Any] = {
@@ -95,82 +97,112 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
     }
     record = {"$ref": "#/components/schemas/Record"}
     return {
+        "/stream": {
+            "post": {
+                "summary": "Predict one record",
+                "requestBody": _json_body(
+                    {"type": "object", "properties": {"data": record}, "required": ["data"]}
+                ),
+                "responses": {
+                    "200": _ok({"type": "object", "properties": stream_result}),
+                    **errors,
+                },
+            }
+        },
+        "/batch": {
+            "post": {
+                "summary": f"Predict up to {max_batch_records} records",
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "data": {
+                                "type": "array",
+                                "items": record,
+                                "minItems": 1,
+                                "maxItems": max_batch_records,
+                            }
+                        },
+                        "required": ["data"],
+                    }
+                ),
+                "responses": {
+                    "200": _ok({"type": "object", "properties": batch_result}),
+                    **errors,
+                },
+            }
+        },
+    }
+
+
+def _admin_operations() -> dict[str, Any]:
+    """``{path: {method: operation}}`` of the admin routes."""
+    return {
+        "/log": {
+            "get": {
+                "summary": "System log, newest first",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "type",
+                        "in": "query",
+                        "schema": {"enum": ["prediction", "training", "error"]},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {"name": "next", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "OK"},
+                    "400": _error_response("invalid query"),
+                },
+            },
+            "delete": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}},
+        },
+        "/emptyLog": {
+            "get": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}}
+        },
+        "/health": {
+            "get": {
+                "summary": "Status and champion version",
+                "responses": {"200": {"description": "OK"}},
+            }
+        },
+    }
+
+
+def _paths(operations: dict[str, Any]) -> dict[str, Any]:
+    """The document's paths: exactly the route table's (path, method) pairs, in its order.
+
+    A route with no detailed operation above still appears, with its summary.
+    """
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        method = route.method.lower()
+        operation = operations.get(route.path, {}).get(method) or {
+            "summary": route.summary,
+            "responses": {"200": {"description": "OK"}},
+        }
+        paths.setdefault(route.path, {})[method] = operation
+    return paths
+
+
+def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+    operations = {
+        **_predict_operations(card, max_batch_records=max_batch_records),
+        **_admin_operations(),
+    }
+    return {
         "openapi": "3.1.0",
         "info": {
             "title": f"mlsys prediction API: {card.model_name}",
             "version": card.version,
             "description": f"{card.task} model predicting {card.target!r} ({card.metric}).",
         },
-        "paths": {
-            "/stream": {
-                "post": {
-                    "summary": "Predict one record",
-                    "requestBody": _json_body(
-                        {"type": "object", "properties": {"data": record}, "required": ["data"]}
-                    ),
-                    "responses": {
-                        "200": _ok({"type": "object", "properties": stream_result}),
-                        **errors,
-                    },
-                }
-            },
-            "/batch": {
-                "post": {
-                    "summary": f"Predict up to {max_batch_records} records",
-                    "requestBody": _json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "data": {
-                                    "type": "array",
-                                    "items": record,
-                                    "minItems": 1,
-                                    "maxItems": max_batch_records,
-                                }
-                            },
-                            "required": ["data"],
-                        }
-                    ),
-                    "responses": {
-                        "200": _ok({"type": "object", "properties": batch_result}),
-                        **errors,
-                    },
-                }
-            },
-            "/log": {
-                "get": {
-                    "summary": "System log, newest first",
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                        {
-                            "name": "type",
-                            "in": "query",
-                            "schema": {"enum": ["prediction", "training", "error"]},
-                        },
-                        {
-                            "name": "since",
-                            "in": "query",
-                            "schema": {"type": "string", "format": "date-time"},
-                        },
-                        {"name": "next", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": {"description": "OK"},
-                        "400": _error_response("invalid query"),
-                    },
-                },
-                "delete": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}},
-            },
-            "/emptyLog": {
-                "get": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}}
-            },
-            "/health": {
-                "get": {
-                    "summary": "Status and champion version",
-                    "responses": {"200": {"description": "OK"}},
-                }
-            },
-        },
+        "paths": _paths(operations),
         "components": {
             "schemas": {
                 **record_schemas(card),

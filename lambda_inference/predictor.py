@@ -51,7 +51,7 @@ class ServingModel:
 
     @classmethod
     def from_loaded(cls, model: LoadedModel, *, etag: str | None) -> ServingModel:
-        return cls(model=model, encoder=RecordEncoder(model.card.features), etag=etag)
+        return cls(model=model, encoder=RecordEncoder(model.encoder), etag=etag)
 
     def predict(self, records: list[Any], *, body_has_booleans: bool = True) -> Prediction:
         feeds = self.encoder.encode(records, body_has_booleans=body_has_booleans)

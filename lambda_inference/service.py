@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from aws_lambda_powertools import Logger
 
-from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
+from lambda_inference.edge import LogQuery, PredictBody
 from lambda_inference.events import (
     BackgroundSink,
     EventSink,
@@ -42,14 +41,10 @@ from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
 from lambda_inference.telemetry import Telemetry
 from lambda_inference.validation import (
     batch_records,
-    decode_json,
-    preview,
-    preview_text,
-    request_data,
 )
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
-from mlsys.eventlog import EVENT_TYPES, Event, EventLog, EventType, open_event_log_for
+from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 
@@ -60,7 +55,6 @@ if TYPE_CHECKING:
 logger = Logger(service="inference")
 
 Endpoint = Literal["stream", "batch"]
-DEFAULT_LOG_PAGE = 100
 LOG_FLUSH_SECONDS = 10.0
 """How long ``GET /log`` and a clear wait for queued events to reach the store."""
 
@@ -174,23 +168,16 @@ class InferenceService:
             )
 
     # --- predictions -------------------------------------------------------------
-    def predict(self, endpoint: Endpoint, body: bytes, *, request_id: str) -> dict[str, Any]:
-        started = time.perf_counter()
-        if len(body) > self.limits.max_body_bytes:
-            raise PayloadTooLargeError(
-                f"request body is {len(body)} bytes; the limit is {self.limits.max_body_bytes}",
-                details={"bytes": len(body), "limit": self.limits.max_body_bytes},
-            )
-        data = request_data(decode_json(body))
+    def predict(self, endpoint: Endpoint, body: PredictBody, *, request_id: str) -> dict[str, Any]:
+        data = body.data
         serving = self.tracker.current()
         if endpoint == "stream":
             records = serving.encoder.as_record_list(data)
         else:
             records = batch_records(data, max_records=self.limits.max_batch_records)
-        has_booleans = b"true" in body or b"false" in body
-        prediction = serving.predict(records, body_has_booleans=has_booleans)
+        prediction = serving.predict(records, body_has_booleans=body.has_booleans)
         response = self._response(endpoint, serving, prediction, request_id)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        latency_ms = (time.perf_counter() - body.received_at) * 1000.0
         classes = (
             list(serving.card.classes)
             if serving.card.is_classifier and serving.card.classes is not None
@@ -205,7 +192,7 @@ class InferenceService:
                     {
                         "endpoint": endpoint,
                         "records": len(records),
-                        **inputs_field(data, body, mode=self.log_inputs),
+                        **inputs_field(data, body.raw, mode=self.log_inputs),
                         **outputs_field(prediction, single=endpoint == "stream", classes=classes),
                         "latency_ms": round(latency_ms, 3),
                     }
@@ -268,67 +255,15 @@ class InferenceService:
         )
 
     # --- admin -------------------------------------------------------------------
-    def read_log(self, params: Mapping[str, str]) -> dict[str, Any]:
-        unknown = sorted(set(params) - {"limit", "type", "since", "next"})
-        if unknown:
-            raise InvalidQueryError(
-                f"unknown query parameter(s) {', '.join(map(preview_text, unknown[:10]))}; "
-                "use limit, type, since, next",
-                details={"parameters": [preview_text(name) for name in unknown[:10]]},
-            )
+    def read_log(self, query: LogQuery) -> dict[str, Any]:
         self._flush_log()
         page = self.event_log().query(
-            limit=self._limit(params.get("limit")),
-            event_type=self._event_type(params.get("type")),
-            since=self._since(params.get("since")),
-            next_token=params.get("next") or None,
+            limit=query.limit,
+            event_type=query.event_type,
+            since=query.since,
+            next_token=query.next_token,
         )
         return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
-
-    def _limit(self, raw: str | None) -> int:
-        if raw is None or raw == "":
-            return min(DEFAULT_LOG_PAGE, self.limits.max_log_page)
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= self.limits.max_log_page:
-            raise InvalidQueryError(
-                f"limit must be an integer from 1 to {self.limits.max_log_page}, "
-                f"got {preview(raw)}",
-                details={"parameter": "limit"},
-            )
-        return limit
-
-    @staticmethod
-    def _event_type(raw: str | None) -> EventType | None:
-        if raw is None or raw == "":
-            return None
-        for event_type in EVENT_TYPES:
-            if raw == event_type:
-                return event_type
-        raise InvalidQueryError(
-            f"type must be one of {', '.join(EVENT_TYPES)}, got {preview(raw)}",
-            details={"parameter": "type"},
-        )
-
-    @staticmethod
-    def _since(raw: str | None) -> str | None:
-        if raw is None or raw == "":
-            return None
-        try:
-            moment = datetime.fromisoformat(raw.replace(" ", "+"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            # Years 1 and 9999 with an offset fall outside datetime's range in UTC.
-            moment = moment.astimezone(UTC)
-        except (ValueError, OverflowError):
-            raise InvalidQueryError(
-                "since must be an ISO-8601 time between years 1 and 9999 in UTC, such as "
-                f"2026-01-31T12:00:00Z, got {preview(raw)}",
-                details={"parameter": "since"},
-            ) from None
-        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

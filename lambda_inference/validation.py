@@ -1,4 +1,4 @@
-"""Parse and validate request bodies at the edge, and encode records into ONNX feeds.
+"""Parse and validate request bodies at the edge; the contract encodes them into ONNX feeds.
 
 Records arrive as JSON objects keyed by feature name, arrays of values in
 schema order, or (for a one-feature model) bare values. A batch is encoded in
@@ -6,7 +6,9 @@ two tiers: a vectorised fast path (``operator.itemgetter`` + one
 ``numpy.array`` call) that accepts only the common, unambiguous case, and an
 exact per-value path that is used whenever the fast path declines. The exact
 path is the specification: it decides every error and names the record index
-and feature; the fast path only ever agrees with it or steps aside.
+and feature; the fast path only ever agrees with it or steps aside. Either way the
+checked values go to the model's :class:`mlsys.contract.FeedEncoder`, the one
+encoder training uses too.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from lambda_inference.errors import (
     TooManyRecordsError,
     UnknownFeatureError,
 )
-from mlsys.contract import FeatureSpec, Feeds, categorical_value
+from mlsys.contract import FeatureSpec, FeedEncoder, Feeds
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -212,14 +214,16 @@ def _type_name(value: Any) -> str:
 
 
 class RecordEncoder:
-    """Encodes records for one model's feature schema; built once per model version."""
+    """Checks records against one model's feature schema and hands the values to its
+    :class:`~mlsys.contract.FeedEncoder`; built once per model version."""
 
-    def __init__(self, features: Sequence[FeatureSpec]) -> None:
-        self.features = tuple(features)
+    def __init__(self, feeds: FeedEncoder) -> None:
+        self.feeds = feeds
+        self.features = feeds.features
         self.names = tuple(f.name for f in self.features)
         self.count = len(self.features)
         self._index = {name: i for i, name in enumerate(self.names)}
-        self._all_numeric = all(f.kind == "numeric" for f in self.features)
+        self._all_numeric = feeds.all_numeric
         getter = itemgetter(*self.names)
         self._get = getter if self.count > 1 else lambda r: (getter(r),)
 
@@ -231,11 +235,11 @@ class RecordEncoder:
         if self._all_numeric and not body_has_booleans:
             matrix = self._numeric_fast(records)
             if matrix is not None:
-                return {f.input_name: matrix[:, i : i + 1] for i, f in enumerate(self.features)}
+                return self.feeds.from_matrix(matrix)
         columns = self._columns_fast(records)
         if columns is None:
             columns = self._columns_exact(records)
-        return self._columns_to_feeds(columns)
+        return self.feeds.from_columns(columns)
 
     def as_record_list(self, data: Any) -> list[Any]:
         """A /stream record as a one-record batch (a bare value for one-feature models)."""
@@ -366,18 +370,6 @@ class RecordEncoder:
                 details={"record": index, "feature": spec.name, "expected": "string"},
             )
         return value
-
-    def _columns_to_feeds(self, columns: list[list[Any]]) -> Feeds:
-        feeds: Feeds = {}
-        for spec, column in zip(self.features, columns, strict=True):
-            if spec.kind == "numeric":
-                # dtype=float32 turns None into NaN, which the graph's imputer fills.
-                feeds[spec.input_name] = np.array(column, dtype=np.float32).reshape(-1, 1)
-            else:
-                encoded = np.empty((len(column), 1), dtype=object)
-                encoded[:, 0] = [v if type(v) is str else categorical_value(v) for v in column]
-                feeds[spec.input_name] = encoded
-        return feeds
 
 
 _NUMERIC_TYPES = frozenset({int, float, type(None)})

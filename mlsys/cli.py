@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
+from mlsys import names
 from mlsys.errors import (
     ConfigError,
     DataError,
@@ -86,7 +87,7 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcomma
 def warn_unknown_variables(settings: Settings) -> None:
     """One stderr line per unrecognised ``MLSYS_*`` variable: a typo silently ignored
     (``MLSYS_TAKS=classification``) would otherwise train the wrong thing."""
-    prefix = "MLSYS_"
+    prefix = names.ENV_PREFIX
     # Compared without the shared prefix, which would make every name look close.
     known = sorted(name.removeprefix(prefix) for name in KNOWN_VARIABLES)
     for name in sorted(settings.extra):

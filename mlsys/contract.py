@@ -3,12 +3,22 @@
 A model version is two immutable files in the registry:
 
 ``model.onnx``
-    An ONNX graph with **one input per feature**, named ``FeatureSpec.input_name``
-    (``f0``, ``f1``, ...), each of shape ``[N, 1]``: ``tensor(float)`` for numeric
-    features (missing = NaN) and ``tensor(string)`` for categorical features
-    (missing = :data:`MISSING_CATEGORY`). All preprocessing (imputation, scaling,
-    one-hot encoding with unknown categories ignored) is inside the graph, so
-    the served model takes raw records.
+    An ONNX graph taking raw feature values in one of two input layouts, named by
+    ``ModelCard.input_layout``:
+
+    ``"tensor"`` (what training exports)
+        Two inputs at most: :data:`NUMERIC_INPUT` ``[N, n_numeric]`` ``tensor(float)``
+        holding the numeric features (missing = NaN) and :data:`CATEGORICAL_INPUT`
+        ``[N, n_categorical]`` ``tensor(string)`` holding the categorical features
+        (missing = :data:`MISSING_CATEGORY`), each in the card's feature order. An
+        input whose kind has no features is absent.
+    ``"per_feature"`` (models exported before the tensor layout; the default when a
+        card has no ``input_layout``)
+        One ``[N, 1]`` input per feature named ``FeatureSpec.input_name`` (``f0``,
+        ``f1`` ...), float or string as above.
+
+    All preprocessing (imputation, scaling, one-hot encoding with unknown categories
+    ignored) is inside the graph, so the served model takes raw records.
 
     Outputs: regression models have :data:`REGRESSION_OUTPUT` (``[N, 1]`` float);
     classifiers have :data:`LABEL_OUTPUT` (``[N]`` int64, an index into
@@ -20,8 +30,11 @@ A model version is two immutable files in the registry:
     of challenger and champion, the promotion decision, data fingerprint,
     training parameters, library versions and per-feature baseline statistics.
 
-Encoding records into ONNX feeds and decoding outputs lives here too, so that
-training scores candidates through onnxruntime exactly as they are served.
+Encoding values into ONNX feeds (:class:`FeedEncoder`, for both layouts) and
+decoding outputs live here too, and only here: training evaluation, serving
+(which validates records at the edge and hands the encoder checked columns) and
+the tests all go through them, so training scores candidates through onnxruntime
+exactly as they are served.
 """
 
 from __future__ import annotations
@@ -47,9 +60,15 @@ MISSING_CATEGORY = ""
 REGRESSION_OUTPUT = "variable"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+NUMERIC_INPUT = "numeric_features"
+"""Graph input of the ``tensor`` layout holding every numeric feature."""
+CATEGORICAL_INPUT = "categorical_features"
+"""Graph input of the ``tensor`` layout holding every categorical feature."""
 
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
+InputLayout = Literal["per_feature", "tensor"]
+INPUT_LAYOUTS: tuple[InputLayout, ...] = ("per_feature", "tensor")
 JsonScalar = str | int | float | bool | None
 
 
@@ -115,6 +134,9 @@ class ModelCard:
     """Per-feature statistics of the training data, for drift monitoring."""
     onnx: Mapping[str, Any] = field(default_factory=dict)
     """``sha256``, ``size_bytes``, ``opset`` of ``model.onnx``."""
+    input_layout: InputLayout = "per_feature"
+    """How ``model.onnx`` takes its inputs (see the module docstring). Absent from
+    cards written before the tensor layout existed, which are ``per_feature``."""
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property
@@ -163,12 +185,23 @@ class ModelCard:
             git_commit=data.get("git_commit"),
             baseline_stats=data.get("baseline_stats") or {},
             onnx=data.get("onnx") or {},
+            input_layout=_input_layout(data.get("input_layout", "per_feature")),
             schema_version=version,
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ModelCard:
         return cls.from_dict(json.loads(raw))
+
+
+def _input_layout(value: Any) -> InputLayout:
+    for layout in INPUT_LAYOUTS:
+        if value == layout:
+            return layout
+    raise ValueError(
+        f"model card input_layout {value!r} is not one this code understands "
+        f"({', '.join(INPUT_LAYOUTS)}); upgrade mlsys"
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -242,41 +275,78 @@ def categorical_value(value: Any) -> str:
 def categorical_column(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     """Encode categorical values as a ``[N, 1]`` string column."""
     column = np.empty((len(values), 1), dtype=object)
-    column[:, 0] = [categorical_value(v) for v in values]
+    column[:, 0] = [v if type(v) is str else categorical_value(v) for v in values]
     return column
 
 
-def columns_to_feeds(
-    features: Sequence[FeatureSpec], columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]]
-) -> Feeds:
-    """Build ONNX feeds from per-feature value sequences keyed by feature name."""
-    feeds: Feeds = {}
-    for spec in features:
-        values = columns[spec.name]
-        if spec.kind == "numeric":
-            feeds[spec.input_name] = numeric_column(values)
-        else:
-            feeds[spec.input_name] = categorical_column(values)
-    return feeds
+Column = Sequence[Any] | npt.NDArray[Any]
 
 
-def frame_to_feeds(features: Sequence[FeatureSpec], frame: pd.DataFrame) -> Feeds:
-    """Build ONNX feeds from a DataFrame whose columns are the feature names."""
-    feeds: Feeds = {}
-    for spec in features:
-        series = frame[spec.name]
-        if spec.kind == "numeric":
-            feeds[spec.input_name] = series.to_numpy(dtype=np.float32, na_value=np.nan).reshape(
-                -1, 1
+class FeedEncoder:
+    """The one encoder from feature values to ONNX feeds, for one model's schema and layout.
+
+    Callers hand it values already checked against the schema (serving validates
+    records at the edge; training has typed frames): numbers or ``None`` for numeric
+    features, JSON scalars or ``None`` for categorical ones.
+    """
+
+    def __init__(self, features: Sequence[FeatureSpec], *, layout: InputLayout) -> None:
+        self.features = tuple(features)
+        self.layout = layout
+        self._numeric = [i for i, f in enumerate(self.features) if f.kind == "numeric"]
+        self._categorical = [i for i, f in enumerate(self.features) if f.kind == "categorical"]
+        self.all_numeric = not self._categorical
+
+    @property
+    def input_names(self) -> set[str]:
+        """The graph inputs a model with this schema and layout has."""
+        if self.layout == "per_feature":
+            return {f.input_name for f in self.features}
+        names = set()
+        if self._numeric:
+            names.add(NUMERIC_INPUT)
+        if self._categorical:
+            names.add(CATEGORICAL_INPUT)
+        return names
+
+    def from_matrix(self, matrix: npt.NDArray[np.float32]) -> Feeds:
+        """All-numeric models: a ``[N, F]`` float32 matrix in schema order (the fast path)."""
+        if self.layout == "tensor":
+            return {NUMERIC_INPUT: matrix}
+        return {spec.input_name: matrix[:, i : i + 1] for i, spec in enumerate(self.features)}
+
+    def from_columns(self, columns: Sequence[Column]) -> Feeds:
+        """Feeds from one value sequence per feature, in schema order."""
+        if self.layout == "per_feature":
+            return {
+                spec.input_name: _encode_column(spec, column)
+                for spec, column in zip(self.features, columns, strict=True)
+            }
+        feeds: Feeds = {}
+        if self._numeric:
+            feeds[NUMERIC_INPUT] = np.hstack(
+                [numeric_column(columns[i]) for i in self._numeric]
+            ).astype(np.float32, copy=False)
+        if self._categorical:
+            feeds[CATEGORICAL_INPUT] = np.hstack(
+                [categorical_column(columns[i]) for i in self._categorical]
             )
-        else:
-            feeds[spec.input_name] = categorical_column(series.to_numpy(dtype=object))
-    return feeds
+        return feeds
+
+    def from_frame(self, frame: pd.DataFrame) -> Feeds:
+        """Feeds from a DataFrame whose columns are the feature names."""
+        columns: list[Column] = []
+        for spec in self.features:
+            series = frame[spec.name]
+            if spec.kind == "numeric":
+                columns.append(series.to_numpy(dtype=np.float32, na_value=np.nan))
+            else:
+                columns.append(series.to_numpy(dtype=object))
+        return self.from_columns(columns)
 
 
-def matrix_to_feeds(features: Sequence[FeatureSpec], matrix: npt.NDArray[np.float32]) -> Feeds:
-    """Fast path for all-numeric models: a ``[N, F]`` float32 matrix in schema order."""
-    return {spec.input_name: matrix[:, i : i + 1] for i, spec in enumerate(features)}
+def _encode_column(spec: FeatureSpec, column: Column) -> npt.NDArray[Any]:
+    return numeric_column(column) if spec.kind == "numeric" else categorical_column(column)
 
 
 # --- scoring ------------------------------------------------------------------
@@ -339,12 +409,13 @@ class LoadedModel:
         self.card = card
         self.session = session if session is not None else create_session(model_bytes)
         self._outputs = output_names(card)
-        expected = {f.input_name for f in card.features}
+        self.encoder = FeedEncoder(card.features, layout=card.input_layout)
+        expected = self.encoder.input_names
         actual = {i.name for i in self.session.get_inputs()}
         if expected != actual:
             raise ValueError(
                 f"model {card.version}: graph inputs {sorted(actual)} do not match the "
-                f"card's features {sorted(expected)}"
+                f"card's features in its {card.input_layout} layout {sorted(expected)}"
             )
 
     @property
@@ -355,4 +426,4 @@ class LoadedModel:
         return decode_outputs(self.card, self.session.run(self._outputs, feeds))
 
     def predict_frame(self, frame: pd.DataFrame) -> Prediction:
-        return self.predict(frame_to_feeds(self.card.features, frame))
+        return self.predict(self.encoder.from_frame(frame))

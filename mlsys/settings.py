@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mlsys import names
 from mlsys.errors import ConfigError
 
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
@@ -115,8 +116,6 @@ class Settings:
     training_env: Mapping[str, str] = field(default_factory=dict)
     """The raw ``MLSYS_*`` training variables (see :class:`TrainingSettings`), validated only
     by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""
-    git_commit: str | None = None
-    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MLSYS_* variables, kept so callers can warn about typos."""
 
@@ -126,8 +125,23 @@ class Settings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuardrailBudgets:
+    """Limits an exported model must meet to be promoted (see :mod:`training_job.guardrails`)."""
+
+    regression_rtol: float = 1e-4
+    probability_atol: float = 1e-4
+    latency_p95_ms: float = 50.0
+    max_model_bytes: int = 50 * 1024 * 1024
+    latency_samples: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingSettings:
-    """Defaults of ``mlsys train`` / ``python -m training_job`` (flags override them)."""
+    """Everything a training run is configured by: the one declaration.
+
+    ``MLSYS_*`` variables give the defaults (:meth:`Settings.training`); the CLI applies
+    its flags over them with :func:`dataclasses.replace`; tests construct it directly.
+    """
 
     data: str | None = None
     """MLSYS_DATA: CSV/Parquet path or ``s3://`` URI (a prefix ending in ``/`` means its
@@ -151,35 +165,44 @@ class TrainingSettings:
     max_fit_rows: int | None = None
     """MLSYS_MAX_FIT_ROWS: fit the final model on a random sample of at most this many
     training rows (unset: every training row)."""
+    candidates: tuple[str, ...] | None = None
+    """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
+    Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
+    git_commit: str | None = None
+    """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time;
+    unset = read from ``.git`` if there is one)."""
+    budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
+    bootstrap_resamples: int = 1000
+    """Resamples of the paired bootstrap behind ``confidence``."""
 
 
 TRAINING_VARIABLES = frozenset(
     {
-        "MLSYS_DATA",
-        "MLSYS_TARGET",
-        "MLSYS_TASK",
-        "MLSYS_METRIC",
-        "MLSYS_MIN_IMPROVEMENT",
-        "MLSYS_CONFIDENCE",
-        "MLSYS_SEED",
-        "MLSYS_ALLOW_SCHEMA_CHANGE",
-        "MLSYS_TIME_BUDGET_SECONDS",
-        "MLSYS_MAX_FIT_ROWS",
+        names.DATA,
+        names.TARGET,
+        names.TASK,
+        names.METRIC,
+        names.MIN_IMPROVEMENT,
+        names.CONFIDENCE,
+        names.SEED,
+        names.ALLOW_SCHEMA_CHANGE,
+        names.TIME_BUDGET_SECONDS,
+        names.MAX_FIT_ROWS,
+        names.GIT_COMMIT,
     }
 )
 KNOWN_VARIABLES = TRAINING_VARIABLES | {
-    "MLSYS_REGISTRY_URI",
-    "MLSYS_MODEL_NAME",
-    "MLSYS_LOG_URI",
-    "MLSYS_LOG_DELIVERY",
-    "MLSYS_LOG_INPUTS",
-    "MLSYS_LOG_RETENTION_DAYS",
-    "MLSYS_LOG_SHARDS",
-    "MLSYS_MODEL_REFRESH_SECONDS",
-    "MLSYS_MAX_BATCH_RECORDS",
-    "MLSYS_MAX_BODY_BYTES",
-    "MLSYS_MAX_LOG_PAGE",
-    "MLSYS_GIT_COMMIT",
+    names.REGISTRY_URI,
+    names.MODEL_NAME,
+    names.LOG_URI,
+    names.LOG_DELIVERY,
+    names.LOG_INPUTS,
+    names.LOG_RETENTION_DAYS,
+    names.LOG_SHARDS,
+    names.MODEL_REFRESH_SECONDS,
+    names.MAX_BATCH_RECORDS,
+    names.MAX_BODY_BYTES,
+    names.MAX_LOG_PAGE,
 }
 """Every ``MLSYS_*`` variable mlsys reads; others end up in :attr:`Settings.extra`."""
 
@@ -192,36 +215,40 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if env is None else env
     return Settings(
-        registry_uri=env.get("MLSYS_REGISTRY_URI") or DEFAULT_REGISTRY_URI,
-        model_name=env.get("MLSYS_MODEL_NAME") or DEFAULT_MODEL_NAME,
-        log_uri=env.get("MLSYS_LOG_URI") or DEFAULT_LOG_URI,
-        log_delivery=_choice(env, "MLSYS_LOG_DELIVERY", "sync", LOG_DELIVERIES),
-        log_inputs=_choice(env, "MLSYS_LOG_INPUTS", "full", ("full", "digest")),
-        log_retention_days=_int(env, "MLSYS_LOG_RETENTION_DAYS", 30, minimum=1),
-        log_shards=_int(env, "MLSYS_LOG_SHARDS", 8, minimum=1),
-        model_refresh_seconds=_float(env, "MLSYS_MODEL_REFRESH_SECONDS", 30.0),
-        max_batch_records=_int(env, "MLSYS_MAX_BATCH_RECORDS", 10_000, minimum=1),
-        max_body_bytes=_int(env, "MLSYS_MAX_BODY_BYTES", 6_000_000, minimum=1024),
-        max_log_page=_int(env, "MLSYS_MAX_LOG_PAGE", 1000, minimum=1),
+        registry_uri=env.get(names.REGISTRY_URI) or DEFAULT_REGISTRY_URI,
+        model_name=env.get(names.MODEL_NAME) or DEFAULT_MODEL_NAME,
+        log_uri=env.get(names.LOG_URI) or DEFAULT_LOG_URI,
+        log_delivery=_choice(env, names.LOG_DELIVERY, "sync", LOG_DELIVERIES),
+        log_inputs=_choice(env, names.LOG_INPUTS, "full", ("full", "digest")),
+        log_retention_days=_int(env, names.LOG_RETENTION_DAYS, 30, minimum=1),
+        log_shards=_int(env, names.LOG_SHARDS, 8, minimum=1),
+        model_refresh_seconds=_float(env, names.MODEL_REFRESH_SECONDS, 30.0),
+        max_batch_records=_int(env, names.MAX_BATCH_RECORDS, 10_000, minimum=1),
+        max_body_bytes=_int(env, names.MAX_BODY_BYTES, 6_000_000, minimum=1024),
+        max_log_page=_int(env, names.MAX_LOG_PAGE, 1000, minimum=1),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
-        git_commit=env.get("MLSYS_GIT_COMMIT") or None,
-        extra={k: v for k, v in env.items() if k.startswith("MLSYS_") and k not in KNOWN_VARIABLES},
+        extra={
+            k: v
+            for k, v in env.items()
+            if k.startswith(names.ENV_PREFIX) and k not in KNOWN_VARIABLES
+        },
     )
 
 
 def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
     """Validate the training variables of ``env``; :class:`ConfigError` names a bad one."""
     return TrainingSettings(
-        data=env.get("MLSYS_DATA") or None,
-        target=env.get("MLSYS_TARGET") or None,
-        task=_choice(env, "MLSYS_TASK", "auto", ("auto", "regression", "classification")),
-        metric=env.get("MLSYS_METRIC") or None,
-        min_improvement=_float(env, "MLSYS_MIN_IMPROVEMENT", 0.0),
-        confidence=_optional_float(env, "MLSYS_CONFIDENCE", above=0.0, below=1.0),
-        seed=_int(env, "MLSYS_SEED", 0),
-        allow_schema_change=_bool(env, "MLSYS_ALLOW_SCHEMA_CHANGE", False),
-        time_budget_seconds=_float(env, "MLSYS_TIME_BUDGET_SECONDS", 120.0, minimum=1.0),
-        max_fit_rows=_int(env, "MLSYS_MAX_FIT_ROWS", 0, minimum=1)
-        if env.get("MLSYS_MAX_FIT_ROWS")
+        data=env.get(names.DATA) or None,
+        target=env.get(names.TARGET) or None,
+        task=_choice(env, names.TASK, "auto", ("auto", "regression", "classification")),
+        metric=env.get(names.METRIC) or None,
+        min_improvement=_float(env, names.MIN_IMPROVEMENT, 0.0),
+        confidence=_optional_float(env, names.CONFIDENCE, above=0.0, below=1.0),
+        seed=_int(env, names.SEED, 0),
+        allow_schema_change=_bool(env, names.ALLOW_SCHEMA_CHANGE, False),
+        time_budget_seconds=_float(env, names.TIME_BUDGET_SECONDS, 120.0, minimum=1.0),
+        max_fit_rows=_int(env, names.MAX_FIT_ROWS, 0, minimum=1)
+        if env.get(names.MAX_FIT_ROWS)
         else None,
+        git_commit=env.get(names.GIT_COMMIT) or None,
     )

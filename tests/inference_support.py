@@ -1,4 +1,4 @@
-"""Real ONNX models for inference tests, built with skl2onnx per the artifact contract.
+"""Real ONNX models for inference tests, exported by training's own ``export_onnx``.
 
 Models go into a real registry through ``ModelRegistry.register`` and
 ``promote`` exactly as training writes them, so the tests need no training
@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
 from sklearn.impute import SimpleImputer
@@ -24,8 +22,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlsys.contract import FeatureSpec, ModelCard, input_name_for
+from mlsys.contract import FeatureSpec, InputLayout, ModelCard, input_name_for
 from mlsys.registry import ModelRegistry
+from training_job.export import export_onnx
 
 CLASSES = ("no", "yes", "maybe")
 
@@ -40,36 +39,28 @@ class BuiltModel:
     """The scikit-learn pipeline's predictions on ``frame`` (labels or floats)."""
 
 
-def _export(pipeline: Any, features: list[FeatureSpec], *, classifier: bool) -> bytes:
-
-    initial = [
-        (
-            f.input_name,
-            FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]),
-        )
-        for f in features
-    ]
-    if classifier:
-        final = [
-            ("label", Int64TensorType([None])),
-            ("probabilities", FloatTensorType([None, len(CLASSES)])),
-        ]
-        options = {id(pipeline): {"zipmap": False}}
-    else:
-        final = [("variable", FloatTensorType([None, 1]))]
-        options = {}
-    model = convert_sklearn(
+def _exported_card(
+    pipeline: Any, card: ModelCard, *, layout: InputLayout
+) -> tuple[ModelCard, bytes]:
+    """The model through training's own exporter (so a contract change breaks these
+    tests too), and its card saying which input layout it has."""
+    exported = export_onnx(
         pipeline,
-        initial_types=initial,
-        final_types=final,
-        options=options,
-        target_opset={"": 18, "ai.onnx.ml": 3},
+        card.features,
+        task=card.task,
+        n_classes=len(card.classes) if card.classes is not None else None,
+        layout=layout,
     )
-    return bytes(model.SerializeToString())
+    return replace(card, input_layout=exported.input_layout), exported.model_bytes
 
 
 def build_regression(
-    *, version: str, model_name: str = "default", alpha: float = 1.0, features: int = 10
+    *,
+    version: str,
+    model_name: str = "default",
+    alpha: float = 1.0,
+    features: int = 10,
+    layout: InputLayout = "tensor",
 ) -> BuiltModel:
     """Ridge on scikit-learn's diabetes data (the default model's data set)."""
 
@@ -96,12 +87,13 @@ def build_regression(
         features=tuple(specs),
         metric="r2",
     )
-    return BuiltModel(
-        card, _export(pipeline, specs, classifier=False), frame, pipeline.predict(renamed)
-    )
+    card, model_bytes = _exported_card(pipeline, card, layout=layout)
+    return BuiltModel(card, model_bytes, frame, pipeline.predict(renamed))
 
 
-def build_classifier(*, version: str, model_name: str = "default") -> BuiltModel:
+def build_classifier(
+    *, version: str, model_name: str = "default", layout: InputLayout = "tensor"
+) -> BuiltModel:
     """Logistic regression on numeric + categorical features with missing values."""
 
     rng = np.random.default_rng(7)
@@ -157,7 +149,8 @@ def build_classifier(*, version: str, model_name: str = "default") -> BuiltModel
         classes=CLASSES,
     )
     expected = [CLASSES[i] for i in pipeline.predict(renamed)]
-    return BuiltModel(card, _export(pipeline, specs, classifier=True), frame, expected)
+    card, model_bytes = _exported_card(pipeline, card, layout=layout)
+    return BuiltModel(card, model_bytes, frame, expected)
 
 
 def publish(registry: ModelRegistry, built: BuiltModel, *, reason: str = "test") -> None:

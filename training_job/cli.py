@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any
 
 from mlsys.cli import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
-from mlsys.settings import Settings
+from mlsys.settings import Settings, TrainingSettings
 from training_job.cloudwatch import emit_training_metrics
-from training_job.run import TrainingConfig, TrainingRun, summary_lines
-from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS, TaskChoice
+from training_job.run import TrainingRun, summary_lines
+from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS
 from training_job.search import CANDIDATES
 
 METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
@@ -75,6 +76,13 @@ def _candidates(raw: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_data_arguments(parser)
+    add_location_arguments(parser, log_help="system log for the training event")
+    _add_policy_arguments(parser)
+    _add_search_and_output_arguments(parser)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="PATH_OR_S3_URI",
@@ -99,7 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="primary holdout metric (env MLSYS_METRIC; default r2 for "
         "regression, f1_macro for classification)",
     )
-    add_location_arguments(parser, log_help="system log for the training event")
+
+
+def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-improvement",
         type=_non_negative,
@@ -122,6 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="promote even if the champion cannot score the new data "
         "(env MLSYS_ALLOW_SCHEMA_CHANGE)",
     )
+
+
+def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-budget",
         type=_positive,
@@ -173,23 +186,26 @@ def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def config_from(args: argparse.Namespace, settings: Settings) -> TrainingConfig:
+FLAG_FIELDS = {
+    "data": "data",
+    "target": "target",
+    "task": "task",
+    "metric": "metric",
+    "min_improvement": "min_improvement",
+    "confidence": "confidence",
+    "seed": "seed",
+    "allow_schema_change": "allow_schema_change",
+    "time_budget": "time_budget_seconds",
+    "max_fit_rows": "max_fit_rows",
+    "models": "candidates",
+}
+"""argparse destination -> :class:`TrainingSettings` field it overrides when given."""
+
+
+def config_from(args: argparse.Namespace, settings: Settings) -> TrainingSettings:
     """Flags over ``MLSYS_*`` defaults; a bad training variable is a :class:`ConfigError`."""
-    defaults = settings.training()
-    return TrainingConfig(
-        data=_pick(args.data, defaults.data),
-        target=_pick(args.target, defaults.target),
-        task=cast(TaskChoice, _pick(args.task, defaults.task)),
-        metric=_pick(args.metric, defaults.metric),
-        min_improvement=_pick(args.min_improvement, defaults.min_improvement),
-        confidence=_pick(args.confidence, defaults.confidence),
-        seed=_pick(args.seed, defaults.seed),
-        allow_schema_change=_pick(args.allow_schema_change, defaults.allow_schema_change),
-        time_budget_seconds=_pick(args.time_budget, defaults.time_budget_seconds),
-        candidates=_pick(args.models, tuple(CANDIDATES)),
-        max_fit_rows=_pick(getattr(args, "max_fit_rows", None), defaults.max_fit_rows),
-        git_commit=settings.git_commit,
-    )
+    flags = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items()}
+    return replace(settings.training(), **{k: v for k, v in flags.items() if v is not None})
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

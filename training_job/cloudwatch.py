@@ -17,8 +17,10 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any
 
-NAMESPACE = "mlsys"
-SERVICE = "training"
+from mlsys import names
+
+NAMESPACE = names.METRICS_NAMESPACE
+SERVICE = names.TRAINING_SERVICE
 
 
 def training_metrics_emf(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -29,18 +31,23 @@ def training_metrics_emf(result: Mapping[str, Any]) -> dict[str, Any]:
     )
 
     provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service=SERVICE)
-    provider.add_metric(name="TrainingRuns", unit=MetricUnit.Count, value=1)
+    provider.add_metric(name=names.METRIC_TRAINING_RUNS, unit=MetricUnit.Count, value=1)
     provider.add_metric(
-        name="Promotions", unit=MetricUnit.Count, value=1 if result.get("promoted") else 0
+        name=names.METRIC_PROMOTIONS,
+        unit=MetricUnit.Count,
+        value=1 if result.get("promoted") else 0,
     )
     failures = sum(1 for g in result.get("guardrails", []) if not g.get("passed", True))
-    provider.add_metric(name="GuardrailFailures", unit=MetricUnit.Count, value=failures)
+    provider.add_metric(name=names.METRIC_GUARDRAIL_FAILURES, unit=MetricUnit.Count, value=failures)
     provider.add_metric(
-        name="TrainingDuration",
+        name=names.METRIC_TRAINING_DURATION,
         unit=MetricUnit.Seconds,
         value=float(result.get("duration_seconds") or 0.0),
     )
-    for key, name in (("challenger_score", "ChallengerScore"), ("champion_score", "ChampionScore")):
+    for key, name in (
+        ("challenger_score", names.METRIC_CHALLENGER_SCORE),
+        ("champion_score", names.METRIC_CHAMPION_SCORE),
+    ):
         value = result.get(key)
         if value is not None:
             provider.add_metric(name=name, unit=MetricUnit.NoUnit, value=float(value))

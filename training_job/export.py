@@ -1,19 +1,33 @@
-"""Export a fitted pipeline to ONNX in the shape :mod:`mlsys.contract` defines."""
+"""Export a fitted pipeline to ONNX in the shape :mod:`mlsys.contract` defines.
+
+Two steps, so that another converter (a different model library) can reuse the
+second: a converter turns the fitted pipeline into a graph with one ``[N, 1]``
+input per feature (:func:`convert_sklearn_per_feature`), then
+:func:`to_tensor_layout` rewrites that graph's inputs into the contract's
+``tensor`` layout (one float tensor for the numeric features, one string tensor
+for the categorical ones), which is what training exports.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsys.contract import (
+    CATEGORICAL_INPUT,
     LABEL_OUTPUT,
+    NUMERIC_INPUT,
     PROBABILITIES_OUTPUT,
     REGRESSION_OUTPUT,
     FeatureSpec,
+    InputLayout,
     Task,
 )
+
+if TYPE_CHECKING:
+    import onnx
 
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 """Pinned so the graph does not change with skl2onnx defaults; onnxruntime >= 1.15 runs it."""
@@ -24,6 +38,7 @@ class ExportedModel:
     model_bytes: bytes
     sha256: str
     opset: dict[str, int]
+    input_layout: InputLayout = "tensor"
 
     def to_dict(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "size_bytes": len(self.model_bytes), "opset": self.opset}
@@ -36,8 +51,28 @@ def export_onnx(
     task: Task,
     n_classes: int | None,
     doc: str = "",
+    layout: InputLayout = "tensor",
 ) -> ExportedModel:
-    """One ``[N, 1]`` input per feature; outputs ``variable`` or ``label`` + ``probabilities``."""
+    """The contract's graph for ``pipeline``: inputs in ``layout`` (``tensor`` unless an
+    old-layout model is wanted, as in tests of old registries); outputs ``variable`` or
+    ``label`` + ``probabilities``."""
+    model = convert_sklearn_per_feature(pipeline, features, task=task, n_classes=n_classes)
+    if layout == "tensor":
+        model = to_tensor_layout(model, features)
+    model.doc_string = doc
+    model_bytes = model.SerializeToString()
+    return ExportedModel(
+        model_bytes=model_bytes,
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        opset={entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
+        input_layout=layout,
+    )
+
+
+def convert_sklearn_per_feature(
+    pipeline: Any, features: Sequence[FeatureSpec], *, task: Task, n_classes: int | None
+) -> onnx.ModelProto:
+    """A scikit-learn pipeline (columns named by ``input_name``) as a per-feature graph."""
     from skl2onnx import convert_sklearn  # noqa: PLC0415 - slow import, training only
     from skl2onnx.common.data_types import (  # noqa: PLC0415
         FloatTensorType,
@@ -65,17 +100,79 @@ def export_onnx(
         ]
     else:
         final_types = [(REGRESSION_OUTPUT, FloatTensorType([None, 1]))]
-    model = convert_sklearn(
+    model: onnx.ModelProto = convert_sklearn(
         pipeline,
         initial_types=initial_types,
         final_types=final_types,
         options=options,
         target_opset=TARGET_OPSET,
     )
-    model.doc_string = doc
-    model_bytes = model.SerializeToString()
-    return ExportedModel(
-        model_bytes=model_bytes,
-        sha256=hashlib.sha256(model_bytes).hexdigest(),
-        opset={entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
+    return model
+
+
+def to_tensor_layout(model: onnx.ModelProto, features: Sequence[FeatureSpec]) -> onnx.ModelProto:
+    """Replace the per-feature inputs by :data:`NUMERIC_INPUT` and :data:`CATEGORICAL_INPUT`.
+
+    Each block is split back into the per-feature names the graph reads, except
+    where the graph only re-assembled all of that block's features in schema order
+    (the usual ``Concat`` of a column transformer): that ``Concat`` reads the block
+    directly, so the common all-numeric model runs on one tensor with no split.
+    """
+    from onnx import TensorProto, helper  # noqa: PLC0415
+
+    graph = model.graph
+    taken = {name for node in graph.node for name in node.output} | {
+        i.name for i in graph.initializer
+    }
+    clash = {NUMERIC_INPUT, CATEGORICAL_INPUT} & taken
+    if clash:
+        raise ValueError(f"the converted graph already uses the name(s) {sorted(clash)}")
+    blocks = (
+        (NUMERIC_INPUT, TensorProto.FLOAT, [f.input_name for f in features if f.kind == "numeric"]),
+        (
+            CATEGORICAL_INPUT,
+            TensorProto.STRING,
+            [f.input_name for f in features if f.kind == "categorical"],
+        ),
+    )
+    inputs, prefix = [], []
+    for block, element_type, names in blocks:
+        if not names:
+            continue
+        inputs.append(helper.make_tensor_value_info(block, element_type, [None, len(names)]))
+        _read_block_directly(graph, block, names)
+        if _still_read(graph, names):
+            prefix.append(_splitter(block, names))
+    del graph.input[:]
+    graph.input.extend(inputs)
+    kept = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(prefix + kept)
+    return model
+
+
+def _read_block_directly(graph: Any, block: str, names: list[str]) -> None:
+    """``Concat(axis=1)`` of exactly ``names`` in order becomes ``Identity(block)``."""
+    from onnx import helper  # noqa: PLC0415
+
+    for index, node in enumerate(graph.node):
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type == "Concat" and list(node.input) == names and axis in (1, -1):
+            identity = helper.make_node("Identity", [block], list(node.output), name=node.name)
+            graph.node[index].CopyFrom(identity)
+
+
+def _still_read(graph: Any, names: list[str]) -> bool:
+    wanted = set(names)
+    read = {name for node in graph.node for name in node.input}
+    return bool(wanted & read) or bool(wanted & {o.name for o in graph.output})
+
+
+def _splitter(block: str, names: list[str]) -> Any:
+    from onnx import helper  # noqa: PLC0415
+
+    if len(names) == 1:
+        return helper.make_node("Identity", [block], names, name=f"{block}_split")
+    return helper.make_node(
+        "Split", [block], names, axis=1, num_outputs=len(names), name=f"{block}_split"
     )

@@ -28,15 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlsys.contract import Feeds, LoadedModel
-
-
-@dataclass(frozen=True, kw_only=True)
-class GuardrailBudgets:
-    regression_rtol: float = 1e-4
-    probability_atol: float = 1e-4
-    latency_p95_ms: float = 50.0
-    max_model_bytes: int = 50 * 1024 * 1024
-    latency_samples: int = 200
+from mlsys.settings import GuardrailBudgets
 
 
 @dataclass(frozen=True, kw_only=True)

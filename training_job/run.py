@@ -5,10 +5,12 @@ Order of effects, chosen so that a crash at any point leaves the champion servin
 1. Load and validate the data; resolve target, task and metric. Bad input raises
    :class:`DataError` / :class:`ConfigError` here, before anything is written.
 2. Read the champion pointer (with its ETag): the decision is made against it.
-3. Search, fit, export to ONNX; score challenger and champion on the same holdout
-   through onnxruntime (:class:`mlsys.contract.LoadedModel`, exactly as served);
-   guardrails; the pure policy :func:`~training_job.policy.decide_promotion`.
-4. Register the immutable version (``model.onnx`` then ``card.json``) whether or not
+3. Fit (search, then refit the winner), export to ONNX, evaluate challenger and
+   champion on the same holdout through onnxruntime
+   (:class:`mlsys.contract.LoadedModel`, exactly as served) with guardrails, and
+   decide with the pure policy :func:`~training_job.policy.decide_promotion`.
+4. Publish: build the model card once, with everything the run knows; register
+   the immutable version (``model.onnx`` then ``card.json``) whether or not
    it is promoted, so every run's model can be inspected or promoted by hand.
 5. If the policy says so, compare-and-swap the champion pointer against the pointer
    read in step 2; a concurrent promotion makes this run lose, never overwrite.
@@ -26,19 +28,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
 
-from mlsys.contract import LoadedModel, ModelCard, frame_to_feeds
-from mlsys.errors import ConcurrentUpdateError, DataError, MlsysError
+from mlsys.contract import JsonScalar, LoadedModel, ModelCard
+from mlsys.errors import ConcurrentUpdateError, ConfigError, DataError, MlsysError
 from mlsys.eventlog import Event
 from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
+from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
 from training_job.data import Dataset, load_dataset
-from training_job.export import export_onnx
-from training_job.guardrails import GuardrailBudgets, GuardrailResult
+from training_job.evaluation import BootstrapResult
+from training_job.export import ExportedModel, export_onnx
+from training_job.guardrails import GuardrailResult
 from training_job.policy import (
     ChallengerMetrics,
     ChampionMetrics,
@@ -53,7 +57,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class EventSink(Protocol):
+class EventAppender(Protocol):
     """The part of :class:`mlsys.eventlog.EventLog` a run needs (lets the CLI open the log
     lazily, only once there is an outcome to write)."""
 
@@ -61,74 +65,114 @@ class EventSink(Protocol):
 
 
 LIBRARIES = ("mlsys", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
-BOOTSTRAP_RESAMPLES = 1000
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainingConfig:
-    data: str | None = None
-    target: str | None = None
-    task: schema.TaskChoice = "auto"
-    metric: str | None = None
-    min_improvement: float = 0.0
-    confidence: float | None = None
-    seed: int = 0
-    allow_schema_change: bool = False
-    time_budget_seconds: float = 120.0
-    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
-    max_fit_rows: int | None = None
-    budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
-    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
-    git_commit: str | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.candidates if c not in CANDIDATES]
-        if unknown or not self.candidates:
-            from mlsys.errors import ConfigError  # noqa: PLC0415
-
-            raise ConfigError(
-                f"unknown candidate model(s) {', '.join(unknown) or '(none given)'}; "
-                f"choose from {', '.join(CANDIDATES)}"
-            )
+def candidate_names(settings: TrainingSettings) -> tuple[str, ...]:
+    """The candidate models to search; :class:`ConfigError` names unknown ones."""
+    names = DEFAULT_CANDIDATES if settings.candidates is None else settings.candidates
+    unknown = [c for c in names if c not in CANDIDATES]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown candidate model(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(CANDIDATES)}"
+        )
+    return tuple(names)
 
 
 @dataclass(kw_only=True)
 class TrainingOutcome:
-    """What a run did; ``to_dict()`` is the ``--json`` output, run record and event data."""
+    """What a run did; ``to_dict()`` is the ``--json`` output, run record and event data.
+
+    Everything about the challenger is read from its registered :attr:`card`, so the outcome
+    cannot disagree with the registry; a run that failed before registering has no card.
+    """
 
     run_id: str
     model_name: str
     promoted: bool
     reason: str
     code: str
-    version: str | None
     champion_version: str | None
     """The champion when the run started."""
     metric: str
-    challenger_score: float | None
-    champion_score: float | None
-    improvement: float | None = None
-    task: str = ""
-    target: str = ""
-    estimator: str | None = None
-    data_source: str = ""
-    data_sha256: str = ""
-    rows: int = 0
-    train_rows: int = 0
-    fit_rows: int = 0
-    """Rows the final model was fitted on (``train_rows`` unless capped)."""
-    holdout_rows: int = 0
-    guardrails: list[dict[str, Any]] = field(default_factory=list)
-    schema_change: str | None = None
-    bootstrap: dict[str, Any] | None = None
-    challenger_metrics: dict[str, float] = field(default_factory=dict)
-    champion_metrics: dict[str, float] | None = None
+    task: str
+    target: str
+    data: dict[str, Any]
+    """``source``, ``sha256``, ``rows`` (labelled), ``train_rows``, ``holdout_rows``."""
+    card: ModelCard | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     duration_seconds: float = 0.0
     status: str = "completed"
 
+    @classmethod
+    def from_card(
+        cls,
+        card: ModelCard,
+        *,
+        promotion: Decision,
+        timings: dict[str, float],
+        duration_seconds: float,
+    ) -> TrainingOutcome:
+        """The outcome of a completed run whose challenger ``card`` was registered."""
+        data = card.data
+        return cls(
+            run_id=card.version,
+            model_name=card.model_name,
+            promoted=promotion.promote,
+            reason=promotion.reason,
+            code=promotion.code,
+            champion_version=card.decision["champion_version"],
+            metric=card.metric,
+            task=card.task,
+            target=card.target,
+            data={
+                "source": data["source"],
+                "sha256": data["sha256"],
+                "rows": data["labelled_rows"],
+                "train_rows": data["train_rows"],
+                "training_rows": data["training_rows"],
+                "fit_rows": data["fit_rows"],
+                "holdout_rows": data["holdout_rows"],
+            },
+            card=card,
+            notes=[
+                *(
+                    f"column {name!r} is not used as a feature: {why}"
+                    for name, why in data["dropped_columns"].items()
+                ),
+                *card.training["notes"],
+            ],
+            timings=timings,
+            duration_seconds=duration_seconds,
+        )
+
+    @property
+    def version(self) -> str | None:
+        return self.card.version if self.card else None
+
+    @property
+    def challenger_metrics(self) -> dict[str, float]:
+        return dict(self.card.metrics["challenger"]) if self.card else {}
+
+    @property
+    def champion_metrics(self) -> dict[str, float] | None:
+        champion = self.card.metrics["champion"] if self.card else None
+        return dict(champion) if champion is not None else None
+
+    @property
+    def challenger_score(self) -> float | None:
+        return self.challenger_metrics.get(self.metric)
+
+    @property
+    def champion_score(self) -> float | None:
+        return (self.champion_metrics or {}).get(self.metric)
+
+    def _decision(self, key: str) -> Any:
+        return self.card.decision.get(key) if self.card else None
+
     def to_dict(self) -> dict[str, Any]:
+        card = self.card
         return {
             "run_id": self.run_id,
             "model_name": self.model_name,
@@ -141,22 +185,14 @@ class TrainingOutcome:
             "metric": self.metric,
             "challenger_score": self.challenger_score,
             "champion_score": self.champion_score,
-            "improvement": self.improvement,
+            "improvement": self._decision("improvement"),
             "task": self.task,
             "target": self.target,
-            "estimator": self.estimator,
-            "data": {
-                "source": self.data_source,
-                "sha256": self.data_sha256,
-                "rows": self.rows,
-                "train_rows": self.train_rows,
-                "training_rows": self.train_rows,
-                "fit_rows": self.fit_rows,
-                "holdout_rows": self.holdout_rows,
-            },
-            "guardrails": self.guardrails,
-            "schema_change": self.schema_change,
-            "bootstrap": self.bootstrap,
+            "estimator": card.training["estimator"] if card else None,
+            "data": self.data,
+            "guardrails": list(card.guardrails["checks"]) if card else [],
+            "schema_change": self._decision("schema_change"),
+            "bootstrap": self._decision("bootstrap"),
             "challenger_metrics": self.challenger_metrics,
             "champion_metrics": self.champion_metrics,
             "notes": self.notes,
@@ -177,10 +213,16 @@ class PreparedData:
     split: schema.Split
 
 
-def prepare(config: TrainingConfig, dataset: Dataset) -> PreparedData:
+def _task_choice(task: str) -> schema.TaskChoice:
+    if task not in ("auto", "regression", "classification"):
+        raise ConfigError(f"task must be auto, regression or classification, got {task!r}")
+    return cast(schema.TaskChoice, task)
+
+
+def prepare(settings: TrainingSettings, dataset: Dataset) -> PreparedData:
     """Every check of user input; raises :class:`DataError`/``ConfigError`` on bad input."""
     frame = dataset.frame
-    target_name = config.target or dataset.default_target or str(frame.columns[-1])
+    target_name = settings.target or dataset.default_target or str(frame.columns[-1])
     if target_name not in frame.columns:
         columns = ", ".join(repr(c) for c in list(frame.columns)[:20])
         raise DataError(
@@ -193,12 +235,12 @@ def prepare(config: TrainingConfig, dataset: Dataset) -> PreparedData:
     schema.require_enough_rows(
         int(frame[target_name].notna().sum()), source=dataset.source, target=target_name
     )
-    target = schema.prepare_target(frame[target_name], task=config.task)
+    target = schema.prepare_target(frame[target_name], task=_task_choice(settings.task))
     # Without unlabelled rows no copy is made (a large frame would briefly exist twice).
     labelled = frame if target.keep.all() else frame.loc[target.keep].reset_index(drop=True)
     inferred = schema.infer_schema(labelled, target=target_name)
-    metric = evaluation.resolve_metric(config.metric, target.task)
-    split = schema.split_rows(target.y, task=target.task, seed=config.seed)
+    metric = evaluation.resolve_metric(settings.metric, target.task)
+    split = schema.split_rows(target.y, task=target.task, seed=settings.seed)
     return PreparedData(
         dataset=dataset,
         frame=labelled,
@@ -247,13 +289,27 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class _Fitted:
+    result: SearchResult
+    classes: tuple[JsonScalar, ...] | None
+    """Class labels in the order of the model's probability columns."""
+
+
+@dataclass(frozen=True)
+class _Exported:
+    model: ExportedModel
+    challenger: LoadedModel
+    """The exported graph in onnxruntime, exactly as it will be served."""
+
+
+@dataclass(frozen=True)
 class _Evaluation:
-    challenger_scores: evaluation.Scores
     challenger_metrics: dict[str, float]
-    champion_scores: evaluation.Scores | None
+    challenger_score: float
     champion_metrics: dict[str, float] | None
     champion: ChampionMetrics | None
     checks: list[GuardrailResult]
+    bootstrap: BootstrapResult | None
 
 
 def _sklearn_parity(
@@ -278,85 +334,85 @@ def _sklearn_parity(
     )
 
 
-def _evaluate(
-    *,
-    config: TrainingConfig,
-    prepared: PreparedData,
-    result: SearchResult,
-    challenger: LoadedModel,
-    model_bytes: bytes,
-    registry: ModelRegistry,
-    pointer: ChampionPointer | None,
-) -> _Evaluation:
-    task, classes = prepared.target.task, prepared.target.classes
+def _guardrail_checks(
+    prepared: PreparedData, fitted: _Fitted, exported: _Exported, budgets: GuardrailBudgets
+) -> list[GuardrailResult]:
     holdout = prepared.frame.iloc[prepared.split.holdout]
-    y_holdout = prepared.target.y[prepared.split.holdout]
-
-    challenger_scores = evaluation.score_model(challenger, holdout, task=task, classes=classes)
-    challenger_metrics = evaluation.all_metrics(task, y_holdout, challenger_scores)
-
-    checks = [
+    challenger, model_bytes = exported.challenger, exported.model.model_bytes
+    latencies = guardrails.measure_latency(
+        challenger,
+        challenger.encoder.from_frame(holdout.iloc[:1]),
+        samples=budgets.latency_samples,
+    )
+    return [
         guardrails.onnx_check(model_bytes),
-        _sklearn_parity(prepared, result, holdout, challenger, config.budgets),
-        guardrails.latency_check(
-            guardrails.measure_latency(
-                challenger,
-                frame_to_feeds(challenger.card.features, holdout.iloc[:1]),
-                samples=config.budgets.latency_samples,
-            ),
-            budgets=config.budgets,
-        ),
-        guardrails.size_check(len(model_bytes), budgets=config.budgets),
+        _sklearn_parity(prepared, fitted.result, holdout, challenger, budgets),
+        guardrails.latency_check(latencies, budgets=budgets),
+        guardrails.size_check(len(model_bytes), budgets=budgets),
     ]
 
-    if pointer is None:
-        return _Evaluation(challenger_scores, challenger_metrics, None, None, None, checks)
-    champion_scores: evaluation.Scores | None = None
-    champion_metrics: dict[str, float] | None = None
-    score: float | None = None
-    try:
-        champion_model = registry.load(pointer.version)
-    except (MlsysError, ValueError) as exc:
-        change: str | None = f"champion {pointer.version} cannot be loaded ({exc})"
-    else:
-        comparison = schema.compare_schema(
-            champion_model.card,
-            frame=holdout,
-            features=prepared.inferred.features,
-            task=task,
-            target=prepared.target_name,
-        )
-        change = comparison.change
-        if comparison.champion_can_score:
-            try:
-                champion_scores = evaluation.score_model(
-                    champion_model, holdout, task=task, classes=classes
-                )
-            except (ValueError, TypeError, RuntimeError) as exc:  # onnxruntime errors too
-                change = f"champion {pointer.version} cannot score the new data ({exc})"
-            else:
-                champion_metrics = evaluation.all_metrics(task, y_holdout, champion_scores)
-                score = champion_metrics.get(prepared.metric.name)
-    champion = ChampionMetrics(version=pointer.version, score=score, schema_change=change)
-    return _Evaluation(
-        challenger_scores, challenger_metrics, champion_scores, champion_metrics, champion, checks
+
+def _score_champion(
+    prepared: PreparedData, champion_model: LoadedModel
+) -> tuple[evaluation.Scores | None, str | None]:
+    """The champion's scores on the holdout, or why it cannot score it."""
+    holdout = prepared.frame.iloc[prepared.split.holdout]
+    comparison = schema.compare_schema(
+        champion_model.card,
+        frame=holdout,
+        features=prepared.inferred.features,
+        task=prepared.target.task,
+        target=prepared.target_name,
     )
+    if not comparison.champion_can_score:
+        return None, comparison.change
+    try:
+        scores = evaluation.score_model(
+            champion_model, holdout, task=prepared.target.task, classes=prepared.target.classes
+        )
+    except (ValueError, TypeError, RuntimeError) as exc:  # onnxruntime errors too
+        return None, f"champion {champion_model.version} cannot score the new data ({exc})"
+    return scores, comparison.change
+
+
+def _load_and_score_champion(
+    prepared: PreparedData, registry: ModelRegistry, version: str
+) -> tuple[evaluation.Scores | None, str | None]:
+    try:
+        champion_model = registry.load(version)
+    except (MlsysError, ValueError) as exc:
+        return None, f"champion {version} cannot be loaded ({exc})"
+    return _score_champion(prepared, champion_model)
+
+
+def _challenger_score(prepared: PreparedData, metrics: dict[str, float]) -> float:
+    score = metrics.get(prepared.metric.name)
+    if score is None:
+        raise DataError(
+            f"metric {prepared.metric.name} is undefined on this holdout "
+            f"({len(prepared.split.holdout)} rows); choose another --metric"
+        )
+    return score
 
 
 class TrainingRun:
-    """Runs one training; collaborators are injected so tests can use moto and tmp dirs."""
+    """Runs one training as named steps: fit -> export -> evaluate -> decide -> publish.
+
+    Collaborators are injected so tests can use moto and tmp dirs.
+    """
 
     def __init__(
         self,
-        config: TrainingConfig,
+        settings: TrainingSettings,
         *,
         registry: ModelRegistry,
-        event_log: EventSink | None,
+        event_log: EventAppender | None,
         s3_client: S3Client | None = None,
         actor: str = "training_job",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config
+        self.settings = settings
+        self.candidates = candidate_names(settings)
         self.registry = registry
         self.event_log = event_log
         self.s3_client = s3_client
@@ -366,9 +422,10 @@ class TrainingRun:
     def execute(self) -> TrainingOutcome:
         started = self.clock()
         run_id = new_version_id()
-        config = self.config
-        dataset = load_dataset(config.data, s3_client=self.s3_client, target=config.target)
-        prepared = prepare(config, dataset)
+        dataset = load_dataset(
+            self.settings.data, s3_client=self.s3_client, target=self.settings.target
+        )
+        prepared = prepare(self.settings, dataset)
         timings = {"load_seconds": self.clock() - started}
         pointer = self.registry.champion()
         try:
@@ -387,199 +444,221 @@ class TrainingRun:
         timings: dict[str, float],
         started: float,
     ) -> TrainingOutcome:
-        config = self.config
-        target = prepared.target
-        features = prepared.inferred.features
-        train = prepared.split.train
-        x_train = schema.model_frame(prepared.frame.iloc[train], features)
+        fitted = self._fit(prepared, timings)
+        exported = self._export(run_id, prepared, fitted, timings)
+        mark = self.clock()
+        evaluated = self._evaluate(prepared, fitted, exported, pointer)
+        timings["evaluate_seconds"] = self.clock() - mark
+        decision = self._decide(prepared, evaluated)
+        card = self._model_card(
+            prepared=prepared,
+            fitted=fitted,
+            exported=exported,
+            evaluated=evaluated,
+            decision=decision,
+            pointer=pointer,
+        )
+        promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
+        return TrainingOutcome.from_card(
+            card, promotion=promotion, timings=timings, duration_seconds=self.clock() - started
+        )
+
+    def _fit(self, prepared: PreparedData, timings: dict[str, float]) -> _Fitted:
+        """Search the candidates on the training rows and refit the winner."""
+        target, features, train = prepared.target, prepared.inferred.features, prepared.split.train
         result = run_search(
-            x_train,
+            schema.model_frame(prepared.frame.iloc[train], features),
             target.y[train],
             features=features,
             task=target.task,
             metric=prepared.metric,
-            seed=config.seed,
-            time_budget_seconds=config.time_budget_seconds,
-            candidates=config.candidates,
-            max_fit_rows=config.max_fit_rows,
+            seed=self.settings.seed,
+            time_budget_seconds=self.settings.time_budget_seconds,
+            candidates=self.candidates,
+            max_fit_rows=self.settings.max_fit_rows,
             clock=self.clock,
         )
         timings["search_seconds"] = result.search_seconds
         timings["final_fit_seconds"] = result.fit_seconds
-
-        model_classes = None
+        classes = None
         if target.classes is not None:
             assert result.class_indices is not None
-            model_classes = tuple(target.classes[i] for i in result.class_indices)
+            classes = tuple(target.classes[i] for i in result.class_indices)
+        return _Fitted(result=result, classes=classes)
+
+    def _export(
+        self, run_id: str, prepared: PreparedData, fitted: _Fitted, timings: dict[str, float]
+    ) -> _Exported:
+        """ONNX graph, loaded into onnxruntime under its serving contract."""
         mark = self.clock()
-        exported = export_onnx(
-            result.pipeline,
+        features = prepared.inferred.features
+        model = export_onnx(
+            fitted.result.pipeline,
             features,
-            task=target.task,
-            n_classes=len(model_classes) if model_classes is not None else None,
+            task=prepared.target.task,
+            n_classes=len(fitted.classes) if fitted.classes is not None else None,
             doc=f"mlsys model {self.registry.model_name} version {run_id}",
         )
         timings["export_seconds"] = self.clock() - mark
-        card = ModelCard(
+        # Only the fields that decide how the graph is fed and decoded; the card that is
+        # registered is built once, after the decision, by _model_card.
+        contract = ModelCard(
             model_name=self.registry.model_name,
             version=run_id,
-            task=target.task,
+            task=prepared.target.task,
             target=prepared.target_name,
             features=features,
             metric=prepared.metric.name,
-            classes=model_classes,
-            created_at=iso(utc_now()),
-            data={
-                "source": prepared.dataset.source,
-                "sha256": prepared.dataset.sha256,
-                "rows": len(prepared.dataset.frame),
-                "labelled_rows": len(prepared.frame),
-                "train_rows": len(train),
-                "training_rows": result.training_rows,
-                "fit_rows": result.fit_rows,
-                "holdout_rows": len(prepared.split.holdout),
-                "stratified": prepared.split.stratified,
-                "dropped_columns": dict(prepared.inferred.dropped),
-            },
-            training={
-                **result.to_dict(),
-                "params": estimator_params(result.pipeline),
-                "seed": config.seed,
-                "time_budget_seconds": config.time_budget_seconds,
-                "candidate_names": list(config.candidates),
-            },
-            library_versions=library_versions(),
-            git_commit=config.git_commit or git_commit(),
-            baseline_stats=schema.baseline_stats(
-                prepared.frame.iloc[train], features, y=target.y[train], classes=target.classes
-            ),
-            onnx=exported.to_dict(),
+            classes=fitted.classes,
+            input_layout=model.input_layout,
         )
-        mark = self.clock()
-        challenger = LoadedModel(card, exported.model_bytes)
-        evaluated = _evaluate(
-            config=config,
-            prepared=prepared,
-            result=result,
-            challenger=challenger,
-            model_bytes=exported.model_bytes,
-            registry=self.registry,
-            pointer=pointer,
+        return _Exported(model=model, challenger=LoadedModel(contract, model.model_bytes))
+
+    def _evaluate(
+        self,
+        prepared: PreparedData,
+        fitted: _Fitted,
+        exported: _Exported,
+        pointer: ChampionPointer | None,
+    ) -> _Evaluation:
+        """Challenger and champion on the same holdout, guardrails, and the bootstrap."""
+        task, classes = prepared.target.task, prepared.target.classes
+        holdout = prepared.frame.iloc[prepared.split.holdout]
+        y_holdout = prepared.target.y[prepared.split.holdout]
+        scores = evaluation.score_model(exported.challenger, holdout, task=task, classes=classes)
+        metrics = evaluation.all_metrics(task, y_holdout, scores)
+        checks = _guardrail_checks(prepared, fitted, exported, self.settings.budgets)
+        score = _challenger_score(prepared, metrics)
+        if pointer is None:
+            return _Evaluation(metrics, score, None, None, checks, None)
+        champion_scores, change = _load_and_score_champion(prepared, self.registry, pointer.version)
+        champion_metrics = None
+        if champion_scores is not None:
+            champion_metrics = evaluation.all_metrics(task, y_holdout, champion_scores)
+        champion = ChampionMetrics(
+            version=pointer.version,
+            score=champion_metrics.get(prepared.metric.name) if champion_metrics else None,
+            schema_change=change,
         )
-        y_holdout = target.y[prepared.split.holdout]
-        metric = prepared.metric
-        challenger_score = evaluated.challenger_metrics.get(metric.name)
-        if challenger_score is None:
-            raise DataError(
-                f"metric {metric.name} is undefined on this holdout "
-                f"({len(y_holdout)} rows); choose another --metric"
-            )
         bootstrap = None
-        champion = evaluated.champion
-        if (
-            config.confidence is not None
-            and champion is not None
-            and evaluated.champion_scores is not None
-        ):
+        if self.settings.confidence is not None and champion_scores is not None:
             bootstrap = evaluation.paired_bootstrap(
                 y_holdout,
-                evaluated.champion_scores,
-                evaluated.challenger_scores,
-                metric=metric,
-                confidence=config.confidence,
-                resamples=config.bootstrap_resamples,
-                seed=config.seed,
+                champion_scores,
+                scores,
+                metric=prepared.metric,
+                confidence=self.settings.confidence,
+                resamples=self.settings.bootstrap_resamples,
+                seed=self.settings.seed,
             )
-        timings["evaluate_seconds"] = self.clock() - mark
-        failures = tuple(c.detail for c in evaluated.checks if not c.passed)
-        decision = decide_promotion(
-            champion,
+        return _Evaluation(metrics, score, champion_metrics, champion, checks, bootstrap)
+
+    def _decide(self, prepared: PreparedData, evaluated: _Evaluation) -> Decision:
+        """The pure promotion policy over the evaluation."""
+        metric = prepared.metric
+        return decide_promotion(
+            evaluated.champion,
             ChallengerMetrics(
                 metric=metric.name,
-                score=challenger_score,
+                score=evaluated.challenger_score,
                 higher_is_better=metric.higher_is_better,
-                guardrail_failures=failures,
-                bootstrap=bootstrap,
+                guardrail_failures=tuple(c.detail for c in evaluated.checks if not c.passed),
+                bootstrap=evaluated.bootstrap,
             ),
             PromotionPolicy(
-                min_improvement=config.min_improvement,
-                confidence=config.confidence,
-                allow_schema_change=config.allow_schema_change,
+                min_improvement=self.settings.min_improvement,
+                confidence=self.settings.confidence,
+                allow_schema_change=self.settings.allow_schema_change,
             ),
         )
-        card = replace(
-            card,
+
+    def _model_card(
+        self,
+        *,
+        prepared: PreparedData,
+        fitted: _Fitted,
+        exported: _Exported,
+        evaluated: _Evaluation,
+        decision: Decision,
+        pointer: ChampionPointer | None,
+    ) -> ModelCard:
+        """The challenger's card, built once, with everything the run knows."""
+        settings, contract = self.settings, exported.challenger.card
+        train = prepared.split.train
+        champion_version = pointer.version if pointer else None
+        return ModelCard(
+            model_name=contract.model_name,
+            version=contract.version,
+            task=contract.task,
+            target=contract.target,
+            features=contract.features,
+            metric=contract.metric,
+            classes=contract.classes,
+            input_layout=contract.input_layout,
+            created_at=iso(utc_now()),
+            data={
+                **_data_section(prepared),
+                "training_rows": fitted.result.training_rows,
+                "fit_rows": fitted.result.fit_rows,
+            },
+            training={
+                **fitted.result.to_dict(),
+                "params": estimator_params(fitted.result.pipeline),
+                "seed": settings.seed,
+                "time_budget_seconds": settings.time_budget_seconds,
+                "candidate_names": list(self.candidates),
+            },
+            library_versions=library_versions(),
+            git_commit=settings.git_commit or git_commit(),
+            baseline_stats=schema.baseline_stats(
+                prepared.frame.iloc[train],
+                contract.features,
+                y=prepared.target.y[train],
+                classes=prepared.target.classes,
+            ),
+            onnx=exported.model.to_dict(),
             metrics={
-                "primary": metric.name,
-                "holdout_rows": len(y_holdout),
+                "primary": contract.metric,
+                "holdout_rows": len(prepared.split.holdout),
                 "challenger": evaluated.challenger_metrics,
                 "champion": evaluated.champion_metrics,
-                "champion_version": pointer.version if pointer else None,
+                "champion_version": champion_version,
             },
-            decision={
-                **decision.to_dict(),
-                "bootstrap": bootstrap.to_dict() if bootstrap else None,
-                "champion_version": pointer.version if pointer else None,
+            decision=_decision_section(decision, evaluated, champion_version),
+            guardrails={
+                "passed": all(c.passed for c in evaluated.checks),
+                "checks": [c.to_dict() for c in evaluated.checks],
             },
-            guardrails={"passed": not failures, "checks": [c.to_dict() for c in evaluated.checks]},
-        )
-        self.registry.register(card, exported.model_bytes)
-
-        promoted, reason, code = self._promote(decision, run_id, pointer)
-        return TrainingOutcome(
-            run_id=run_id,
-            model_name=self.registry.model_name,
-            promoted=promoted,
-            reason=reason,
-            code=code,
-            version=run_id,
-            champion_version=pointer.version if pointer else None,
-            metric=metric.name,
-            challenger_score=challenger_score,
-            champion_score=champion.score if champion else None,
-            improvement=decision.improvement,
-            task=target.task,
-            target=prepared.target_name,
-            estimator=result.best.name,
-            data_source=prepared.dataset.source,
-            data_sha256=prepared.dataset.sha256,
-            rows=len(prepared.frame),
-            train_rows=len(train),
-            fit_rows=result.fit_rows,
-            holdout_rows=len(y_holdout),
-            guardrails=[c.to_dict() for c in evaluated.checks],
-            schema_change=champion.schema_change if champion else None,
-            bootstrap=bootstrap.to_dict() if bootstrap else None,
-            challenger_metrics=evaluated.challenger_metrics,
-            champion_metrics=evaluated.champion_metrics,
-            notes=[
-                *(
-                    f"column {name!r} is not used as a feature: {why}"
-                    for name, why in prepared.inferred.dropped.items()
-                ),
-                *result.notes,
-            ],
-            timings=timings,
-            duration_seconds=self.clock() - started,
         )
 
-    def _promote(
-        self, decision: Decision, version: str, pointer: ChampionPointer | None
-    ) -> tuple[bool, str, str]:
+    def _publish(
+        self,
+        card: ModelCard,
+        model_bytes: bytes,
+        decision: Decision,
+        pointer: ChampionPointer | None,
+    ) -> Decision:
+        """Register the version, then promote it if the policy says so.
+
+        Returns what actually happened: the policy's decision, or a refusal when another
+        promotion moved the champion while this run was training."""
+        self.registry.register(card, model_bytes)
         if not decision.promote:
-            return False, decision.reason, decision.code
+            return decision
+        version = card.version
         try:
             self.registry.promote(
                 version, reason=decision.reason, actor=f"{self.actor}:{version}", expected=pointer
             )
         except ConcurrentUpdateError:
-            return (
-                False,
-                "the champion changed while this run was training (another promotion won); "
-                f"not promoted, although the policy said: {decision.reason}",
-                "concurrent_update",
+            return replace(
+                decision,
+                promote=False,
+                reason="the champion changed while this run was training (another promotion "
+                f"won); not promoted, although the policy said: {decision.reason}",
+                code="concurrent_update",
             )
-        return True, decision.reason, decision.code
+        return decision
 
     def _record(self, outcome: TrainingOutcome) -> None:
         """Durable run record and system-log event; failures here never undo a promotion."""
@@ -612,16 +691,17 @@ class TrainingRun:
             promoted=False,
             reason=f"run failed: {type(exc).__name__}: {exc}",
             code="failed",
-            version=None,
             champion_version=pointer.version if pointer else None,
             metric=prepared.metric.name,
-            challenger_score=None,
-            champion_score=None,
             task=prepared.target.task,
             target=prepared.target_name,
-            data_source=prepared.dataset.source,
-            data_sha256=prepared.dataset.sha256,
-            rows=len(prepared.frame),
+            data={
+                "source": prepared.dataset.source,
+                "sha256": prepared.dataset.sha256,
+                "rows": len(prepared.frame),
+                "train_rows": 0,
+                "holdout_rows": 0,
+            },
             duration_seconds=self.clock() - started,
             status="failed",
         )
@@ -631,28 +711,57 @@ class TrainingRun:
             print(f"could not record the failed run: {record_exc}", file=sys.stderr)
 
 
+def _decision_section(
+    decision: Decision, evaluated: _Evaluation, champion_version: str | None
+) -> dict[str, Any]:
+    """The card's record of the promotion decision and what it compared against."""
+    bootstrap, champion = evaluated.bootstrap, evaluated.champion
+    return {
+        **decision.to_dict(),
+        "bootstrap": bootstrap.to_dict() if bootstrap else None,
+        "champion_version": champion_version,
+        "schema_change": champion.schema_change if champion else None,
+    }
+
+
+def _data_section(prepared: PreparedData) -> dict[str, Any]:
+    """The card's fingerprint of the data the run saw."""
+    return {
+        "source": prepared.dataset.source,
+        "sha256": prepared.dataset.sha256,
+        "rows": len(prepared.dataset.frame),
+        "labelled_rows": len(prepared.frame),
+        "train_rows": len(prepared.split.train),
+        "holdout_rows": len(prepared.split.holdout),
+        "stratified": prepared.split.stratified,
+        "dropped_columns": dict(prepared.inferred.dropped),
+    }
+
+
 def run_training(
-    config: TrainingConfig,
+    settings: TrainingSettings,
     *,
     registry: ModelRegistry,
-    event_log: EventSink | None,
+    event_log: EventAppender | None,
     s3_client: S3Client | None = None,
 ) -> TrainingOutcome:
     """Convenience wrapper: one :class:`TrainingRun` with default collaborators."""
     return TrainingRun(
-        config, registry=registry, event_log=event_log, s3_client=s3_client
+        settings, registry=registry, event_log=event_log, s3_client=s3_client
     ).execute()
 
 
 def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
     """The human-readable report of a run."""
+    result = outcome.to_dict()
+    data = result["data"]
     fitted = ""
-    if 0 < outcome.fit_rows < outcome.train_rows:
-        fitted = f" (final fit on {outcome.fit_rows} of them: row cap)"
+    if 0 < data.get("fit_rows", 0) < data["train_rows"]:
+        fitted = f" (final fit on {data['fit_rows']} of them: row cap)"
     lines = [
-        f"trained {outcome.estimator} ({outcome.task}, target {outcome.target!r}) on "
-        f"{outcome.data_source}: {outcome.train_rows} training rows{fitted} / "
-        f"{outcome.holdout_rows} holdout rows in {outcome.duration_seconds:.1f}s",
+        f"trained {result['estimator']} ({outcome.task}, target {outcome.target!r}) on "
+        f"{data['source']}: {data['train_rows']} training rows{fitted} / "
+        f"{data['holdout_rows']} holdout rows in {outcome.duration_seconds:.1f}s",
         f"challenger {outcome.version}: {outcome.metric} = {outcome.challenger_score:.4f}",
     ]
     if outcome.champion_version is None:
@@ -664,7 +773,7 @@ def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
             f"champion {outcome.champion_version}: {outcome.metric} = {outcome.champion_score:.4f}"
         )
     checks = ", ".join(
-        f"{g['name']} {'ok' if g['passed'] else 'FAILED'}" for g in outcome.guardrails
+        f"{g['name']} {'ok' if g['passed'] else 'FAILED'}" for g in result["guardrails"]
     )
     lines.append(f"guardrails: {checks}")
     lines.extend(f"note: {note}" for note in outcome.notes)

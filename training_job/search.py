@@ -378,15 +378,56 @@ def search(
     """Cross-validate the candidates on (a sample of) ``x`` and fit the best one on all rows
     (at most ``max_fit_rows``)."""
     started = clock()
-    deadline = started + time_budget_seconds
     rng = np.random.default_rng(seed)
     sample = _subsample(len(y), MAX_SEARCH_ROWS, rng)
-    x_search, y_search = x.iloc[sample], y[sample]
-    folds = list(_folds(y_search, task, seed).split(x_search, y_search))
     fit_rows = len(y) if max_fit_rows is None else min(len(y), max_fit_rows)
-    limit = FINAL_FIT_LIMIT_FACTOR * time_budget_seconds
+    results, winner = _compare(
+        x.iloc[sample],
+        y[sample],
+        candidates=candidates,
+        features=features,
+        task=task,
+        metric=metric,
+        seed=seed,
+        deadline=started + time_budget_seconds,
+        fit_rows=fit_rows,
+        limit_seconds=FINAL_FIT_LIMIT_FACTOR * time_budget_seconds,
+        clock=clock,
+    )
+    return _final_fit(
+        winner,
+        x,
+        y,
+        features=features,
+        task=task,
+        seed=seed,
+        rng=rng,
+        fit_rows=fit_rows,
+        results=results,
+        search_rows=len(sample),
+        search_seconds=clock() - started,
+        clock=clock,
+    )
+
+
+def _compare(
+    x: pd.DataFrame,
+    y: npt.NDArray[Any],
+    *,
+    candidates: Sequence[str],
+    features: Sequence[FeatureSpec],
+    task: Task,
+    metric: Metric,
+    seed: int,
+    deadline: float,
+    fit_rows: int,
+    limit_seconds: float,
+    clock: Callable[[], float],
+) -> tuple[tuple[CandidateResult, ...], Candidate]:
+    """Each candidate's cross-validation result, and the best one that may win."""
+    folds = list(_folds(y, task, seed).split(x, y))
     results: list[CandidateResult] = []
-    best: tuple[float, Candidate, CandidateResult] | None = None
+    best: tuple[float, Candidate] | None = None
     sign = 1.0 if metric.higher_is_better else -1.0
     for name in candidates:
         candidate = CANDIDATES[name]
@@ -397,8 +438,8 @@ def search(
             continue
         result = _cross_validate(
             candidate,
-            x_search,
-            y_search,
+            x,
+            y,
             folds=folds,
             features=features,
             task=task,
@@ -408,31 +449,18 @@ def search(
             clock=clock,
         )
         if best is not None:  # the first candidate always qualifies: there must be a winner
-            result = _with_projection(result, candidate, fit_rows=fit_rows, limit_seconds=limit)
+            result = _with_projection(
+                result, candidate, fit_rows=fit_rows, limit_seconds=limit_seconds
+            )
         results.append(result)
         if result.cv_score is None or result.status == "too_slow":
             continue
-        comparable = sign * result.cv_score  # greater is better
-        if best is None or comparable > best[0]:
-            best = (comparable, candidate, result)
-
+        if best is None or sign * result.cv_score > best[0]:  # greater is better
+            best = (sign * result.cv_score, candidate)
     if best is None:
         failures = "; ".join(f"{r.name}: {r.detail}" for r in results)
         raise TrainingFailedError(f"every candidate model failed to train ({failures})")
-    return _final_fit(
-        best[1],
-        x,
-        y,
-        features=features,
-        task=task,
-        seed=seed,
-        rng=rng,
-        fit_rows=fit_rows,
-        results=tuple(results),
-        search_rows=len(sample),
-        search_seconds=clock() - started,
-        clock=clock,
-    )
+    return tuple(results), best[1]
 
 
 def _final_fit(

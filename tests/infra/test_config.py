@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.config import DEFAULTS, ConfigError, config_from_context
+from infra.config import DEFAULTS, ContextError, config_from_context
 from tests.infra.conftest import ROOT
 
 
@@ -66,6 +66,6 @@ def test_command_line_strings_are_converted() -> None:
     ],
 )
 def test_bad_context_names_the_key(context: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(ContextError) as raised:
         config_from_context(context)
     assert message in str(raised.value)

@@ -320,3 +320,25 @@ def test_each_function_gets_only_what_its_routes_need(main_template: dict[str, A
     assert resources(read) == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [BUCKET_LOGICAL_ID, "Arn"]}, "/models/*"]]}
     ]
+
+
+def test_the_api_exposes_exactly_the_route_table(main: Template) -> None:
+    """A route added to (or dropped from) the handler's table alone must fail here:
+    the synthesized API Gateway resources and methods are the table, both ways."""
+    from lambda_inference.routes import ENTRY_POINTS, ROUTES  # noqa: PLC0415
+
+    resources = main.find_resources("AWS::ApiGateway::Resource")
+    paths = {key: "/" + value["Properties"]["PathPart"] for key, value in resources.items()}
+    synthesized = {
+        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]])
+        for method in main.find_resources("AWS::ApiGateway::Method").values()
+    }
+    declared = {(route.method, route.path) for route in ROUTES}
+    assert synthesized - declared == set(), "routes on API Gateway but not in the table"
+    assert declared - synthesized == set(), "routes in the table but not on API Gateway"
+    handlers = {
+        value["Properties"]["Handler"]
+        for value in main.find_resources("AWS::Lambda::Function").values()
+        if "Handler" in value["Properties"]
+    }
+    assert set(ENTRY_POINTS.values()) <= handlers

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from mlsys.eventlog import Event, EventLogError, InvalidPageTokenError, open_event_log
-from mlsys.eventlog_dynamodb import DynamoDBEventLog
+from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from tests.inference_support import create_log_table, fake_aws_credentials
 
 TABLE = "mlsys-log"

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from mlsys.eventlog import open_event_log_for
-from mlsys.eventlog_dynamodb import DynamoDBEventLog
+from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from mlsys.settings import load_settings
 from tests.inference_support import create_log_table, fake_aws_credentials
 from tests.training_support import FAST, nonlinear_regression, run_main, write_csv

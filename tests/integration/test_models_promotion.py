@@ -9,9 +9,9 @@ import pytest
 
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
+from mlsys.settings import GuardrailBudgets, TrainingSettings
 from tests.training_support import models, nonlinear_regression, train, write_csv
-from training_job.guardrails import GuardrailBudgets
-from training_job.run import TrainingConfig, TrainingRun
+from training_job.run import TrainingRun
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_a_version_that_failed_a_guardrail_needs_force_and_the_log_records_it(
     _, first, _ = train(capsys, registry, log, "--data", data, "--models", "linear")
     assert first is not None
     oversized = TrainingRun(
-        TrainingConfig(
+        TrainingSettings(
             data=data,
             candidates=("linear",),
             time_budget_seconds=30,

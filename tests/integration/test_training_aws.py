@@ -132,6 +132,7 @@ def test_onnx_matches_scikit_learn(candidate: str, task: str) -> None:
         features=inferred.features,
         metric="r2",
         classes=classes,
+        input_layout=exported.input_layout,
     )
     served = LoadedModel(card, exported.model_bytes).predict_frame(frame)
     if task == "regression":

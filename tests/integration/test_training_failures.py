@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from sklearn.linear_model import Ridge
 
+from mlsys.errors import ConfigError
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
+from mlsys.settings import GuardrailBudgets, TrainingSettings
 from mlsys.storage import LocalStore
 from tests.training_support import (
     nonlinear_regression,
@@ -17,8 +19,7 @@ from tests.training_support import (
     train,
     write_csv,
 )
-from training_job.guardrails import GuardrailBudgets
-from training_job.run import TrainingConfig, TrainingRun
+from training_job.run import TrainingRun
 from training_job.schema import MIN_ROWS
 from training_job.search import CANDIDATES, Candidate
 
@@ -200,7 +201,7 @@ def test_interrupted_run_leaves_the_champion_serving(
     champion = healthy.require_champion()
 
     crashing = ModelRegistry(CrashingStore(registry_dir), model_name="default")
-    config = TrainingConfig(data=data, candidates=("random_forest",), time_budget_seconds=30)
+    config = TrainingSettings(data=data, candidates=("random_forest",), time_budget_seconds=30)
     run = TrainingRun(config, registry=crashing, event_log=open_event_log(f"sqlite:///{log}"))
     with pytest.raises(RuntimeError, match="simulated crash"):
         run.execute()
@@ -248,7 +249,7 @@ def test_concurrent_promotion_is_lost_not_overwritten(
 
     store = RacingStore(registry_dir, rival["version"])
     racing = ModelRegistry(store, model_name="default")
-    config = TrainingConfig(data=data, candidates=("random_forest",), time_budget_seconds=30)
+    config = TrainingSettings(data=data, candidates=("random_forest",), time_budget_seconds=30)
     outcome = TrainingRun(
         config, registry=racing, event_log=open_event_log(f"sqlite:///{log}")
     ).execute()
@@ -264,7 +265,7 @@ def test_concurrent_promotion_is_lost_not_overwritten(
 
 def test_failed_guardrail_blocks_even_the_first_promotion(tmp_path: Path) -> None:
     registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
-    config = TrainingConfig(
+    config = TrainingSettings(
         candidates=("linear",),
         time_budget_seconds=30,
         budgets=GuardrailBudgets(max_model_bytes=100, latency_p95_ms=1e-9),
@@ -283,3 +284,24 @@ def test_failed_guardrail_blocks_even_the_first_promotion(tmp_path: Path) -> Non
         "latency": False,
         "size": False,
     }
+
+
+def test_the_outcome_reports_what_the_registered_card_says(tmp_path: Path) -> None:
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
+    settings = TrainingSettings(candidates=("linear",), time_budget_seconds=30)
+    result = TrainingRun(settings, registry=registry, event_log=None).execute().to_dict()
+    card = registry.card(result["version"])
+    assert result["challenger_metrics"] == card.metrics["challenger"]
+    assert result["challenger_score"] == card.metrics["challenger"][card.metric]
+    assert result["guardrails"] == card.guardrails["checks"]
+    assert result["estimator"] == card.training["estimator"] == "linear"
+    assert result["code"] == card.decision["code"] == "no_champion"
+    assert result["data"]["train_rows"] == card.data["train_rows"]
+
+
+def test_unknown_candidate_models_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    registry = ModelRegistry(LocalStore(tmp_path / "registry"), model_name="default")
+    settings = TrainingSettings(candidates=("linear", "xgboost"))
+    with pytest.raises(ConfigError, match="unknown candidate model"):
+        TrainingRun(settings, registry=registry, event_log=None)
+    assert not (tmp_path / "registry").exists()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mlsys.cli import main as mlsys_main
-from mlsys.contract import columns_to_feeds
 from mlsys.eventlog import open_event_log
 from mlsys.registry import ModelRegistry
 from tests.training_support import (
@@ -176,14 +175,9 @@ def test_mixed_types_missing_values_and_string_labels_train_and_serve(
     assert city.had_missing
     assert card.feature("age in years").had_missing
     # Raw records with missing values and an unseen category score like any other.
-    feeds = columns_to_feeds(
-        card.features,
-        {
-            "age in years": [None, 35.0],
-            "home city": [None, "Berlin"],
-            "score (z)": [3.0, -3.0],
-        },
-    )
+    assert card.input_layout == "tensor"
+    values = {"age in years": [None, 35.0], "home city": [None, "Berlin"], "score (z)": [3.0, -3.0]}
+    feeds = model.encoder.from_columns([values[f.name] for f in card.features])
     prediction = model.predict(feeds)
     assert prediction.values == ["high", "low"]
     assert prediction.probabilities is not None

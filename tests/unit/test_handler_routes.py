@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 from lambda_inference.handler import Api
+from lambda_inference.routes import ROUTES
 from lambda_inference.service import InferenceService
+from mlsys.contract import CATEGORICAL_INPUT, NUMERIC_INPUT, ModelCard
 from mlsys.eventlog import events_from_lines
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
@@ -122,6 +125,48 @@ def test_classifier_returns_labels_and_probabilities_with_nulls_and_unknown_cate
     assert status == 200
     assert batch["result"] == classifier.expected
     assert len(batch["probabilities"]) == 300
+
+
+@pytest.mark.parametrize("build", [build_regression, build_classifier])
+def test_an_old_per_feature_model_in_the_registry_is_still_served(
+    make_api: MakeApi, build: Callable[..., BuiltModel]
+) -> None:
+    """Models exported before the tensor layout (one input per feature, and a card
+    without ``input_layout``) keep answering, by name and by position."""
+    old = build(version="20250101T000000Z-000000", layout="per_feature")
+    card = old.card.to_dict()
+    del card["input_layout"]  # as written by the older code
+    assert ModelCard.from_dict(card).input_layout == "per_feature"
+    assert {i.name for i in onnx.load_from_string(old.model_bytes).graph.input} == {
+        f.input_name for f in old.card.features
+    }
+    api = make_api(old)
+    records = records_of(old, 50)
+    status, objects = post(api, "/batch", records)
+    assert status == 200
+    status, arrays = post(api, "/batch", [list(r.values()) for r in records])
+    assert status == 200
+    assert arrays["result"] == objects["result"]
+    if old.card.is_classifier:
+        assert objects["result"] == old.expected[:50]
+    else:
+        np.testing.assert_allclose(objects["result"], old.expected[:50], rtol=1e-4)
+    status, one = post(api, "/stream", records[0])
+    assert status == 200
+    expected = objects["result"][0]
+    assert one["result"] == (expected if old.card.is_classifier else pytest.approx(expected))
+
+
+def test_training_exports_one_tensor_per_feature_kind(classifier: BuiltModel) -> None:
+    graph = onnx.load_from_string(classifier.model_bytes).graph
+    assert classifier.card.input_layout == "tensor"
+    shapes = {
+        i.name: [d.dim_value or d.dim_param or None for d in i.type.tensor_type.shape.dim]
+        for i in graph.input
+    }
+    assert shapes.keys() == {NUMERIC_INPUT, CATEGORICAL_INPUT}
+    assert shapes[NUMERIC_INPUT][1] == 2  # age, income
+    assert shapes[CATEGORICAL_INPUT][1] == 1  # colour
 
 
 def test_one_feature_model_accepts_a_bare_number(make_api: MakeApi) -> None:
@@ -407,6 +452,23 @@ def test_health_and_openapi_describe_the_champion(
     assert "null" in record["properties"]["age"]["type"]
     assert doc["components"]["schemas"]["Prediction"] == {"enum": ["no", "yes", "maybe"]}
     assert set(doc["paths"]) >= {"/stream", "/batch", "/log", "/emptyLog", "/health"}
+
+
+def test_every_route_in_the_table_is_served_and_documented(
+    make_api: MakeApi, classifier: BuiltModel
+) -> None:
+    """The route table is the one list: each route dispatches (never 404/405) on the
+    function its auth class names, and the OpenAPI document lists exactly the table."""
+    api = make_api(classifier)
+    for route in ROUTES:
+        handle = api.handle_predict if route.auth == "predict" else api.handle_admin
+        other = api.handle_admin if route.auth == "predict" else api.handle_predict
+        event = {"httpMethod": route.method, "path": route.path, "body": "{}"}
+        assert handle(event)["statusCode"] not in (404, 405), route
+        assert other(event)["statusCode"] == 404, route
+    _, doc = admin(api, "GET", "/openapi.json")
+    documented = {(m.upper(), p) for p, methods in doc["paths"].items() for m in methods}
+    assert documented == {(route.method, route.path) for route in ROUTES}
 
 
 def test_stdout_delivery_prints_events_the_ingest_path_can_parse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,17 +20,47 @@ from lambda_inference.errors import (
     UnknownFeatureError,
 )
 from lambda_inference.validation import RecordEncoder, batch_records, decode_json, request_data
-from mlsys.contract import FeatureSpec
+from mlsys.contract import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    FeatureSpec,
+    FeedEncoder,
+    InputLayout,
+)
 
-NUMERIC = RecordEncoder(
-    [FeatureSpec(name=n, kind="numeric", input_name=f"f{i}") for i, n in enumerate("abc")]
-)
-MIXED = RecordEncoder(
-    [
-        FeatureSpec(name="age", kind="numeric", input_name="f0"),
-        FeatureSpec(name="colour", kind="categorical", input_name="f1", categories=("red",)),
-    ]
-)
+NUMERIC_SPECS = [
+    FeatureSpec(name=n, kind="numeric", input_name=f"f{i}") for i, n in enumerate("abc")
+]
+MIXED_SPECS = [
+    FeatureSpec(name="age", kind="numeric", input_name="f0"),
+    FeatureSpec(name="colour", kind="categorical", input_name="f1", categories=("red",)),
+    FeatureSpec(name="size", kind="numeric", input_name="f2"),
+]
+
+
+def encoder(specs: list[FeatureSpec], layout: InputLayout = "per_feature") -> RecordEncoder:
+    return RecordEncoder(FeedEncoder(specs, layout=layout))
+
+
+# Per-feature (old-layout) feeds make each feature's encoding visible by name.
+NUMERIC = encoder(NUMERIC_SPECS)
+MIXED = encoder(MIXED_SPECS)
+
+
+@pytest.mark.parametrize("has_booleans", [False, True], ids=["fast", "exact"])
+def test_tensor_layout_feeds_are_the_per_feature_columns_side_by_side(has_booleans: bool) -> None:
+    records: list[Any] = [{"a": 1, "b": 2.5, "c": -3}, [2, None, 0]]
+    old = NUMERIC.encode(records, body_has_booleans=has_booleans)
+    new = encoder(NUMERIC_SPECS, "tensor").encode(records, body_has_booleans=has_booleans)
+    assert set(new) == {NUMERIC_INPUT}
+    assert new[NUMERIC_INPUT].dtype == np.float32
+    np.testing.assert_array_equal(new[NUMERIC_INPUT], np.hstack([old["f0"], old["f1"], old["f2"]]))
+    mixed = [{"age": 3, "colour": "red", "size": 1}, [None, 7, 2.5]]
+    old = MIXED.encode(mixed)
+    new = encoder(MIXED_SPECS, "tensor").encode(mixed)
+    assert set(new) == {NUMERIC_INPUT, CATEGORICAL_INPUT}
+    np.testing.assert_array_equal(new[NUMERIC_INPUT], np.hstack([old["f0"], old["f2"]]))
+    assert new[CATEGORICAL_INPUT].tolist() == [["red"], ["7"]]
 
 
 def test_object_and_array_records_encode_identically() -> None:
@@ -58,10 +89,10 @@ def test_fast_and_exact_paths_agree_on_nulls_and_large_batches() -> None:
 def test_categorical_values_are_strings_with_missing_as_empty() -> None:
     feeds = MIXED.encode(
         [
-            {"age": 3, "colour": "red"},
-            {"age": None, "colour": None},
-            {"age": 1, "colour": 7},
-            [2, "purple"],
+            {"age": 3, "colour": "red", "size": 0},
+            {"age": None, "colour": None, "size": 0},
+            {"age": 1, "colour": 7, "size": 0},
+            [2, "purple", 0],
         ]
     )
     assert feeds["f1"][:, 0].tolist() == ["red", "", "7", "purple"]
@@ -97,11 +128,11 @@ def test_bad_records_name_the_record_and_feature(
 
 def test_categorical_feature_rejects_objects() -> None:
     with pytest.raises(InvalidTypeError, match="record 0: feature 'colour' is categorical"):
-        MIXED.encode([{"age": 1, "colour": {"x": 1}}])
+        MIXED.encode([{"age": 1, "colour": {"x": 1}, "size": 0}])
 
 
 def test_bare_value_is_a_record_only_for_one_feature_models() -> None:
-    single = RecordEncoder([FeatureSpec(name="x", kind="numeric", input_name="f0")])
+    single = encoder([FeatureSpec(name="x", kind="numeric", input_name="f0")])
     assert single.encode(single.as_record_list(4.5))["f0"].tolist() == [[4.5]]
     assert single.encode([1, 2, None])["f0"][:2, 0].tolist() == [1.0, 2.0]
     with pytest.raises(InvalidRecordError, match="object keyed by feature name"):

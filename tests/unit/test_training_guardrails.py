@@ -11,10 +11,10 @@ import pytest
 from sklearn.metrics import get_scorer
 
 from mlsys.contract import FeatureSpec
+from mlsys.settings import GuardrailBudgets
 from training_job.cloudwatch import emit_training_metrics
 from training_job.evaluation import METRICS
 from training_job.guardrails import (
-    GuardrailBudgets,
     classification_parity_check,
     latency_check,
     onnx_check,

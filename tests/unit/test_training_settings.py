@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,15 @@ def test_flags_override_environment_defaults() -> None:
     assert from_flags.min_improvement == 0.0
     assert from_flags.seed == 9
     assert from_flags.candidates == ("linear",)
+
+
+def test_flags_not_given_keep_every_environment_value() -> None:
+    settings = load_settings(
+        {"MLSYS_TARGET": "price", "MLSYS_CONFIDENCE": "0.9", "MLSYS_GIT_COMMIT": "abc123"}
+    )
+    merged = config_from(parse(["--seed", "4"]), settings)
+    assert merged == replace(settings.training(), seed=4)
+    assert merged.target == "price"
+    assert merged.confidence == 0.9
+    assert merged.git_commit == "abc123"
+    assert merged.candidates is None  # every candidate model

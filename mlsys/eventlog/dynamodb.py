@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mlsys.errors import ConfigError
-from mlsys.eventlog import (
+from mlsys.eventlog.model import (
     EVENT_TYPES,
     Event,
     EventLogError,

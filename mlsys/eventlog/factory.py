@@ -1,0 +1,64 @@
+"""Open the system log a URI names (``sqlite:///path`` or ``dynamodb://table``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+from mlsys.errors import ConfigError
+from mlsys.eventlog.model import EventLog
+from mlsys.eventlog.sqlite import SqliteEventLog
+
+if TYPE_CHECKING:
+    from mlsys.settings import Settings
+
+
+def parse_log_uri(uri: str) -> tuple[Literal["sqlite", "dynamodb"], str]:
+    """Validate a log URI without opening anything: ``(scheme, path or table)``."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy.
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
+        if not path:
+            raise ConfigError(f"log URI {uri!r} has no file path")
+        return "sqlite", path
+    if parsed.scheme == "dynamodb":
+        if not parsed.netloc:
+            raise ConfigError(f"log URI {uri!r} has no table name")
+        return "dynamodb", parsed.netloc
+    raise ConfigError(f"log URI {uri!r}: use sqlite:///path or dynamodb://table")
+
+
+def open_event_log(uri: str, **kwargs: Any) -> EventLog:
+    """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
+
+    Extra keyword arguments go to the DynamoDB implementation (client,
+    retention, shards).
+    """
+    scheme, location = parse_log_uri(uri)
+    if scheme == "sqlite":
+        return SqliteEventLog(location)
+    from mlsys.eventlog.dynamodb import DynamoDBEventLog  # noqa: PLC0415
+
+    return DynamoDBEventLog(location, **kwargs)
+
+
+def open_event_log_for(
+    settings: Settings, uri: str | None = None, *, client: Any = None
+) -> EventLog:
+    """Open ``uri`` (default ``settings.log_uri``) with the operator's log settings.
+
+    Every writer goes through here so that a changed ``MLSYS_LOG_SHARDS`` or
+    ``MLSYS_LOG_RETENTION_DAYS`` reaches training and ``mlsys models`` events too:
+    an event written to a shard the readers do not scan would never be served.
+    ``client`` is an injectable boto3 DynamoDB client (ignored for SQLite).
+    """
+    target = settings.log_uri if uri is None else uri
+    if parse_log_uri(target)[0] == "sqlite":
+        return open_event_log(target)
+    return open_event_log(
+        target,
+        client=client,
+        retention_days=settings.log_retention_days,
+        shards=settings.log_shards,
+    )

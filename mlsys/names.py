@@ -1,0 +1,62 @@
+"""Names shared by the runtime and the infrastructure (``infra/``), declared once.
+
+Environment variable names, the CloudWatch metric namespace and metric names. This
+module imports nothing, so the CDK app can import it without the runtime's
+dependencies; a name changed here changes for the code that reads it and for the
+stack that sets or graphs it.
+"""
+
+# --- environment variables (read only in mlsys.settings; set by infra/) ------------
+
+ENV_PREFIX = "MLSYS_"
+REGISTRY_URI = "MLSYS_REGISTRY_URI"
+MODEL_NAME = "MLSYS_MODEL_NAME"
+LOG_URI = "MLSYS_LOG_URI"
+LOG_DELIVERY = "MLSYS_LOG_DELIVERY"
+LOG_INPUTS = "MLSYS_LOG_INPUTS"
+LOG_RETENTION_DAYS = "MLSYS_LOG_RETENTION_DAYS"
+LOG_SHARDS = "MLSYS_LOG_SHARDS"
+MODEL_REFRESH_SECONDS = "MLSYS_MODEL_REFRESH_SECONDS"
+MAX_BATCH_RECORDS = "MLSYS_MAX_BATCH_RECORDS"
+MAX_BODY_BYTES = "MLSYS_MAX_BODY_BYTES"
+MAX_LOG_PAGE = "MLSYS_MAX_LOG_PAGE"
+GIT_COMMIT = "MLSYS_GIT_COMMIT"
+DATA = "MLSYS_DATA"
+TARGET = "MLSYS_TARGET"
+TASK = "MLSYS_TASK"
+METRIC = "MLSYS_METRIC"
+MIN_IMPROVEMENT = "MLSYS_MIN_IMPROVEMENT"
+CONFIDENCE = "MLSYS_CONFIDENCE"
+SEED = "MLSYS_SEED"
+ALLOW_SCHEMA_CHANGE = "MLSYS_ALLOW_SCHEMA_CHANGE"
+TIME_BUDGET_SECONDS = "MLSYS_TIME_BUDGET_SECONDS"
+MAX_FIT_ROWS = "MLSYS_MAX_FIT_ROWS"
+
+# Powertools reads these itself; infra sets them.
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+# --- CloudWatch metrics (the team's fixed decision) -----------------------------------
+
+METRICS_NAMESPACE = "mlsys"
+"""Namespace of the handlers' and the training job's metrics."""
+INFERENCE_SERVICE = "inference"
+TRAINING_SERVICE = "training"
+LOG_INGEST_SERVICE = "log-ingest"
+
+METRIC_COLD_START = "ColdStart"
+METRIC_REQUESTS = "Requests"
+METRIC_RECORDS = "Records"
+METRIC_LATENCY = "Latency"
+METRIC_PREDICTION_VALUE = "PredictionValue"
+METRIC_ERRORS = "Errors"
+METRIC_TRAINING_RUNS = "TrainingRuns"
+METRIC_GUARDRAIL_FAILURES = "GuardrailFailures"
+METRIC_PROMOTIONS = "Promotions"
+METRIC_TRAINING_DURATION = "TrainingDuration"
+METRIC_CHALLENGER_SCORE = "ChallengerScore"
+METRIC_CHAMPION_SCORE = "ChampionScore"
+METRIC_PREDICTED_CLASS = "PredictedClass"
+
+DIMENSION_MODEL_VERSION = "ModelVersion"
+DIMENSION_ERROR_CODE = "ErrorCode"
