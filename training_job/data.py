@@ -168,7 +168,8 @@ def _read_parquet(path: Path, *, keep: str | None) -> pd.DataFrame:
     if keep is None and columns:
         keep = columns[-1]
     if file.metadata.num_rows == 0:
-        return schema.empty_table().select(columns).to_pandas()
+        empty: pd.DataFrame = schema.empty_table().select(columns).to_pandas()
+        return empty
     batches = file.iter_batches(batch_size=CHUNK_ROWS, columns=columns)
     return _concat((batch.to_pandas() for batch in batches), keep=keep)
 

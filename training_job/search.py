@@ -266,7 +266,7 @@ def projected_seconds(*, fold_rows: int, fold_seconds: float, rows: int, exponen
     """Time of a fit on ``rows`` rows, from one measured on ``fold_rows`` rows."""
     if fold_rows <= 0 or rows <= fold_rows:
         return fold_seconds
-    return fold_seconds * (rows / fold_rows) ** exponent
+    return float(fold_seconds * (rows / fold_rows) ** exponent)
 
 
 def _subsample(rows: int, limit: int, rng: np.random.Generator) -> npt.NDArray[np.intp]:
