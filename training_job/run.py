@@ -476,6 +476,7 @@ class TrainingRun:
             time_budget_seconds=self.settings.time_budget_seconds,
             candidates=self.candidates,
             max_fit_rows=self.settings.max_fit_rows,
+            release_rows=True,  # the model frame above is built for this call alone
             clock=self.clock,
         )
         timings["search_seconds"] = result.search_seconds
