@@ -142,7 +142,7 @@ def to_tensor_layout(model: onnx.ModelProto, features: Sequence[FeatureSpec]) ->
         inputs.append(helper.make_tensor_value_info(block, element_type, [None, len(names)]))
         _read_block_directly(graph, block, names)
         if _still_read(graph, names):
-            prefix.append(_splitter(graph, block, names))
+            prefix.append(_splitter(graph, block, names, _default_opset(model)))
     del graph.input[:]
     graph.input.extend(inputs)
     kept = list(graph.node)
@@ -168,16 +168,24 @@ def _still_read(graph: Any, names: list[str]) -> bool:
     return bool(wanted & read) or bool(wanted & {o.name for o in graph.output})
 
 
-def _splitter(graph: Any, block: str, names: list[str]) -> Any:
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _splitter(graph: Any, block: str, names: list[str], opset: int) -> Any:
     from onnx import TensorProto, helper  # noqa: PLC0415
 
     if len(names) == 1:
         return helper.make_node("Identity", [block], names, name=f"{block}_split")
-    # Split sizes as an input (valid from opset 13), not ``num_outputs`` (opset 18 only):
-    # skl2onnx lowers a graph's opset to what its operators need, and LightGBM's graphs
-    # come out at opset 16.
-    sizes = helper.make_tensor(
-        f"{block}_split_sizes", TensorProto.INT64, [len(names)], [1] * len(names)
-    )
-    graph.initializer.append(sizes)
-    return helper.make_node("Split", [block, sizes.name], names, axis=1, name=f"{block}_split")
+    # Split's signature changed with the opset, and skl2onnx lowers a graph's opset to
+    # what its operators need (a linear model's graph can come out at 11, LightGBM's at 16).
+    name = f"{block}_split"
+    if opset >= 18:
+        return helper.make_node("Split", [block], names, axis=1, num_outputs=len(names), name=name)
+    if opset >= 13:  # sizes as an input
+        sizes = helper.make_tensor(
+            f"{name}_sizes", TensorProto.INT64, [len(names)], [1] * len(names)
+        )
+        graph.initializer.append(sizes)
+        return helper.make_node("Split", [block, sizes.name], names, axis=1, name=name)
+    return helper.make_node("Split", [block], names, axis=1, split=[1] * len(names), name=name)

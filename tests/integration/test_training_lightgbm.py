@@ -105,3 +105,19 @@ def test_chunked_final_fit_equals_a_plain_pipeline_fit(monkeypatch: pytest.Monke
     one_hot = chunked.named_steps["preprocess"].named_transformers_["categorical"]
     expected = plain.named_steps["preprocess"].named_transformers_["categorical"]
     assert [list(c) for c in one_hot.categories_] == [list(c) for c in expected.categories_]
+
+
+@pytest.mark.parametrize("models", ["linear", "random_forest"])
+def test_other_candidates_graphs_load_whatever_opset_skl2onnx_picks(
+    models: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # skl2onnx lowers each graph's opset to what its operators need (11 for a linear model
+    # with one-hot columns, 16 for LightGBM): the tensor-input rewrite must suit each.
+    data = write_csv(mixed("multiclass"), tmp_path / "mixed.csv")
+    code, result, err = train(
+        capsys, tmp_path / "registry", tmp_path / "log.sqlite3", "--data", str(data),
+        "--models", models,
+    )  # fmt: skip
+    assert code == 0, err
+    assert result is not None
+    assert all(g["passed"] for g in result["guardrails"]), result["guardrails"]
