@@ -49,6 +49,18 @@ key (default)                                  meaning
 ``log_retention_days`` (30)                    CloudWatch Logs retention and system-log TTL
 ``alarm_email`` ("")                           optional e-mail subscription to the alarm topic
 ``latency_p99_ms`` (1000)                      p99 latency alarm threshold
+``monitor_schedule`` ("rate(1 hour)")          EventBridge schedule of the model monitor;
+                                               "" disables it
+``monitor_window_minutes`` (60)                log window each monitor run reads
+``monitor_lookback_minutes`` (0)              also join a run's feedback with predictions
+                                               this much older than its window (late labels;
+                                               each run then reads that much more log)
+``monitor_drift_threshold`` (0.2)              PSI above which a feature / the predictions
+                                               count as drifted (alarm threshold)
+``monitor_quality_floor`` (0.0)                alarm when the champion's live metric (r2,
+                                               f1_macro...) falls below this
+``monitor_retrain_on_alarm`` (false)           a drift or quality alarm submits a training
+                                               job on the newest data (as the schedule does)
 ``github_repository`` ("owner/repo")           repository allowed to assume the deploy role
 ``github_branch`` ("main")                     branch allowed to assume the deploy role
 ``github_oidc_provider_arn`` ("")              reuse an existing GitHub OIDC provider
@@ -99,6 +111,12 @@ DEFAULTS: Mapping[str, object] = {
     "log_retention_days": 30,
     "alarm_email": "",
     "latency_p99_ms": 1000,
+    "monitor_schedule": "rate(1 hour)",
+    "monitor_window_minutes": 60,
+    "monitor_lookback_minutes": 0,
+    "monitor_drift_threshold": 0.2,
+    "monitor_quality_floor": 0.0,
+    "monitor_retrain_on_alarm": False,
     "github_repository": "owner/repo",
     "github_branch": "main",
     "github_oidc_provider_arn": "",
@@ -160,6 +178,16 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelMonitorConfig:
+    schedule: str
+    window_minutes: int
+    lookback_minutes: int
+    drift_threshold: float
+    quality_floor: float
+    retrain_on_alarm: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class CiConfig:
     github_repository: str
     github_branch: str
@@ -177,6 +205,7 @@ class AppConfig:
     training: TrainingConfig
     serving: ServingConfig
     monitoring: MonitoringConfig
+    model_monitor: ModelMonitorConfig
     ci: CiConfig
 
 
@@ -268,6 +297,14 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         monitoring=MonitoringConfig(
             alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
             latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
+        ),
+        model_monitor=ModelMonitorConfig(
+            schedule=read.text("monitor_schedule", pattern=r"(cron|rate)\(.+\)"),
+            window_minutes=read.integer("monitor_window_minutes", minimum=1, maximum=1440),
+            lookback_minutes=read.integer("monitor_lookback_minutes", minimum=0, maximum=43200),
+            drift_threshold=read.number("monitor_drift_threshold", minimum=0.01),
+            quality_floor=read.number("monitor_quality_floor", minimum=-1e9),
+            retrain_on_alarm=read.flag("monitor_retrain_on_alarm"),
         ),
         ci=CiConfig(
             github_repository=read.text(

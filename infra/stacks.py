@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.alerts import Alerts
 from infra.ci_access import CiAccess
 from infra.config import AppConfig
+from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
 from infra.serving import Serving
@@ -69,7 +70,23 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
+        self.model_monitor = self._add_model_monitor(config, bundle_dir)
         self._add_outputs()
+
+    def _add_model_monitor(self, config: AppConfig, bundle_dir: Path) -> ModelMonitor:
+        return ModelMonitor(
+            self,
+            "ModelMonitor",
+            config=config.model_monitor,
+            bundle_dir=bundle_dir,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            training=self.training,
+            topic=self.alerts.topic,
+            dashboard=self.monitoring.dashboard,
+            model_name=config.model_name,
+            log_retention_days=config.log_retention_days,
+        )
 
     def _add_outputs(self) -> None:
         outputs: dict[str, str] = {
@@ -80,6 +97,7 @@ class MlsysStack(Stack):
             "TrainingJobDefinition": self.training.job_definition.job_definition_arn,
             "TrainingImageRepositoryUri": self.model_store.repository.repository_uri,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
+            "MonitorReports": self.model_monitor.reports_uri,
             "AlarmTopic": self.alerts.topic.topic_arn,
             # Failed system-log batches wait here for a redrive (see infra/serving.py).
             "LogIngestDeadLetterQueueUrl": self.serving.ingest_dead_letters.queue_url,

@@ -255,6 +255,10 @@ class Training(Construct):
             max_event_age=Duration.hours(2),
         )
 
+    def submit_job(self, job_name: str) -> targets.BatchJob:
+        """An EventBridge target that trains on the newest data, as the schedule does."""
+        return self._submit_job(job_name, None)
+
     def _add_triggers(self, *, config: TrainingConfig, model_store: ModelStore) -> None:
         if config.schedule:
             events.Rule(

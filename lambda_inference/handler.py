@@ -1,7 +1,7 @@
 """Lambda entry points: API Gateway REST (v1 proxy) events in, proxy responses out.
 
 ``handle_predict``
-    POST /stream, POST /batch
+    POST /stream, POST /batch, POST /feedback
 ``handle_admin``
     GET /log, GET /emptyLog, DELETE /log, GET /health, GET /openapi.json
 ``handle_log_ingest``
@@ -223,6 +223,13 @@ def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
     return _predict("batch", service, request)
 
 
+def _feedback(service: InferenceService, request: Request) -> tuple[int, Any]:
+    _require_json(request)
+    limit = service.limits.max_body_bytes
+    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
+    return 200, service.feedback(body, request_id=request.request_id)
+
+
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
     query = parse_log_query(request.query, max_log_page=service.limits.max_log_page)
     return 200, service.read_log(query)
@@ -243,6 +250,7 @@ def _openapi(service: InferenceService, request: Request) -> tuple[int, Any]:
 ROUTE_HANDLERS: dict[str, Route] = {
     "stream": _stream,
     "batch": _batch,
+    "feedback": _feedback,
     "log": _log,
     "clear": _clear,
     "health": _health,

@@ -6,6 +6,7 @@ from typing import Any
 
 from lambda_inference.routes import ROUTES
 from mlsys.contract import FeatureSpec, ModelCard
+from mlsys.eventlog import EVENT_TYPES
 
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
@@ -135,6 +136,47 @@ def _predict_operations(card: ModelCard, *, max_batch_records: int) -> dict[str,
     }
 
 
+def _feedback_operations(card: ModelCard, *, max_items: int) -> dict[str, Any]:
+    """``POST /feedback``: one item or a list; ``actual`` typed by the champion's task."""
+    actual = {"enum": list(card.classes or ())} if card.is_classifier else {"type": "number"}
+    item = {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "description": "request_id of the prediction"},
+            "index": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "the record's position in a /batch request",
+            },
+            "actual": {**actual, "description": "the true value"},
+        },
+        "required": ["request_id", "actual"],
+        "additionalProperties": False,
+    }
+    data = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}]}
+    accepted = {
+        "type": "object",
+        "properties": {
+            "result": {"type": "object", "properties": {"accepted": {"type": "integer"}}},
+            "request_id": {"type": "string"},
+        },
+    }
+    body = {"type": "object", "properties": {"data": data}, "required": ["data"]}
+    operation = {
+        "summary": "Ground truth for earlier predictions (monitoring)",
+        "requestBody": _json_body(body),
+        "responses": {
+            "200": _ok(accepted),
+            "400": _error_response("invalid JSON or feedback item (named in the error)"),
+            "413": _error_response("too many items or body too large"),
+            "415": _error_response("Content-Type is not application/json"),
+            "503": _error_response("no champion model, or it failed to load"),
+        },
+    }
+    return {"/feedback": {"post": operation}}
+
+
 def _admin_operations() -> dict[str, Any]:
     """``{path: {method: operation}}`` of the admin routes."""
     return {
@@ -146,7 +188,7 @@ def _admin_operations() -> dict[str, Any]:
                     {
                         "name": "type",
                         "in": "query",
-                        "schema": {"enum": ["prediction", "training", "error"]},
+                        "schema": {"enum": list(EVENT_TYPES)},
                     },
                     {
                         "name": "since",
@@ -193,6 +235,7 @@ def _paths(operations: dict[str, Any]) -> dict[str, Any]:
 def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
     operations = {
         **_predict_operations(card, max_batch_records=max_batch_records),
+        **_feedback_operations(card, max_items=max_batch_records),
         **_admin_operations(),
     }
     return {

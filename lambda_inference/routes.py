@@ -39,6 +39,8 @@ ROUTES: tuple[Route, ...] = (
           summary="Predict one record"),
     Route(path="/batch", method="POST", handler="batch", auth="predict",
           summary="Predict a batch of records"),
+    Route(path="/feedback", method="POST", handler="feedback", auth="predict",
+          summary="Ground truth for earlier predictions (monitoring)"),
     Route(path="/log", method="GET", handler="log", auth="admin",
           summary="System log, newest first"),
     Route(path="/log", method="DELETE", handler="clear", auth="admin", summary="Empty the log"),

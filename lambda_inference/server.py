@@ -34,6 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
+from lambda_inference.monitor_page import PATH as MONITOR_PATH
+from lambda_inference.monitor_page import monitor_page
 from lambda_inference.service import InferenceService
 from mlsys.cli import add_location_arguments
 from mlsys.settings import Settings
@@ -109,6 +111,14 @@ SERVER_ERROR_CODES = {
 """Codes for the errors the HTTP server itself answers (before any handler runs)."""
 
 
+def _monitor_page(api: Api, method: str, path: str) -> tuple[int, bytes, dict[str, str]] | None:
+    """``GET /monitor`` (HTML, not a Lambda route), or ``None`` for every other request."""
+    target = urlsplit(path)
+    if method not in ("GET", "HEAD") or target.path.rstrip("/") != MONITOR_PATH:
+        return None
+    return monitor_page(api.service, {k: v[-1] for k, v in parse_qs(target.query).items()})
+
+
 def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlsys"
@@ -118,6 +128,9 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
             body = self._read_body()
             if body is None:
                 return  # answered with an error; the connection closes
+            if (page := _monitor_page(api, self.command, self.path)) is not None:
+                self._send(*page)
+                return
             request_id = str(uuid.uuid4())
             event = build_event(
                 method=self.command,

@@ -36,6 +36,7 @@ from lambda_inference.events import (
     inputs_field,
     outputs_field,
 )
+from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
 from lambda_inference.telemetry import Telemetry
@@ -230,6 +231,26 @@ class InferenceService:
         response["model_version"] = serving.version
         response["request_id"] = request_id
         return response
+
+    # --- feedback ----------------------------------------------------------------
+    def feedback(self, body: PredictBody, *, request_id: str) -> dict[str, Any]:
+        """Log ground truth for earlier predictions as ``feedback`` events."""
+        serving = self.tracker.current()
+        items = feedback_items(
+            body.data,
+            card=serving.card,
+            max_items=self.limits.max_batch_records,
+        )
+        for start in range(0, len(items), FEEDBACK_ITEMS_PER_EVENT):
+            self.sink.emit(
+                Event(
+                    type="feedback",
+                    request_id=request_id,
+                    model_version=serving.version,
+                    data={"items": items[start : start + FEEDBACK_ITEMS_PER_EVENT]},
+                )
+            )
+        return {"result": {"accepted": len(items)}, "request_id": request_id}
 
     # --- errors ------------------------------------------------------------------
     def record_error(self, error: MlsysError, *, status: int, route: str, request_id: str) -> None:

@@ -1,4 +1,4 @@
-"""The ``mlsys`` command line: ``train``, ``models ...`` and ``serve``.
+"""The ``mlsys`` command line: ``train``, ``models ...``, ``serve`` and ``monitor``.
 
 Each subcommand lives with its component and exposes two functions,
 ``add_arguments(parser)`` and ``run(args, settings) -> int``; this module only
@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training_job.cli", "train a challenger and promote it if it beats the champion"),
     "models": ("mlsys.models_cli", "list, show, promote and roll back model versions"),
     "serve": ("lambda_inference.server", "serve the prediction API locally"),
+    "monitor": ("mlsys.monitor_cli", "feature and prediction drift and live quality per version"),
 }
 
 

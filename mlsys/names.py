@@ -60,3 +60,11 @@ METRIC_PREDICTED_CLASS = "PredictedClass"
 
 DIMENSION_MODEL_VERSION = "ModelVersion"
 DIMENSION_ERROR_CODE = "ErrorCode"
+
+# Model monitor (mlsys.monitoring.scheduled publishes, infra/model_monitor.py alarms on them).
+MONITOR_SERVICE = "monitor"
+METRIC_FEATURE_DRIFT = "FeatureDrift"
+METRIC_PREDICTION_DRIFT = "PredictionDrift"
+METRIC_LIVE_QUALITY = "LiveQuality"
+DIMENSION_MODEL_NAME = "ModelName"
+DIMENSION_FEATURE = "Feature"

@@ -135,6 +135,10 @@ def to_tensor_layout(model: onnx.ModelProto, features: Sequence[FeatureSpec]) ->
             [f.input_name for f in features if f.kind == "categorical"],
         ),
     )
+    opset = next(
+        (int(entry.version) for entry in model.opset_import if entry.domain in ("", "ai.onnx")),
+        TARGET_OPSET[""],
+    )
     inputs, prefix = [], []
     for block, element_type, names in blocks:
         if not names:
@@ -142,7 +146,7 @@ def to_tensor_layout(model: onnx.ModelProto, features: Sequence[FeatureSpec]) ->
         inputs.append(helper.make_tensor_value_info(block, element_type, [None, len(names)]))
         _read_block_directly(graph, block, names)
         if _still_read(graph, names):
-            prefix.append(_splitter(graph, block, names, _default_opset(model)))
+            prefix.append(_splitter(graph, block, names, opset))
     del graph.input[:]
     graph.input.extend(inputs)
     kept = list(graph.node)
@@ -168,24 +172,21 @@ def _still_read(graph: Any, names: list[str]) -> bool:
     return bool(wanted & read) or bool(wanted & {o.name for o in graph.output})
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def _splitter(graph: Any, block: str, names: list[str], opset: int) -> Any:
+    """One ``[N, 1]`` column per name; the ``Split`` form the graph's opset accepts.
+
+    ``num_outputs`` exists only from opset 18 and the sizes moved from an attribute to
+    an input at opset 13, so sizes go where the converted graph's own opset expects them.
+    """
     from onnx import TensorProto, helper  # noqa: PLC0415
 
-    if len(names) == 1:
-        return helper.make_node("Identity", [block], names, name=f"{block}_split")
-    # Split's signature changed with the opset, and skl2onnx lowers a graph's opset to
-    # what its operators need (a linear model's graph can come out at 11, LightGBM's at 16).
     name = f"{block}_split"
-    if opset >= 18:
-        return helper.make_node("Split", [block], names, axis=1, num_outputs=len(names), name=name)
-    if opset >= 13:  # sizes as an input
-        sizes = helper.make_tensor(
-            f"{name}_sizes", TensorProto.INT64, [len(names)], [1] * len(names)
-        )
-        graph.initializer.append(sizes)
-        return helper.make_node("Split", [block, sizes.name], names, axis=1, name=name)
-    return helper.make_node("Split", [block], names, axis=1, split=[1] * len(names), name=name)
+    if len(names) == 1:
+        return helper.make_node("Identity", [block], names, name=name)
+    if opset < 13:
+        return helper.make_node("Split", [block], names, axis=1, split=[1] * len(names), name=name)
+    sizes = f"{block}_split_sizes"
+    graph.initializer.append(
+        helper.make_tensor(sizes, TensorProto.INT64, [len(names)], [1] * len(names))
+    )
+    return helper.make_node("Split", [block, sizes], names, axis=1, name=name)

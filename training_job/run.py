@@ -310,6 +310,8 @@ class _Evaluation:
     champion: ChampionMetrics | None
     checks: list[GuardrailResult]
     bootstrap: BootstrapResult | None
+    prediction_baseline: dict[str, Any] = field(default_factory=dict)
+    """The holdout's prediction distribution (the monitor's prediction-drift baseline)."""
 
 
 def _sklearn_parity(
@@ -530,8 +532,9 @@ class TrainingRun:
         metrics = evaluation.all_metrics(task, y_holdout, scores)
         checks = _guardrail_checks(prepared, fitted, exported, self.settings.budgets)
         score = _challenger_score(prepared, metrics)
+        predictions = schema.prediction_baseline(scores, classes=classes)
         if pointer is None:
-            return _Evaluation(metrics, score, None, None, checks, None)
+            return _Evaluation(metrics, score, None, None, checks, None, predictions)
         champion_scores, change = _load_and_score_champion(prepared, self.registry, pointer.version)
         champion_metrics = None
         if champion_scores is not None:
@@ -552,7 +555,9 @@ class TrainingRun:
                 resamples=self.settings.bootstrap_resamples,
                 seed=self.settings.seed,
             )
-        return _Evaluation(metrics, score, champion_metrics, champion, checks, bootstrap)
+        return _Evaluation(
+            metrics, score, champion_metrics, champion, checks, bootstrap, predictions
+        )
 
     def _decide(self, prepared: PreparedData, evaluated: _Evaluation) -> Decision:
         """The pure promotion policy over the evaluation."""
@@ -611,12 +616,15 @@ class TrainingRun:
             },
             library_versions=library_versions(),
             git_commit=settings.git_commit or git_commit(),
-            baseline_stats=schema.baseline_stats(
-                prepared.frame.iloc[train],
-                contract.features,
-                y=prepared.target.y[train],
-                classes=prepared.target.classes,
-            ),
+            baseline_stats={
+                **schema.baseline_stats(
+                    prepared.frame.iloc[train],
+                    contract.features,
+                    y=prepared.target.y[train],
+                    classes=prepared.target.classes,
+                ),
+                "prediction": evaluated.prediction_baseline,
+            },
             onnx=exported.model.to_dict(),
             metrics={
                 "primary": contract.metric,

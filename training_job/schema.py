@@ -27,10 +27,12 @@ from mlsys.contract import (
     ModelCard,
     Task,
     categorical_column,
+    categorical_value,
     input_name_for,
     schema_changes,
 )
 from mlsys.errors import DataError
+from mlsys.monitoring.drift import numeric_baseline
 from training_job.search import SMALL_DATA_FOLDS
 
 TaskChoice = Literal["auto", "regression", "classification"]
@@ -387,6 +389,8 @@ def baseline_stats(
                 "min": float(values.min()),
                 "max": float(values.max()),
                 "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+                # The monitor's PSI buckets (mlsys.monitoring.drift).
+                "bins": numeric_baseline(values),
             }
         else:
             counts = pd.Series(categorical_strings(series)).value_counts(normalize=True)
@@ -414,6 +418,25 @@ def baseline_stats(
             }
         }
     return {"features": stats, "target": target_stats, "rows": len(y)}
+
+
+def prediction_baseline(scores: Any, *, classes: Sequence[JsonScalar] | None) -> dict[str, Any]:
+    """The holdout's prediction distribution, the monitor's prediction-drift baseline:
+    quantile bins of regression outputs, or predicted class frequencies."""
+    if classes is None:
+        values = np.asarray(scores.values, dtype=np.float64)
+        return {"kind": "numeric", "missing_fraction": 0.0, "bins": numeric_baseline(values)}
+    labels = np.asarray(scores.labels)
+    known = labels[labels >= 0]
+    shares = np.bincount(known, minlength=len(classes)) / max(1, len(labels))
+    return {
+        "kind": "categorical",
+        "frequencies": {
+            categorical_value(label): float(share)
+            for label, share in zip(classes, shares, strict=True)
+        },
+        "other_fraction": float(np.mean(labels < 0)) if len(labels) else 0.0,
+    }
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,8 @@ import orjson
 
 from mlsys.errors import MlsysError
 
-EventType = Literal["prediction", "training", "error"]
-EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error")
+EventType = Literal["prediction", "training", "error", "feedback", "monitor"]
+EVENT_TYPES: tuple[EventType, ...] = ("prediction", "training", "error", "feedback", "monitor")
 
 
 class InvalidPageTokenError(MlsysError):

@@ -46,7 +46,7 @@ def test_every_cli_option_is_in_the_readme(command: str) -> None:
 
 
 def test_every_option_in_the_readme_tables_exists() -> None:
-    known = set().union(*(cli_options(c) for c in ("train", "models", "serve")))
+    known = set().union(*(cli_options(c) for c in ("train", "models", "serve", "monitor")))
     tabled = {
         option
         for line in README.splitlines()

@@ -47,6 +47,9 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "training_job_memory_mib": 30720,
     "training_max_fit_rows": 20_000_000,
     "alarm_email": "ops@example.com",
+    "monitor_retrain_on_alarm": True,
+    "monitor_schedule": "rate(6 hours)",
+    "monitor_window_minutes": 360,
     "github_oidc_provider_arn": (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     ),

@@ -29,7 +29,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 ) -> None:
     topic = one(main_template, "AWS::SNS::Topic")[0]
     found = alarms(main_template)
-    assert len(found) == 12
+    assert len(found) == 16  # 12 service alarms + 4 of the model monitor
     for name, properties in found.items():
         if name.startswith("TrainingJobFailed"):
             # The failure rule already e-mails the job id and reason.
@@ -42,7 +42,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     main_template: dict[str, Any], main: Template
 ) -> None:
-    main.resource_count_is("AWS::CloudWatch::Alarm", 12)
+    main.resource_count_is("AWS::CloudWatch::Alarm", 16)
     main.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {

@@ -24,7 +24,7 @@ from tests.infra.templates import (
     routes,
 )
 
-PREDICT = [("POST", "/stream"), ("POST", "/batch")]
+PREDICT = [("POST", "/stream"), ("POST", "/batch"), ("POST", "/feedback")]
 ADMIN = [
     ("GET", "/log"),
     ("DELETE", "/log"),

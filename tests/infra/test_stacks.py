@@ -17,6 +17,7 @@ MAIN_OUTPUTS = {
     "TrainingJobDefinition",
     "TrainingImageRepositoryUri",
     "DashboardName",
+    "MonitorReports",
     "AlarmTopic",
     "LogIngestDeadLetterQueueUrl",
 }

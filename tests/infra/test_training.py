@@ -129,7 +129,11 @@ def test_job_role_reads_data_reads_and_writes_models_writes_the_log_and_nothing_
 
 
 def rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: r["Properties"] for name, r in of_type(template, "AWS::Events::Rule").items()}
+    return {
+        name: r["Properties"]
+        for name, r in of_type(template, "AWS::Events::Rule").items()
+        if name.startswith("Training")
+    }
 
 
 def test_schedule_and_new_data_submit_the_training_job(main_template: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlsys.cli import main as mlsys_main
@@ -249,3 +250,33 @@ def test_bad_target_for_the_chosen_metric_is_a_config_error(
     assert code == 2
     assert "not a regression metric" in err
     assert registry_files(tmp_path / "r") == []
+
+
+def test_several_categorical_columns_train_and_serve_by_column(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The categorical block is split back into columns inside the graph: the Split
+    # must be valid at the converted graph's own opset, or onnxruntime refuses the model.
+    rng = np.random.default_rng(0)
+    rows = 300
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=rows),
+            "colour": rng.choice(["red", "green", "blue"], rows),
+            "size": rng.choice(["S", "L"], rows),
+        }
+    )
+    frame["y"] = 2 * frame["a"] + 3 * (frame["colour"] == "red") + (frame["size"] == "L")
+    data = write_csv(frame, tmp_path / "two_categoricals.csv")
+    code, result, err = train(
+        capsys, tmp_path / "registry", tmp_path / "log.sqlite3", "--data", str(data)
+    )
+    assert code == 0, err
+    assert result is not None
+    assert result["promoted"] is True
+    model = ModelRegistry.open(str(tmp_path / "registry"), model_name="default").load_champion()
+    values = {"a": [0.0, 0.0], "colour": ["red", "blue"], "size": ["L", "S"]}
+    prediction = model.predict(
+        model.encoder.from_columns([values[f.name] for f in model.card.features])
+    )
+    assert prediction.values[0] - prediction.values[1] == pytest.approx(4.0, abs=0.5)

@@ -1,0 +1,47 @@
+"""``GET /monitor`` on the local server: the monitor's HTML report for the current window.
+
+Local only (``mlsys serve``): on AWS the scheduled monitor writes the same report to
+the bucket. ``?since=`` takes what ``mlsys monitor --since`` takes (default 24h).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from lambda_inference.errors import InvalidQueryError
+from lambda_inference.http import error_body, status_for, to_json
+from lambda_inference.service import InferenceService
+from mlsys.errors import ConfigError, MlsysError
+from mlsys.monitoring.monitor import run_monitor
+from mlsys.monitoring.report import render_html
+from mlsys.monitoring.window import DEFAULT_SINCE, iso_z, parse_since
+
+PATH = "/monitor"
+HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def monitor_page(
+    service: InferenceService, query: Mapping[str, str], *, now: datetime | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers of the report page (a JSON error body on failure)."""
+    moment = now or datetime.now(UTC)
+    try:
+        try:
+            since = parse_since(query.get("since") or DEFAULT_SINCE, now=moment)
+        except ConfigError as exc:
+            raise InvalidQueryError(exc.message, details={"parameter": "since"}) from None
+        # Read-your-writes: predictions answered a moment ago are in the report.
+        service.sink.flush(timeout=service.log_flush_seconds)
+        report = run_monitor(
+            log=service.event_log(),
+            registry=service.tracker.registry,
+            since=since,
+            until=iso_z(moment),
+        )
+    except MlsysError as error:
+        body = to_json(error_body(error.code, error.message, error.details)).encode()
+        return status_for(error), body, JSON_HEADERS
+    title = f"mlsys model monitor: {service.tracker.registry.model_name}"
+    return 200, render_html(report, title=title).encode(), HTML_HEADERS

@@ -1,0 +1,20 @@
+"""Trained models shared by the monitoring tests (trained once per session, in seconds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.monitoring.support import Trained, train_model
+from tests.training_support import mixed_classification, nonlinear_regression
+
+
+@pytest.fixture(scope="session")
+def regressor(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    root = tmp_path_factory.mktemp("regressor")
+    return train_model(root, nonlinear_regression(rows=1500), target="y", model_name="reg")
+
+
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    root = tmp_path_factory.mktemp("classifier")
+    return train_model(root, mixed_classification(rows=1500), target="label", model_name="cls")

@@ -1,0 +1,74 @@
+"""The HTML report in a real headless Chromium: it renders offline, without console
+messages, with one plot per feature, the prediction distribution and live quality."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mlsys.monitoring.report import render_html
+from tests.monitoring.browser import render
+from tests.monitoring.support import (
+    Trained,
+    make_api,
+    monitor,
+    open_log,
+    post,
+    records,
+    send_batches,
+    shifted,
+)
+
+
+@pytest.fixture(scope="module")
+def report_file(regressor: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{root}/log.sqlite3"
+    api = make_api(regressor, uri)
+    features = regressor.features()
+    send_batches(api, records(features.iloc[:600]), prefix="a")
+    rows = records(shifted(features.iloc[600:900], "b", 2.0))
+    send_batches(api, rows, prefix="s")
+    actual = regressor.frame["y"].iloc[600:900].tolist()
+    items = [
+        {"request_id": f"s-{100 * (i // 100)}", "index": i % 100, "actual": a}
+        for i, a in enumerate(actual)
+    ]
+    post(api, "/feedback", {"data": items}, "f-0")
+    page = root / "report.html"
+    page.write_text(render_html(monitor(regressor, open_log(uri))), encoding="utf-8")
+    return page
+
+
+def test_report_renders_in_chromium_with_every_plot_and_no_console_messages(
+    report_file: Path, tmp_path: Path
+) -> None:
+    rendered = render(report_file, tmp_path / "profile")
+    assert rendered.console == []
+    # Set by the page's own script: it ran to the end.
+    assert re.search(r'<body[^>]*data-plots="5"', rendered.dom)
+    plots = re.findall(r"<figure[^>]*>(.*?)</figure>", rendered.dom, flags=re.S)
+    captions = [re.sub(r".*<figcaption>(.*?)</figcaption>.*", r"\1", p, flags=re.S) for p in plots]
+    assert [c.split(":")[0] for c in captions] == [
+        "live r2 over time",
+        "prediction distribution",
+        "a",
+        "b",
+        "c",
+    ]
+    assert all("<svg" in p and ("<rect" in p or "<polyline" in p) for p in plots)
+    assert re.search(r"<tr class=\"drift\"><td[^>]*>[^<]+</td><td[^>]*>b</td>", rendered.dom)
+
+
+def test_report_is_self_contained(report_file: Path) -> None:
+    page = report_file.read_text(encoding="utf-8")
+    assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=|<link\b|@import|url\(|@font-face", page)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page)
+
+
+def test_the_browser_check_catches_a_page_with_a_script_error(tmp_path: Path) -> None:
+    page = tmp_path / "broken.html"
+    page.write_text("<html><body><script>notDefined();</script></body></html>")
+    assert any("notDefined" in m for m in render(page, tmp_path / "profile").console)
