@@ -137,9 +137,8 @@ class Training(Construct):
                 names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
                 names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
-                # Unset, the job trains on the data's default target (its last column).
+                # Unset: the data's default target (its last column); every training row.
                 **({names.TARGET: config.target} if config.target else {}),
-                # Unset, the final model is fitted on every training row.
                 **({names.MAX_FIT_ROWS: str(config.max_fit_rows)} if config.max_fit_rows else {}),
             },
             job_role=self.job_role,

@@ -602,11 +602,7 @@ class TrainingRun:
             classes=contract.classes,
             input_layout=contract.input_layout,
             created_at=iso(utc_now()),
-            data={
-                **_data_section(prepared),
-                "training_rows": fitted.result.training_rows,
-                "fit_rows": fitted.result.fit_rows,
-            },
+            data=_data_section(prepared, fitted.result),
             training={
                 **fitted.result.to_dict(),
                 "params": estimator_params(fitted.result.pipeline),
@@ -733,14 +729,16 @@ def _decision_section(
     }
 
 
-def _data_section(prepared: PreparedData) -> dict[str, Any]:
-    """The card's fingerprint of the data the run saw."""
+def _data_section(prepared: PreparedData, result: SearchResult) -> dict[str, Any]:
+    """The card's fingerprint of the data the run saw, and how many rows the model saw."""
     return {
         "source": prepared.dataset.source,
         "sha256": prepared.dataset.sha256,
         "rows": len(prepared.dataset.frame),
         "labelled_rows": len(prepared.frame),
         "train_rows": len(prepared.split.train),
+        "training_rows": result.training_rows,
+        "fit_rows": result.fit_rows,
         "holdout_rows": len(prepared.split.holdout),
         "stratified": prepared.split.stratified,
         "dropped_columns": dict(prepared.inferred.dropped),
