@@ -460,6 +460,8 @@ class TrainingRun:
             decision=decision,
             pointer=pointer,
         )
+        # The card records each phase's time too (publishing's is in the run record only).
+        card = replace(card, training={**card.training, "timings": dict(timings)})
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
         return TrainingOutcome.from_card(
             card, promotion=promotion, timings=timings, duration_seconds=self.clock() - started

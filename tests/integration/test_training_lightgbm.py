@@ -56,6 +56,12 @@ def test_lightgbm_graph_passes_parity_and_the_onnx_checker(
     model = ModelRegistry.open(str(tmp_path / "registry"), model_name="default").load(
         result["version"]
     )
+    card = model.card
+    assert (card.data["training_rows"], card.data["fit_rows"]) == (480, 480)
+    assert set(card.training["timings"]) >= {
+        "load_seconds", "search_seconds", "final_fit_seconds", "export_seconds", "evaluate_seconds"
+    }  # fmt: skip
+    assert set(result["timings"]) >= set(card.training["timings"])
     # A record with a missing number and a category never seen in training still scores.
     record = pd.DataFrame({"a": [np.nan], "b": [1.0], "colour": ["violet"], "size": [None]})
     prediction = model.predict_frame(record)
