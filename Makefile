@@ -28,8 +28,9 @@ $(VENV)/bin/python:
 	$(PIP) install --upgrade pip
 
 # Runtime only: what `make run` needs (training + inference).
-$(VENV)/.runtime: $(VENV)/bin/python training_job/requirements.txt lambda_inference/requirements.txt pyproject.toml
-	$(PIP) install -r training_job/requirements.txt -r lambda_inference/requirements.txt
+$(VENV)/.runtime: $(VENV)/bin/python training_job/requirements.txt lambda_inference/requirements.txt lambda_inference/local/requirements.txt pyproject.toml
+	$(PIP) install -r training_job/requirements.txt -r lambda_inference/requirements.txt \
+		-r lambda_inference/local/requirements.txt
 	@# The build backend warns that an editable install shadows same-named folders: that is the point here.
 	PYTHONWARNINGS=ignore $(PIP) install --no-deps -e .
 	@touch $@
@@ -59,12 +60,17 @@ serve: $(VENV)/.runtime
 
 # Inference function bundle for arm64 Lambda: wheels for the Lambda platform,
 # not the build host's, so no Docker is needed.
-$(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt $(VENV)/.runtime $(wildcard mlsys/*.py mlsys/*/*.py lambda_inference/*.py)
+$(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt lambda_inference/requirements-tracing.txt $(VENV)/.runtime $(wildcard mlsys/*.py mlsys/*/*.py lambda_inference/*.py)
 	rm -rf $(LAMBDA_BUILD) && mkdir -p $(LAMBDA_BUILD)
 	$(PIP) install --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --only-binary=:all: \
 		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) \
 		-r lambda_inference/requirements.txt
+	$(PIP) install --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --only-binary=:all: \
+		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) --no-deps \
+		-r lambda_inference/requirements-tracing.txt
 	cp -r mlsys lambda_inference $(LAMBDA_BUILD)/
+	@# Local-only code (mlsys serve, the background log writer) stays out of the bundle.
+	rm -rf $(LAMBDA_BUILD)/lambda_inference/local
 	find $(LAMBDA_BUILD) -name '__pycache__' -prune -exec rm -rf {} +
 	@touch $@
 

@@ -4,13 +4,15 @@ Everything is measured in this run, in-process and warm unless stated, next to a
 baseline timed in the same run:
 
 * /stream handler p50 vs bare ``InferenceSession.run`` on one pre-built row
-  (target: within 10x), for each log delivery as it is deployed: ``stdout``
+  (targets: the AWS predict function as deployed -- entry point with its request
+  context, stdout event line carrying the EMF metrics -- within 4x; the local
+  deliveries within 10x), for each log delivery as it is deployed: ``stdout``
   with EMF metrics (the predict function on AWS; the metrics' share is
   reported), ``background`` to the local SQLite store without metrics (what
   ``mlsys serve`` runs; the local-store target) and ``sync`` SQLite, with
   the SQLite append alone reported separately, plus the background writer's sustained
   throughput next to the request rate it has to keep up with;
-* /batch of 10,000 records, array and object records (targets: 500k and
+* /batch of 10,000 records, array and object records (targets: 1M and
   250k records/s) vs ``InferenceSession.run`` on pre-built feeds;
 * cold start proxy (fresh process: import handler + load model + first
   request, median of 5; target < 500 ms) vs scikit-learn + pickle;
@@ -43,7 +45,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_BUILD = ROOT / ".build" / "lambda"
 STREAM_TARGET_RATIO = 10.0
-ARRAY_TARGET = 500_000
+AWS_TARGET_RATIO = 4.0
+ARRAY_TARGET = 1_000_000
 OBJECT_TARGET = 250_000
 COLD_START_TARGET_MS = 500.0
 PACKAGE_TARGET_MB = 150.0
@@ -122,6 +125,22 @@ def _build_api(
     return Api(InferenceService.from_settings(settings, emit_metrics=metrics, stdout=stdout))
 
 
+class _LambdaContext:
+    function_name = "mlsys-predict"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:mlsys-predict"
+    aws_request_id = "bench"
+
+
+def _as_deployed(api: Any) -> Callable[[dict[str, Any]], Any]:
+    """The predict entry point as Lambda calls it: request-context keys, then the handler."""
+    from lambda_inference.observability import inject_request_context  # noqa: PLC0415
+
+    entry = inject_request_context(api.handle_predict)
+    context = _LambdaContext()
+    return lambda event: entry(event, context)
+
+
 def bench_writer_throughput(workdir: Path, data: dict[str, Any]) -> tuple[float, int]:
     """Events/s one background writer appends to SQLite when it never runs dry.
 
@@ -130,7 +149,7 @@ def bench_writer_throughput(workdir: Path, data: dict[str, Any]) -> tuple[float,
     of them are in the store. Returns the rate and the events that overflowed
     to synchronous writes (should be 0).
     """
-    from lambda_inference.events import BackgroundSink  # noqa: PLC0415
+    from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
     from mlsys.eventlog import Event, SqliteEventLog  # noqa: PLC0415
 
     log = SqliteEventLog(workdir / "writer.sqlite3")
@@ -155,7 +174,7 @@ def bench_writer_throughput(workdir: Path, data: dict[str, Any]) -> tuple[float,
 
 
 def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
-    from lambda_inference.events import BackgroundSink  # noqa: PLC0415
+    from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
     from mlsys.eventlog import Event, SqliteEventLog  # noqa: PLC0415
     from mlsys.registry import ModelRegistry  # noqa: PLC0415
 
@@ -198,7 +217,8 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
         for api in apis.values():
             response = api.handle_predict(stream_event)
             assert response["statusCode"] == 200, response["body"]
-        stdout_samples = _samples(lambda: apis["stdout"].handle_predict(stream_event), repeat=3000)
+        deployed = _as_deployed(apis["stdout"])
+        stdout_samples = _samples(lambda: deployed(stream_event), repeat=3000)
         stream_stdout = statistics.median(stdout_samples)
         stream_no_metrics = _p50(
             lambda: apis["stdout_no_metrics"].handle_predict(stream_event), repeat=3000
@@ -261,7 +281,7 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
     aws_ratio = stream_stdout / bare
     ok = (
         ratio <= STREAM_TARGET_RATIO
-        and aws_ratio <= STREAM_TARGET_RATIO
+        and aws_ratio <= AWS_TARGET_RATIO
         and drained
         and writer_overflow == 0
     )
@@ -286,7 +306,7 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
     print(
         f"  AWS predict function: stdout event delivery + EMF metrics:          "
         f"{stream_stdout * 1e6:8.1f} us = {aws_ratio:.1f}x baseline "
-        f"(target <= {STREAM_TARGET_RATIO:.0f}x) {_verdict(aws_ratio <= STREAM_TARGET_RATIO)}"
+        f"(target <= {AWS_TARGET_RATIO:.0f}x) {_verdict(aws_ratio <= AWS_TARGET_RATIO)}"
         f" p99 {_p99(stdout_samples) * 1e6:.0f} us\n"
         f"    of which EMF metrics (same handler without them: "
         f"{stream_no_metrics * 1e6:.1f} us): {(stream_stdout - stream_no_metrics) * 1e6:.1f} us"

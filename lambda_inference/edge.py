@@ -7,6 +7,7 @@ envelope, ``/log`` query parameters -- happens here, before the service is calle
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class LogQuery:
 
 
 def parse_log_query(params: Mapping[str, str], *, max_log_page: int) -> LogQuery:
+    """Strict, as the OpenAPI document says: known parameters only, and a parameter
+    that is present needs a value (``since=`` is a mistake, not "no lower bound")."""
     unknown = sorted(set(params) - set(LOG_QUERY_PARAMETERS))
     if unknown:
         raise InvalidQueryError(
@@ -70,21 +73,25 @@ def parse_log_query(params: Mapping[str, str], *, max_log_page: int) -> LogQuery
             f"use {', '.join(LOG_QUERY_PARAMETERS)}",
             details={"parameters": [preview_text(name) for name in unknown[:10]]},
         )
+    empty = sorted(name for name, value in params.items() if value == "")
+    if empty:
+        raise InvalidQueryError(
+            f"query parameter {empty[0]} has no value; give one or leave it out",
+            details={"parameter": empty[0]},
+        )
     return LogQuery(
         limit=_limit(params.get("limit"), max_log_page=max_log_page),
         event_type=_event_type(params.get("type")),
         since=_since(params.get("since")),
-        next_token=params.get("next") or None,
+        next_token=params.get("next"),
     )
 
 
 def _limit(raw: str | None, *, max_log_page: int) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return min(DEFAULT_LOG_PAGE, max_log_page)
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
+    # ASCII decimal digits only: int() would also take "5_0", "+5", " 5" and fullwidth digits.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
     if not 1 <= limit <= max_log_page:
         raise InvalidQueryError(
             f"limit must be an integer from 1 to {max_log_page}, got {preview(raw)}",
@@ -94,7 +101,7 @@ def _limit(raw: str | None, *, max_log_page: int) -> int:
 
 
 def _event_type(raw: str | None) -> EventType | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     for event_type in EVENT_TYPES:
         if raw == event_type:
@@ -105,19 +112,32 @@ def _event_type(raw: str | None) -> EventType | None:
     )
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_RFC3339_PLUS = re.compile(r".*[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})? \d{2}:\d{2}", re.ASCII)
+"""A positive offset whose "+" became a space (an unencoded query string)."""
+
+
 def _since(raw: str | None) -> str | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace(" ", "+"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+        # RFC 3339 date-time, as documented: a date, "T" (or a space), a time with
+        # seconds and an offset. A "+" sent unencoded arrives as a space.
+        text = raw
+        if _RFC3339_PLUS.fullmatch(raw):
+            cut = raw.rfind(" ")
+            text = f"{raw[:cut]}+{raw[cut + 1 :]}"
+        if not _RFC3339.fullmatch(text):
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
         # Years 1 and 9999 with an offset fall outside datetime's range in UTC.
         moment = moment.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidQueryError(
-            "since must be an ISO-8601 time between years 1 and 9999 in UTC, such as "
-            f"2026-01-31T12:00:00Z, got {preview(raw)}",
+            "since must be an ISO-8601 time (RFC 3339: with seconds and an offset) between "
+            f"years 1 and 9999 in UTC, such as 2026-01-31T12:00:00Z, got {preview(raw)}",
             details={"parameter": "since"},
         ) from None
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -13,6 +13,12 @@ class MalformedJsonError(ValidationError):
     code = "malformed_json"
 
 
+class DuplicateKeyError(ValidationError):
+    """A JSON object names one member twice (JSON parsers disagree on which wins)."""
+
+    code = "duplicate_key"
+
+
 class InvalidRequestError(ValidationError):
     """The body is JSON but not ``{"data": ...}`` of the right shape."""
 

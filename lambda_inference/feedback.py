@@ -12,7 +12,7 @@ the prediction may reach the log after its feedback.
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import Any
 
 from lambda_inference.errors import EmptyBatchError, InvalidRequestError, TooManyRecordsError
@@ -21,6 +21,9 @@ from mlsys.contract import ModelCard, categorical_value
 from mlsys.errors import ValidationError
 
 MAX_REQUEST_ID_CHARS = 200
+DOUBLE_MAX = sys.float_info.max
+MAX_INDEX = 2**53 - 1
+"""The largest index JSON carries exactly (and the log can store)."""
 FEEDBACK_ITEMS_PER_EVENT = 200
 """Items per ``feedback`` event: 200 items of at most a few hundred bytes keep an event
 well under the log's per-event size bound (``events.MAX_EVENT_DATA_BYTES``)."""
@@ -63,9 +66,13 @@ def _item(position: int, item: Any, card: ModelCard) -> dict[str, Any]:
             f"(at most {MAX_REQUEST_ID_CHARS} characters), got {preview(request_id)}",
         )
     index = item.get("index", 0)
-    if type(index) is not int or index < 0:
+    if type(index) is float and index.is_integer() and abs(index) <= MAX_INDEX:
+        index = int(index)  # 3.0 is an integer to JSON Schema (and to the OpenAPI document)
+    if type(index) is not int or not 0 <= index <= MAX_INDEX:
         raise _invalid(
-            position, "index", f"index must be a non-negative integer, got {preview(index)}"
+            position,
+            "index",
+            f"index must be an integer from 0 to {MAX_INDEX}, got {preview(index)}",
         )
     if "actual" not in item:
         raise _invalid(position, "actual", "actual (the true value) is missing")
@@ -88,7 +95,8 @@ def _actual(position: int, item: dict[str, Any], card: ModelCard) -> Any:
                 f"actual {preview(actual)} is not a class of model {card.version} ({shown})",
             )
         return labels[categorical_value(actual)]
-    if type(actual) not in (int, float) or not math.isfinite(actual):
+    # Compared exactly (an integer just above the largest double rounds down to it).
+    if type(actual) not in (int, float) or not -DOUBLE_MAX <= actual <= DOUBLE_MAX:
         raise _invalid(
             position,
             "actual",

@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aws_lambda_powertools import Logger
 
 from lambda_inference.edge import parse_log_query, parse_predict_body
 from lambda_inference.errors import (
@@ -68,14 +67,13 @@ from lambda_inference.errors import (
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
+from lambda_inference.observability import inject_request_context, logger
 from lambda_inference.routes import ROUTES, AuthClass, method_table, routes_for
 from lambda_inference.service import Endpoint, InferenceService
 from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
 from mlsys.settings import load_settings
-
-logger = Logger(service="inference")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -133,7 +131,7 @@ class Request:
         if len(path) > 1:
             path = path.rstrip("/")
         return cls(
-            method=str(event.get("httpMethod") or "GET").upper(),
+            method=str(event.get("httpMethod") or "GET"),
             path=path,
             headers=headers,
             query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
@@ -428,6 +426,7 @@ def _entry_point(
     Lambda retries the batch rather than dropping its events.
     """
 
+    @inject_request_context
     def entry_point(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         try:
             api = default_api()

@@ -1,17 +1,35 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the champion's feature schema."""
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the champion's feature schema.
+
+The document is exactly what the server accepts and answers (checked by
+schemathesis with every check in ``make test``): request bodies admit no
+other members (``additionalProperties: false``), numeric features are bounded
+to float32, ``limit`` to the page size, every query parameter that is present
+needs a value, and each operation lists every status it can answer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from lambda_inference.routes import ROUTES
 from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.eventlog import EVENT_TYPES
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_REQUEST_ID_CHARS = 200
+"""As :mod:`lambda_inference.feedback` checks it (not imported: it is heavier)."""
+
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
     if spec.kind == "numeric":
-        return {"type": ["number", "null"], "description": "numeric; null = missing (imputed)"}
+        return {
+            "type": ["number", "null"],
+            "minimum": -FLOAT32_MAX,
+            "maximum": FLOAT32_MAX,
+            "description": "numeric (float32 range); null = missing (imputed)",
+        }
     schema: dict[str, Any] = {
         "type": ["string", "number", "boolean", "null"],
         "description": "categorical; unknown categories are accepted, null = missing",
@@ -70,7 +88,163 @@ def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
 
-def _predict_operations(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+NOT_ALLOWED = _error_response("method_not_allowed: the route does not serve this method (Allow)")
+UNAVAILABLE = _error_response(
+    "no champion model, it failed to load, the system log is unavailable, or the "
+    "function's configuration is invalid"
+)
+BAD_REQUEST_LOCAL = "; locally also an HTTP request the server cannot parse"
+LOG_EMPTIED = _ok(_object({"result": {"const": "log emptied"}, "request_id": {"type": "string"}}))
+
+
+def _predict_operation(
+    summary: str, data: dict[str, Any], result: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": _json_body(_object({"data": data})),
+        "responses": {
+            "200": _ok(_object(result, required=["result", "model_version", "request_id"])),
+            "400": _error_response(
+                "invalid JSON (malformed_json, duplicate_key), request, record or feature "
+                "value" + BAD_REQUEST_LOCAL
+            ),
+            "405": NOT_ALLOWED,
+            "408": _error_response("request_timeout: the body did not arrive in time (local)"),
+            "413": _error_response("too many records, or the body is too large"),
+            "415": _error_response(
+                "Content-Type is not application/json, or Content-Encoding is not gzip"
+            ),
+            "422": _error_response(
+                "prediction_not_finite: the model's output for a record overflowed"
+            ),
+            "503": UNAVAILABLE,
+        },
+    }
+
+
+def _log_parameters(max_log_page: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "description": "events per page (ASCII decimal digits)",
+            "schema": {"type": "integer", "minimum": 1, "maximum": max_log_page},
+        },
+        {"name": "type", "in": "query", "schema": {"enum": list(EVENT_TYPES)}},
+        {
+            "name": "since",
+            "in": "query",
+            "description": "oldest event time, RFC 3339 with an offset (years 1-9999 in UTC)",
+            "schema": {"type": "string", "format": "date-time"},
+        },
+        {
+            "name": "next",
+            "in": "query",
+            "description": "the previous page's next token",
+            "schema": {"type": "string", "minLength": 1},
+        },
+    ]
+
+
+def _admin_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``GET /log`` page and the ``GET /health`` answer."""
+    event = _object(
+        {
+            "id": {"type": "string"},
+            "type": {"enum": list(EVENT_TYPES)},
+            "time": {"type": "string", "format": "date-time"},
+            "request_id": {"type": ["string", "null"]},
+            "model_version": {"type": ["string", "null"]},
+            "data": {"type": "object"},
+        }
+    )
+    page = _object(
+        {"result": {"type": "array", "items": event}, "next": {"type": ["string", "null"]}}
+    )
+    health = _object(
+        {
+            "status": {"const": "ok"},
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "task": {"enum": ["regression", "classification"]},
+            "features": {"type": "array", "items": {"type": "string"}},
+            "log": {"type": "object"},
+        }
+    )
+    return page, health
+
+
+def _admin_paths(max_log_page: int) -> dict[str, Any]:
+    page, health = _admin_schemas()
+    return {
+        "/log": {
+            "get": {
+                "summary": "System log, newest first",
+                "parameters": _log_parameters(max_log_page),
+                "responses": {
+                    "200": _ok(page),
+                    "400": _error_response("invalid query or page token"),
+                    "405": NOT_ALLOWED,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Empty the log",
+                "responses": {"200": LOG_EMPTIED, "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            },
+        },
+        "/emptyLog": {
+            "get": {
+                "summary": "Empty the log",
+                "responses": {"200": LOG_EMPTIED, "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Status and champion version",
+                "responses": {"200": _ok(health), "405": NOT_ALLOWED, "503": UNAVAILABLE},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": _ok({"type": "object", "required": ["openapi", "paths"]}),
+                    "405": NOT_ALLOWED,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+    }
+
+
+def _paths(operations: dict[str, Any]) -> dict[str, Any]:
+    """The document's paths: exactly the route table's (path, method) pairs, in its order.
+
+    A route with no detailed operation above still appears, with its summary.
+    """
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        method = route.method.lower()
+        operation = operations.get(route.path, {}).get(method) or {
+            "summary": route.summary,
+            "responses": {"200": {"description": "OK"}, "405": NOT_ALLOWED},
+        }
+        paths.setdefault(route.path, {})[method] = operation
+    return paths
+
+
+def _predict_paths(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
     """``{path: {method: operation}}`` of the predict routes."""
     prediction = {"$ref": "#/components/schemas/Prediction"}
     probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
@@ -87,157 +261,74 @@ def _predict_operations(card: ModelCard, *, max_batch_records: int) -> dict[str,
     if card.is_classifier:
         stream_result["probabilities"] = probabilities
         batch_result["probabilities"] = {"type": "array", "items": probabilities}
-    errors = {
-        "400": _error_response("invalid JSON, record or feature value"),
-        "413": _error_response("too many records or body too large"),
-        "415": _error_response(
-            "Content-Type is not application/json, or Content-Encoding is not gzip"
-        ),
-        "422": _error_response("prediction_not_finite: the model's output for a record overflowed"),
-        "503": _error_response("no champion model, or it failed to load"),
-    }
     record = {"$ref": "#/components/schemas/Record"}
+    records = {"type": "array", "items": record, "minItems": 1, "maxItems": max_batch_records}
     return {
-        "/stream": {
-            "post": {
-                "summary": "Predict one record",
-                "requestBody": _json_body(
-                    {"type": "object", "properties": {"data": record}, "required": ["data"]}
-                ),
-                "responses": {
-                    "200": _ok({"type": "object", "properties": stream_result}),
-                    **errors,
-                },
-            }
-        },
+        "/stream": {"post": _predict_operation("Predict one record", record, stream_result)},
         "/batch": {
-            "post": {
-                "summary": f"Predict up to {max_batch_records} records",
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "data": {
-                                "type": "array",
-                                "items": record,
-                                "minItems": 1,
-                                "maxItems": max_batch_records,
-                            }
-                        },
-                        "required": ["data"],
-                    }
-                ),
-                "responses": {
-                    "200": _ok({"type": "object", "properties": batch_result}),
-                    **errors,
-                },
-            }
+            "post": _predict_operation(
+                f"Predict up to {max_batch_records} records", records, batch_result
+            )
         },
     }
 
 
-def _feedback_operations(card: ModelCard, *, max_items: int) -> dict[str, Any]:
+def _feedback_paths(card: ModelCard, *, max_items: int) -> dict[str, Any]:
     """``POST /feedback``: one item or a list; ``actual`` typed by the champion's task."""
-    actual = {"enum": list(card.classes or ())} if card.is_classifier else {"type": "number"}
-    item = {
-        "type": "object",
-        "properties": {
-            "request_id": {"type": "string", "description": "request_id of the prediction"},
+    if card.is_classifier:
+        actual: dict[str, Any] = {"enum": list(card.classes or ())}
+    else:
+        # Unbounded: orjson reads an integer beyond 64 bits as the nearest double, so a
+        # bound at the largest double could not be enforced exactly.
+        actual = {"type": "number"}
+    item = _object(
+        {
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_REQUEST_ID_CHARS,
+                "description": "request_id of the prediction",
+            },
             "index": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": 2**53 - 1,
                 "default": 0,
                 "description": "the record's position in a /batch request",
             },
             "actual": {**actual, "description": "the true value"},
         },
-        "required": ["request_id", "actual"],
-        "additionalProperties": False,
-    }
-    data = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}]}
-    accepted = {
-        "type": "object",
-        "properties": {
-            "result": {"type": "object", "properties": {"accepted": {"type": "integer"}}},
-            "request_id": {"type": "string"},
-        },
-    }
-    body = {"type": "object", "properties": {"data": data}, "required": ["data"]}
+        required=["request_id", "actual"],
+    )
+    items = {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}
+    accepted = _object(
+        {"result": _object({"accepted": {"type": "integer"}}), "request_id": {"type": "string"}}
+    )
     operation = {
         "summary": "Ground truth for earlier predictions (monitoring)",
-        "requestBody": _json_body(body),
+        "requestBody": _json_body(_object({"data": {"oneOf": [item, items]}})),
         "responses": {
             "200": _ok(accepted),
-            "400": _error_response("invalid JSON or feedback item (named in the error)"),
-            "413": _error_response("too many items or body too large"),
-            "415": _error_response("Content-Type is not application/json"),
-            "503": _error_response("no champion model, or it failed to load"),
+            "400": _error_response(
+                "invalid JSON (malformed_json, duplicate_key) or feedback item (named in the "
+                "error)" + BAD_REQUEST_LOCAL
+            ),
+            "405": NOT_ALLOWED,
+            "408": _error_response("request_timeout: the body did not arrive in time (local)"),
+            "413": _error_response("too many items, or the body is too large"),
+            "415": _error_response(
+                "Content-Type is not application/json, or Content-Encoding is not gzip"
+            ),
+            "503": UNAVAILABLE,
         },
     }
     return {"/feedback": {"post": operation}}
 
 
-def _admin_operations() -> dict[str, Any]:
-    """``{path: {method: operation}}`` of the admin routes."""
-    return {
-        "/log": {
-            "get": {
-                "summary": "System log, newest first",
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                    {
-                        "name": "type",
-                        "in": "query",
-                        "schema": {"enum": list(EVENT_TYPES)},
-                    },
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "schema": {"type": "string", "format": "date-time"},
-                    },
-                    {"name": "next", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {"description": "OK"},
-                    "400": _error_response("invalid query"),
-                },
-            },
-            "delete": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}},
-        },
-        "/emptyLog": {
-            "get": {"summary": "Empty the log", "responses": {"200": {"description": "OK"}}}
-        },
-        "/health": {
-            "get": {
-                "summary": "Status and champion version",
-                "responses": {"200": {"description": "OK"}},
-            }
-        },
-    }
-
-
-def _paths(operations: dict[str, Any]) -> dict[str, Any]:
-    """The document's paths: exactly the route table's (path, method) pairs, in its order.
-
-    A route with no detailed operation above still appears, with its summary.
-    """
-    paths: dict[str, Any] = {}
-    for route in ROUTES:
-        method = route.method.lower()
-        operation = operations.get(route.path, {}).get(method) or {
-            "summary": route.summary,
-            "responses": {"200": {"description": "OK"}},
-        }
-        paths.setdefault(route.path, {})[method] = operation
-    return paths
-
-
-def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, Any]:
-    operations = {
-        **_predict_operations(card, max_batch_records=max_batch_records),
-        **_feedback_operations(card, max_items=max_batch_records),
-        **_admin_operations(),
-    }
+def openapi_document(
+    card: ModelCard, *, max_batch_records: int, max_log_page: int = 1000
+) -> dict[str, Any]:
+    error = _object({"code": {"type": "string"}, "message": {"type": "string"}, "details": {}})
     return {
         "openapi": "3.1.0",
         "info": {
@@ -245,25 +336,18 @@ def openapi_document(card: ModelCard, *, max_batch_records: int) -> dict[str, An
             "version": card.version,
             "description": f"{card.task} model predicting {card.target!r} ({card.metric}).",
         },
-        "paths": _paths(operations),
+        "paths": _paths(
+            {
+                **_predict_paths(card, max_batch_records=max_batch_records),
+                **_feedback_paths(card, max_items=max_batch_records),
+                **_admin_paths(max_log_page),
+            }
+        ),
         "components": {
             "schemas": {
                 **record_schemas(card),
                 "Prediction": _prediction_schema(card),
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                                "details": {},
-                            },
-                            "required": ["code", "message"],
-                        }
-                    },
-                },
+                "Error": _object({"error": error}),
             }
         },
     }

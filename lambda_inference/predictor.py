@@ -9,10 +9,11 @@ instead of sleeping.
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,13 +25,14 @@ from lambda_inference.errors import (
     ModelUnavailableError,
     PredictionNotFiniteError,
 )
+from lambda_inference.observability import logger
 from lambda_inference.validation import RecordEncoder, preview
 from mlsys.contract import LoadedModel, ModelCard, Prediction
 from mlsys.errors import MlsysError, NoChampionError
 from mlsys.registry import ChampionPointer, ModelRegistry
 
 Clock = Callable[[], float]
-LOG = logging.getLogger(__name__)
+SMALL_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,24 @@ class ServingModel:
         self._check_finite(prediction, records)
         return prediction
 
+    def _finite_with_nulls_zeroed(self, record: Any) -> bool:
+        """Whether the nulls are to blame: the record predicts a finite value once
+        they are 0 (else its other values overflowed the model: a 422, not a 400).
+        Categorical features with a null get 0 as a category, which is unknown."""
+        try:
+            feeds = self.encoder.encode([_zero_nulls(record)])
+            values = self.model.predict(feeds)
+        except MlsysError:
+            return True
+        raw = values.probabilities if self.card.is_classifier else values.raw
+        return raw is not None and bool(np.isfinite(raw).all())
+
     def _check_finite(self, prediction: Prediction, records: list[Any]) -> None:
+        values = prediction.values
+        # A few Python floats: math.isfinite beats a numpy round trip (~1 us per request).
+        small = len(values) <= SMALL_BATCH and not self.card.is_classifier
+        if small and all(isinstance(v, float) and math.isfinite(v) for v in values):
+            return
         if self.card.is_classifier:
             assert prediction.probabilities is not None
             finite = np.isfinite(prediction.probabilities).all(axis=1)
@@ -71,7 +90,7 @@ class ServingModel:
         index = int(np.argmin(finite))
         record = records[index]
         details = {"record": index, "record_value": _bounded_value(record)}
-        if _has_null(record):
+        if _has_null(record) and self._finite_with_nulls_zeroed(record):
             raise MissingValueError(
                 f"record {index}: the model produced no finite prediction; it cannot impute "
                 "the null value(s) in this record",
@@ -82,6 +101,14 @@ class ServingModel:
             "the record's values are too large in magnitude for this model",
             details=details,
         )
+
+
+def _zero_nulls(record: Any) -> Any:
+    if isinstance(record, dict):
+        return {key: 0.0 if value is None else value for key, value in record.items()}
+    if isinstance(record, list):
+        return [0.0 if value is None else value for value in record]
+    return 0.0 if record is None else record
 
 
 def _has_null(record: Any) -> bool:
@@ -126,8 +153,10 @@ class ChampionTracker:
         refresh_seconds: float,
         clock: Clock = time.monotonic,
         on_load: Callable[[ServingModel, float], None] | None = None,
+        traced: Callable[[str], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.registry = registry
+        self._traced = traced
         self.refresh_seconds = refresh_seconds
         self._clock = clock
         self._on_load = on_load
@@ -159,7 +188,7 @@ class ChampionTracker:
             return Snapshot(None, next_check, exc)
         except MlsysError as exc:
             if current is not None:
-                LOG.warning("champion re-check failed; serving %s: %s", current.version, exc)
+                logger.warning(f"champion re-check failed; serving {current.version}: {exc}")
             error = ModelUnavailableError(f"cannot read the champion: {exc}")
             return Snapshot(current, next_check, None if current else error)
         if pointer is None:
@@ -180,12 +209,14 @@ class ChampionTracker:
             )
             if current is None:
                 return Snapshot(None, next_check, error)
-            LOG.error("%s; still serving %s", error.message, current.version)
+            logger.error(f"{error.message}; still serving {current.version}")
             return Snapshot(current, next_check)
 
     def _load(self, pointer: ChampionPointer) -> ServingModel:
         started = time.perf_counter()
-        serving = ServingModel.from_loaded(self.registry.load(pointer.version), etag=pointer.etag)
+        with self._traced("model_load") if self._traced else nullcontext():
+            loaded = self.registry.load(pointer.version)
+            serving = ServingModel.from_loaded(loaded, etag=pointer.etag)
         if self._on_load is not None:
             self._on_load(serving, time.perf_counter() - started)
         return serving

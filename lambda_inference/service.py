@@ -24,11 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from aws_lambda_powertools import Logger
-
 from lambda_inference.edge import LogQuery, PredictBody
 from lambda_inference.events import (
-    BackgroundSink,
     EventSink,
     StdoutSink,
     StoreSink,
@@ -37,9 +34,9 @@ from lambda_inference.events import (
     outputs_field,
 )
 from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
+from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.telemetry import Telemetry
 from lambda_inference.validation import (
     batch_records,
 )
@@ -52,8 +49,6 @@ from mlsys.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-
-logger = Logger(service="inference")
 
 Endpoint = Literal["stream", "batch"]
 LOG_FLUSH_SECONDS = 10.0
@@ -95,6 +90,9 @@ class InferenceService:
         if delivery == "stdout":
             return StdoutSink(stdout)
         if delivery == "background":
+            # Local-only (a writer thread cannot run while Lambda is frozen); not in the bundle.
+            from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
+
             return BackgroundSink(
                 self.event_log,
                 fallback=StdoutSink(stdout),
@@ -114,8 +112,9 @@ class InferenceService:
         dynamodb_client: DynamoDBClient | None = None,
         emit_metrics: bool = True,
         stdout: TextIO | None = None,
+        sink: EventSink | None = None,
     ) -> InferenceService:
-        telemetry = Telemetry(enabled=emit_metrics)
+        telemetry = Telemetry(enabled=emit_metrics, tracing=emit_metrics and settings.tracing)
         registry = ModelRegistry.open(
             settings.registry_uri, model_name=settings.model_name, s3_client=s3_client
         )
@@ -126,6 +125,7 @@ class InferenceService:
             on_load=lambda serving, seconds: telemetry.model_loaded(
                 version=serving.version, seconds=seconds
             ),
+            traced=telemetry.traced,
         )
 
         def open_log() -> EventLog:
@@ -140,6 +140,7 @@ class InferenceService:
                 max_body_bytes=settings.max_body_bytes,
                 max_log_page=settings.max_log_page,
             ),
+            sink=sink,
             log_delivery=settings.log_delivery,
             stdout=stdout,
             log_inputs=settings.log_inputs,
@@ -176,7 +177,8 @@ class InferenceService:
             records = serving.encoder.as_record_list(data)
         else:
             records = batch_records(data, max_records=self.limits.max_batch_records)
-        prediction = serving.predict(records, body_has_booleans=body.has_booleans)
+        with self.telemetry.traced("predict"):
+            prediction = serving.predict(records, body_has_booleans=body.has_booleans)
         response = self._response(endpoint, serving, prediction, request_id)
         latency_ms = (time.perf_counter() - body.received_at) * 1000.0
         classes = (
@@ -184,28 +186,29 @@ class InferenceService:
             if serving.card.is_classifier and serving.card.classes is not None
             else None
         )
-        self.sink.emit(
-            Event(
-                type="prediction",
-                request_id=request_id,
-                model_version=serving.version,
-                data=bounded_data(
-                    {
-                        "endpoint": endpoint,
-                        "records": len(records),
-                        **inputs_field(data, body.raw, mode=self.log_inputs),
-                        **outputs_field(prediction, single=endpoint == "stream", classes=classes),
-                        "latency_ms": round(latency_ms, 3),
-                    }
-                ),
-            )
-        )
-        self.telemetry.request(
+        metrics = self.telemetry.request(
             version=serving.version,
             records=len(records),
             latency_ms=latency_ms,
             prediction=prediction,
             classes=classes,
+        )
+        self.sink.emit(
+            Event(
+                type="prediction",
+                request_id=request_id,
+                model_version=serving.version,
+                # Not bounded here: the sink bounds it (MAX_EVENT_DATA_BYTES) as it
+                # serialises, so a prediction is serialised once.
+                data={
+                    "endpoint": endpoint,
+                    "records": len(records),
+                    **inputs_field(data, body.raw, mode=self.log_inputs),
+                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+                    "latency_ms": round(latency_ms, 3),
+                },
+            ),
+            metrics,
         )
         return response
 
@@ -304,7 +307,11 @@ class InferenceService:
 
     def openapi(self) -> dict[str, Any]:
         serving = self.tracker.current()
-        return openapi_document(serving.card, max_batch_records=self.limits.max_batch_records)
+        return openapi_document(
+            serving.card,
+            max_batch_records=self.limits.max_batch_records,
+            max_log_page=self.limits.max_log_page,
+        )
 
     def ingest(self, events: Sequence[Event]) -> int:
         if events:

@@ -41,7 +41,7 @@ class Subcommand(Protocol):
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training_job.cli", "train a challenger and promote it if it beats the champion"),
     "models": ("mlsys.models_cli", "list, show, promote and roll back model versions"),
-    "serve": ("lambda_inference.server", "serve the prediction API locally"),
+    "serve": ("lambda_inference.local.server", "serve the prediction API locally"),
     "monitor": ("mlsys.monitor_cli", "feature and prediction drift and live quality per version"),
 }
 

@@ -99,6 +99,9 @@ class Settings:
     (long-lived processes; ``mlsys serve``'s default); ``stdout`` prints them as
     structured JSON for asynchronous ingestion (CloudWatch Logs subscription ->
     DynamoDB)."""
+    tracing: bool = False
+    """X-Ray tracing is active (the Lambda function has it on): the inference
+    functions then trace model load and predict (importing the X-Ray SDK)."""
     log_inputs: str = "full"
     """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256."""
     log_retention_days: int = 30
@@ -226,6 +229,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_batch_records=_int(env, names.MAX_BATCH_RECORDS, 10_000, minimum=1),
         max_body_bytes=_int(env, names.MAX_BODY_BYTES, 6_000_000, minimum=1024),
         max_log_page=_int(env, names.MAX_LOG_PAGE, 1000, minimum=1),
+        # Lambda sets the daemon address only when the function has active tracing.
+        tracing=bool(env.get("AWS_XRAY_DAEMON_ADDRESS"))
+        and env.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in ("1", "true"),
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
         extra={
             k: v

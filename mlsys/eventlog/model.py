@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import secrets
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +34,30 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _iso_from_id(event_id: str) -> str:
+    """The time an id from :func:`new_event_id` was taken; now for any other id."""
+    stamp = event_id.partition("-")[0]
+    if len(stamp) != 20 or not stamp.isdigit():
+        return now_iso()
+    seconds, nanos = divmod(int(stamp), 1_000_000_000)
+    return f"{_iso_second(seconds)}.{nanos // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` in UTC (cached: consecutive events share their second)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def new_event_id(now_ns: int | None = None) -> str:
-    """Time-ordered unique id: nanoseconds since the epoch plus random bits."""
+    """Time-ordered unique id: nanoseconds since the epoch plus random bits.
+
+    The bits only separate events of the same nanosecond, so they come from
+    :mod:`random` (reseeded in every forked process), ~10x cheaper than
+    :mod:`secrets` on the request path.
+    """
     now_ns = time.time_ns() if now_ns is None else now_ns
-    return f"{now_ns:020d}-{secrets.token_hex(4)}"
+    return f"{now_ns:020d}-{random.getrandbits(32):08x}"
 
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -48,10 +69,23 @@ class Event:
 
     type: EventType
     data: Mapping[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=new_event_id)
-    time: str = field(default_factory=now_iso)
+    id: str = ""
+    """Defaults to :func:`new_event_id` now."""
+    time: str = ""
+    """Defaults to the instant in ``id``: one clock reading, so the log's id order
+    is its time order, whichever process or thread wrote an event first."""
     request_id: str | None = None
     model_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            now_ns = time.time_ns()
+            object.__setattr__(self, "id", new_event_id(now_ns))
+            if not self.time:
+                seconds, nanos = divmod(now_ns, 1_000_000_000)
+                object.__setattr__(self, "time", f"{_iso_second(seconds)}.{nanos // 1000:06d}Z")
+        elif not self.time:
+            object.__setattr__(self, "time", _iso_from_id(self.id))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,9 +101,14 @@ class Event:
         """Compact UTF-8 JSON, as stored by the log implementations.
 
         orjson rather than :mod:`json`: ~10x faster, which matters because the
-        background writer shares the GIL with the request threads.
+        background writer shares the GIL with the request threads. Computed
+        once per event (the size check before storing reuses it).
         """
-        return orjson.dumps(self.to_dict(), default=str, option=_ORJSON_OPTIONS).decode()
+        cached: str | None = self.__dict__.get("_json")
+        if cached is None:
+            cached = orjson.dumps(self.to_dict(), default=str, option=_ORJSON_OPTIONS).decode()
+            object.__setattr__(self, "_json", cached)
+        return cached
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:

@@ -162,16 +162,20 @@ def test_concurrent_requests_lose_and_duplicate_no_log_events(
     with ThreadPoolExecutor(max_workers=8) as pool:
         sent = list(pool.map(one, range(160)))
     logged: list[str] = []
+    times: list[str] = []
     token = ""
     while True:
         status, page = server.call("GET", f"/log?type=prediction&limit=50{token}")
         assert status == 200
         logged += [e["request_id"] for e in page["result"]]
+        times += [e["time"] for e in page["result"]]
         if page["next"] is None:
             break
         token = f"&next={page['next']}"
     assert len(logged) == len(sent) == 160
     assert sorted(logged) == sorted(sent)
+    # Written by several worker processes, read newest first across all of them.
+    assert times == sorted(times, reverse=True)
 
 
 def test_sigterm_writes_every_queued_log_event_before_exiting(

@@ -8,21 +8,19 @@ at each step is deterministic, and nothing waits on a clock.
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lambda_inference import server
-from lambda_inference.events import BackgroundSink, StdoutSink
+from lambda_inference.events import StdoutSink
 from lambda_inference.handler import Api
+from lambda_inference.local import server
+from lambda_inference.local.sink import BackgroundSink, SharedProgress
 from lambda_inference.service import InferenceService
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, EventLogError, SqliteEventLog, events_from_lines
@@ -317,68 +315,35 @@ def test_clearing_through_the_api_orders_with_queued_events(
     reopened.close()
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=WAIT) as response:
-        return json.loads(response.read())
-
-
-def post_json(url: str, payload: Any) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=WAIT) as response:
-        return json.loads(response.read())
-
-
-@pytest.mark.parametrize("delivery", ["background", "sync"])
-def test_concurrent_requests_on_the_local_server_lose_and_duplicate_nothing(
-    settings: Settings, regression: BuiltModel, tmp_path: Path, delivery: str
+def test_a_flush_waits_for_the_events_other_workers_queued_before_it(
+    make_sink: Callable[..., BackgroundSink], log_path: Path
 ) -> None:
-    settings = Settings(
-        registry_uri=settings.registry_uri, log_uri=settings.log_uri, log_delivery=delivery
-    )
-    if delivery == "background":
-        service = lingering_service(settings)
-    else:
-        service = InferenceService.from_settings(settings, emit_metrics=False)
-    httpd = server.create_server(Api(service), host="127.0.0.1", port=0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    records = records_of(regression)
+    # Two workers' sinks (one process here, two slots of one shared progress):
+    # the first lingers for a minute, so only the shared progress can make the
+    # second one's flush wait for the first one's events.
+    progress = SharedProgress(slots=2)
+    first = make_sink(linger_seconds=60.0, shared=progress.claim(0))
+    first.emit(event(1))
+    second = make_sink(shared=progress.claim(1))
+    second.emit(event(2))
+    assert len(stored_ids(log_path)) == 0
+    flushed: list[bool] = []
+    waiter = threading.Thread(target=lambda: flushed.append(second.flush(timeout=WAIT)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # still waiting for the first worker's event
+    assert first.flush(timeout=WAIT)
+    waiter.join(WAIT)
+    assert flushed == [True]
+    assert len(stored_ids(log_path)) == 2
 
-    def predict(number: int) -> str:
-        body = post_json(f"{url}/stream", {"data": records[number % len(records)]})
-        return str(body["request_id"])
 
-    try:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            sent = list(pool.map(predict, range(120)))
-        logged: list[str] = []
-        token = ""
-        while True:
-            page = get_json(f"{url}/log?type=prediction&limit=50{token}")
-            logged += [e["request_id"] for e in page["result"]]
-            if page["next"] is None:
-                break
-            token = f"&next={page['next']}"
-        assert len(logged) == len(set(logged)) == 120
-        assert set(logged) == set(sent)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            sent += list(pool.map(predict, range(40)))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()  # drains the queue
-    thread.join(WAIT)
-    with closing(sqlite3.connect(tmp_path / "log.sqlite3")) as connection:
-        stored = [
-            json.loads(body)["request_id"]
-            for (body,) in connection.execute("SELECT body FROM events WHERE type='prediction'")
-        ]
-    assert sorted(stored) == sorted(sent)
+def test_a_flush_gives_up_on_a_stuck_worker_after_its_timeout(
+    make_sink: Callable[..., BackgroundSink],
+) -> None:
+    progress = SharedProgress(slots=2)
+    make_sink(linger_seconds=60.0, shared=progress.claim(0)).emit(event(1))
+    assert make_sink(shared=progress.claim(1)).flush(timeout=0.2) is False
 
 
 def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
@@ -391,3 +356,20 @@ def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
     server.add_arguments(parser)
     assert parser.parse_args([]).log_delivery == "background"
     assert parser.parse_args(["--log-delivery", "sync"]).log_delivery == "sync"
+
+
+def test_an_event_json_cannot_hold_is_stored_as_its_repr_and_does_not_block_the_queue(
+    make_sink: Callable[..., BackgroundSink], log_path: Path
+) -> None:
+    sink = make_sink()
+    # orjson refuses integers beyond 64 bits.
+    sink.emit(Event(type="feedback", request_id="r1", data={"index": 2**70}))
+    sink.emit(event(2))
+    assert sink.flush(timeout=WAIT)
+    assert sink.counters.write_failures == 0
+    log = SqliteEventLog(log_path)
+    stored = {e.request_id: dict(e.data) for e in log.query(limit=10).events}
+    log.close()
+    assert stored["r1"]["unserializable"].startswith("TypeError")
+    assert str(2**70) in stored["r1"]["repr"]
+    assert stored["r2"] == {"n": 2}
