@@ -11,7 +11,7 @@ socket server needs before any handler runs:
 * ``HEAD`` is answered like any method the route does not serve (405 with
   ``Allow``), without a body;
 * ``GET /monitor`` (local only, not a Lambda route) is the monitor's HTML report
-  (:mod:`lambda_inference.monitor_page`).
+  (:mod:`lambda_inference.local.monitor_page`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from urllib.parse import parse_qs
 
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
-from lambda_inference.monitor_page import PATH as MONITOR_PATH
-from lambda_inference.monitor_page import monitor_page
+from lambda_inference.local.monitor_page import PATH as MONITOR_PATH
+from lambda_inference.local.monitor_page import monitor_page
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Environ = Mapping[str, Any]
