@@ -4,6 +4,7 @@
 #   make test   lint, format check, types, tests (unit, integration, infrastructure)
 #   make bench  performance benchmarks with same-run baselines
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
+#   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -18,7 +19,7 @@ LAMBDA_BUILD := .build/lambda
 # Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -105,6 +106,11 @@ clean-clone-test:
 	start=$$(date +%s); \
 	$(MAKE) --no-print-directory -C "$$tmp/mlsys" test PYTHON="$(PYTHON)"; \
 	echo "clean-clone-test: make test passed in $$(( $$(date +%s) - start )) s"
+
+# Opt-in, never part of `make test`/CI: needs root, a Docker engine and debootstrap, but no
+# image registry (the base is debootstrapped locally). See scripts/image_check.sh.
+image-check:
+	scripts/image_check.sh
 
 clean:
 	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache

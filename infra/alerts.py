@@ -9,6 +9,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra.common import acknowledge
+
 # Services that publish to the topic and therefore need the key.
 _PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 
@@ -16,8 +18,23 @@ _PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 class Alerts(Construct):
     """KMS-encrypted, TLS-only SNS topic with an optional e-mail subscription."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, email: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, email: str, encrypted: bool = True
+    ) -> None:
         super().__init__(scope, construct_id)
+        if not encrypted:
+            # minimal_idle_cost: the key is USD 1 a month; the messages carry alarm names
+            # and training job ids, no request data.
+            self.key: kms.Key | None = None
+            self.topic = sns.Topic(self, "Topic", enforce_ssl=True)
+            acknowledge(
+                self.topic.node.find_child("Resource"),
+                "AwsSolutions-SNS2",
+                "minimal_idle_cost=true drops the customer-managed key (USD 1/month); the "
+                "topic carries alarm names and training job ids, never request data.",
+            )
+            self._finish(email)
+            return
         # A customer-managed key, because the AWS-managed SNS key cannot be granted to
         # CloudWatch alarms or EventBridge, which would then fail to publish.
         self.key = kms.Key(
@@ -33,6 +50,9 @@ class Alerts(Construct):
             )
         )
         self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=True)
+        self._finish(email)
+
+    def _finish(self, email: str) -> None:
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarms",

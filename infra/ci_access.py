@@ -1,33 +1,65 @@
 """CI access: GitHub's OIDC provider and the deploy role GitHub Actions assumes.
 
-The role trusts exactly one repository and branch, and can do what the deploy workflow
-does and nothing else: assume the CDK bootstrap roles (``cdk deploy``), push the training
-image, submit, watch and (on timeout) terminate a training job, list the bucket's
-``data/`` prefix (a first deploy trains on the bundled data set while it is empty), read
-the stack outputs, read the API key and call the SigV4 admin routes for the smoke test.
+The role trusts one repository's GitHub *environment* named after the stage
+(``repo:ORG/REPO:environment:<stage>``), so only a workflow job that runs in that
+environment -- behind its protection rules -- can assume it, and the dev environment's
+jobs cannot assume the prod role. It can do what the deploy workflow does and nothing
+else: assume the CDK bootstrap roles (``cdk deploy``), push the training image and
+record its tag, submit, watch and (on timeout) terminate a training job, list the
+bucket's ``data/`` prefix, read the stack's outputs and events, read the API key and
+call the SigV4 routes for the smoke test.
+
+No ``Fn::ImportValue``: this stack is deployed by an administrator, the system stack by
+the workflow, and an export would lock the system stack (CloudFormation refuses to drop
+or replace an exported value while another stack imports it). Instead the role matches
+the resources it pushes to and submits with by their ``mlsys:stage`` tag, and reads the
+two values it needs by name (the API id and the bucket) from SSM parameters the system
+stack publishes under ``/mlsys/<stage>/``, resolved when this stack is deployed (both
+are stable: the bucket is retained under a pinned logical ID).
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration
-from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_batch as batch
-from aws_cdk import aws_ecr as ecr
+from collections.abc import Mapping
+
+from aws_cdk import Annotations, Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.common import acknowledge
+from infra.common import STAGE_TAG, acknowledge, stage_parameter
 from infra.config import CiConfig
 from infra.model_store import DATA_PREFIX
+from infra.training import IMAGE_TAG_PARAMETER
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
+API_ID_PARAMETER = "api-id"
+BUCKET_PARAMETER = "model-store-bucket"
+ECR_PUSH_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+)
+OIDC_PROVIDER_EXISTS_HINT = (
+    "this stack creates the account's GitHub OIDC provider ({url}). An account holds one: "
+    "if another stage or project already created it, CloudFormation fails with "
+    "'Provider with url {url} already exists'; deploy with -c github_oidc_provider=existing "
+    "(or set it in cdk.json) to reuse it. The provider is retained when this stack is "
+    "deleted, so other stages keep working."
+)
+
+
+def oidc_subject(repository: str, stage: str) -> str:
+    """The token subject GitHub issues to a job running in environment ``stage``."""
+    return f"repo:{repository}:environment:{stage}"
 
 
 class CiAccess(Construct):
-    """OIDC provider (or an existing one) and the branch-restricted deploy role."""
+    """OIDC provider (or an existing one) and the stage's environment-restricted deploy role."""
 
     def __init__(
         self,
@@ -35,52 +67,21 @@ class CiAccess(Construct):
         construct_id: str,
         *,
         config: CiConfig,
+        stage: str,
         app_stack_name: str,
-        repository: ecr.IRepository,
-        job_queue: batch.IJobQueue,
-        bucket: s3.IBucket,
-        api_key: apigw.IApiKey | None,
-        smoke_test_routes: list[str],
+        smoke_test_routes: list[tuple[str, str]],
+        api_key: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self._app_stack_name = app_stack_name
-        self.role = self._deploy_role(config)
-        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="AssumeCdkBootstrapRoles",
-                actions=["sts:AssumeRole"],
-                resources=[
-                    f"arn:{partition}:iam::{account}:role/"
-                    f"cdk-{config.cdk_qualifier}-{name}-role-{account}-{region}"
-                    for name in BOOTSTRAP_ROLES
-                ],
-            )
-        )
-        repository.grant_push(self.role)
-        self._grant_training(job_queue=job_queue, bucket=bucket)
-        self._grant_smoke_test(
-            app_stack_name=app_stack_name, api_key=api_key, smoke_test_routes=smoke_test_routes
-        )
-        self._acknowledge()
-
-    def _deploy_role(self, config: CiConfig) -> iam.Role:
-        if config.github_oidc_provider_arn:
-            provider_arn = config.github_oidc_provider_arn
-        else:
-            # One provider per account and URL: pass github_oidc_provider_arn if it exists.
-            provider = iam.OidcProviderNative(
-                self, "GitHubOidc", url=GITHUB_OIDC_URL, client_ids=["sts.amazonaws.com"]
-            )
-            provider_arn = provider.oidc_provider_arn
-        subject = f"repo:{config.github_repository}:ref:refs/heads/{config.github_branch}"
-        return iam.Role(
+        subject = oidc_subject(config.github_repository, stage)
+        self.role = iam.Role(
             self,
             "DeployRole",
             description=f"GitHub Actions deploy role for {subject}",
             max_session_duration=Duration.hours(1),
             assumed_by=iam.WebIdentityPrincipal(
-                provider_arn,
+                self._provider_arn(config.github_oidc_provider),
                 conditions={
                     "StringEquals": {
                         f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
@@ -89,101 +90,160 @@ class CiAccess(Construct):
                 },
             ),
         )
+        self._tagged = {"StringEquals": {f"aws:ResourceTag/{STAGE_TAG}": stage}}
+        self._allow_deploy(cdk_qualifier=config.cdk_qualifier, stage=stage)
+        self._allow_training(stage=stage)
+        self._allow_smoke_test(stage=stage, routes=smoke_test_routes, api_key=api_key)
+        self._acknowledge(api_key=api_key)
 
-    def _grant_training(self, *, job_queue: batch.IJobQueue, bucket: s3.IBucket) -> None:
+    def _allow_deploy(self, *, cdk_qualifier: str, stage: str) -> None:
+        """cdk deploy, the image push and its tag, the stack's outputs and events."""
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="SubmitTrainingJobs",
-                actions=["batch:SubmitJob"],
-                resources=[
-                    job_queue.job_queue_arn,
-                    # Every deploy registers a new revision, so its ARN is not stable.
-                    f"arn:{partition}:batch:{region}:{account}:job-definition/*",
-                ],
-            )
+        self._add(
+            "AssumeCdkBootstrapRoles",
+            ["sts:AssumeRole"],
+            [
+                f"arn:{partition}:iam::{account}:role/"
+                f"cdk-{cdk_qualifier}-{name}-role-{account}-{region}"
+                for name in BOOTSTRAP_ROLES
+            ],
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WatchTrainingJobs",
-                actions=["batch:DescribeJobs"],
-                resources=["*"],
-            )
+        self._add("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"])
+        self._add(
+            "PushTrainingImage",
+            list(ECR_PUSH_ACTIONS),
+            [f"arn:{partition}:ecr:{region}:{account}:repository/*"],
+            self._tagged,
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="TerminateTimedOutTrainingJobs",
-                actions=["batch:TerminateJob"],
-                # Job ids are generated at submission, so no narrower ARN exists up front.
-                resources=[f"arn:{partition}:batch:{region}:{account}:job/*"],
-            )
+        self._add(
+            "RecordTrainingImageTag",
+            ["ssm:GetParameter", "ssm:PutParameter"],
+            [
+                f"arn:{partition}:ssm:{region}:{account}:parameter"
+                + stage_parameter(stage, IMAGE_TAG_PARAMETER)
+            ],
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="FindTrainingData",
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
-            )
+        # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
+        # acknowledged below) must read the same whether or not an env is pinned.
+        self._add(
+            "ReadStackOutputsAndEvents",
+            ["cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents"],
+            [f"arn:{partition}:cloudformation:{region}:{account}:stack/{self._app_stack_name}/*"],
         )
 
-    def _grant_smoke_test(
-        self, *, app_stack_name: str, api_key: apigw.IApiKey | None, smoke_test_routes: list[str]
+    def _allow_training(self, *, stage: str) -> None:
+        """Submit with the stage's queue and definition, watch, stop, find the data."""
+        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
+        # Batch evaluates each resource type's tags separately; "*:*" requires a revision
+        # in the submitted definition, without which its tags would not be evaluated.
+        self._add(
+            "SubmitToStageQueue",
+            ["batch:SubmitJob"],
+            [f"arn:{partition}:batch:{region}:{account}:job-queue/*"],
+            self._tagged,
+        )
+        self._add(
+            "SubmitStageJobDefinition",
+            ["batch:SubmitJob"],
+            [f"arn:{partition}:batch:{region}:{account}:job-definition/*:*"],
+            self._tagged,
+        )
+        self._add("WatchTrainingJobs", ["batch:DescribeJobs"], ["*"])
+        # Job ids are generated at submission, so no narrower ARN exists up front.
+        self._add(
+            "TerminateTimedOutTrainingJobs",
+            ["batch:TerminateJob"],
+            [f"arn:{partition}:batch:{region}:{account}:job/*"],
+        )
+        bucket = ssm.StringParameter.value_for_string_parameter(
+            self, stage_parameter(stage, BUCKET_PARAMETER)
+        )
+        self._add(
+            "FindTrainingData",
+            ["s3:ListBucket"],
+            [f"arn:{partition}:s3:::{bucket}"],
+            {"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
+        )
+
+    def _allow_smoke_test(
+        self, *, stage: str, routes: list[tuple[str, str]], api_key: bool
     ) -> None:
+        """SigV4 calls to the read-only (and IAM predict) routes; the stage's API key."""
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadStackOutputs",
-                actions=["cloudformation:DescribeStacks"],
-                # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
-                # acknowledged below) must read the same whether or not an env is pinned.
-                resources=[
-                    f"arn:{partition}:cloudformation:{region}:{account}:stack/{app_stack_name}/*"
-                ],
-            )
+        api_id = ssm.StringParameter.value_for_string_parameter(
+            self, stage_parameter(stage, API_ID_PARAMETER)
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="SmokeTestAdminRoutes",
-                actions=["execute-api:Invoke"],
-                resources=smoke_test_routes,
-            )
+        self._add(
+            "SmokeTestRoutes",
+            ["execute-api:Invoke"],
+            [
+                f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
+                for method, path in routes
+            ],
         )
-        if api_key is not None:
-            self.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="ReadSmokeTestApiKey",
-                    actions=["apigateway:GET"],
-                    resources=[f"arn:{partition}:apigateway:{region}::/apikeys/{api_key.key_id}"],
-                )
+        if api_key:
+            self._add(
+                "ReadSmokeTestApiKey",
+                ["apigateway:GET"],
+                [f"arn:{partition}:apigateway:{region}::/apikeys/*"],
+                self._tagged,
             )
 
-    def _acknowledge(self) -> None:
+    def _provider_arn(self, provider: str) -> str:
+        if provider == "existing":
+            return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:oidc-provider/{GITHUB_OIDC_HOST}"
+        if provider != "create":
+            return provider
+        created = iam.OidcProviderNative(
+            self, "GitHubOidc", url=GITHUB_OIDC_URL, client_ids=["sts.amazonaws.com"]
+        )
+        # Other stages and projects in the account trust the same provider.
+        created.apply_removal_policy(RemovalPolicy.RETAIN)
+        Annotations.of(created).add_info(OIDC_PROVIDER_EXISTS_HINT.format(url=GITHUB_OIDC_URL))
+        return created.oidc_provider_arn
+
+    def _add(
+        self,
+        sid: str,
+        actions: list[str],
+        resources: list[str],
+        conditions: Mapping[str, object] | None = None,
+    ) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                actions=actions,
+                resources=resources,
+                conditions=dict(conditions) if conditions else None,
+            )
+        )
+
+    def _acknowledge(self, *, api_key: bool) -> None:
         policy = self.role.node.find_child("DefaultPolicy")
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and batch:DescribeJobs support no resource-level "
+        prefix = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+        findings = {
+            "*]": "ecr:GetAuthorizationToken and batch:DescribeJobs support no resource-level "
             "permissions; both are read-only or token-only.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:"
-            "<AWS::AccountId>:job-definition/*]",
-            "Each deploy registers a new job-definition revision; SubmitJob is still limited "
-            "to the mlsys job queue, which only runs mlsys images.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:"
-            "<AWS::AccountId>:job/*]",
-            "batch:TerminateJob only: a job's id is generated when the workflow submits it, "
-            "and the workflow stops only the job it started when that job times out.",
-        )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:"
-            f"<AWS::AccountId>:stack/{self._app_stack_name}/*]",
-            "A stack ARN ends in a generated id; DescribeStacks (read outputs) is limited to "
-            "the mlsys stack by name.",
-        )
+            "ecr:<AWS::Region>:<AWS::AccountId>:repository/*]": "Image pushes are limited "
+            f"to repositories tagged {STAGE_TAG}=<this stage> (aws:ResourceTag condition); "
+            "the repository's generated name is not known to this stack.",
+            "batch:<AWS::Region>:<AWS::AccountId>:job-queue/*]": "SubmitJob is limited to "
+            f"job queues tagged {STAGE_TAG}=<this stage> (aws:ResourceTag condition).",
+            "batch:<AWS::Region>:<AWS::AccountId>:job-definition/*:*]": "SubmitJob is limited "
+            f"to job definitions tagged {STAGE_TAG}=<this stage>; every deploy registers a "
+            "new revision, so the ARN cannot be fixed.",
+            "batch:<AWS::Region>:<AWS::AccountId>:job/*]": "batch:TerminateJob only: a job's "
+            "id is generated when the workflow submits it, and the workflow stops only the "
+            "job it started when that job times out.",
+            "cloudformation:<AWS::Region>:<AWS::AccountId>:stack/"
+            f"{self._app_stack_name}/*]": "A stack ARN ends in a generated id; "
+            "DescribeStacks/DescribeStackEvents are limited to the mlsys stack by name.",
+        }
+        if api_key:
+            findings["apigateway:<AWS::Region>::/apikeys/*]"] = (
+                f"Reading a key is limited to API keys tagged {STAGE_TAG}=<this stage> "
+                "(aws:ResourceTag condition): the smoke test needs the stage's key value."
+            )
+        for finding, reason in findings.items():
+            rule = "AwsSolutions-IAM5[Resource::*]" if finding == "*]" else prefix + finding
+            acknowledge(policy, rule, reason)

@@ -32,20 +32,33 @@ key (default)                                  meaning
 ``training_target`` ("")                       MLSYS_TARGET for jobs started by an upload,
                                                the schedule or CI; "" = the data's default
                                                (its last column)
-``training_image_tag`` ("bootstrap")           tag of the training image in ECR (CI pushes the
-                                               commit SHA and deploys with ``-c
-                                               training_image_tag=<sha>``)
+``training_image_tag`` ("")                    tag of the training image in ECR; "" = the
+                                               value of the SSM parameter
+                                               ``/mlsys/<stage>/training-image-tag``, which
+                                               the deploy workflow writes after pushing an
+                                               image (so any deploy keeps the current tag)
 ``predict_auth`` ("api-key")                   ``api-key`` (key + usage plan) or ``iam``
 ``throttle_rate`` (100) / ``throttle_burst``   stage and usage-plan throttling
 (200)                                          (requests/s, burst)
 ``quota_per_day`` (100000)                     usage-plan quota (requests per day)
 ``lambda_memory_mb`` (1024)                    memory of the inference functions
 ``lambda_timeout_seconds`` (15)                timeout (below API Gateway's 29 s)
-``provisioned_concurrency_min`` (1)            provisioned concurrency floor (0 = none, no
-                                               idle cost)
+``provisioned_concurrency_min`` (0)            provisioned concurrency floor (0 = none, no
+                                               idle cost; > 0 needs an account concurrency
+                                               quota above 100 + this value)
 ``provisioned_concurrency_max`` (10)           autoscaling ceiling
 ``provisioned_utilization_target`` (0.7)       target tracking on utilisation
-``reserved_concurrency`` (50)                  hard cap on the predict function
+``reserved_concurrency`` (0)                   hard cap on the predict function; 0 = none
+                                               (a fresh account's quota cannot reserve any)
+``predict_deployment``                         CodeDeploy config shifting the ``live`` alias
+("LambdaCanary10Percent5Minutes")              to a new version (rolled back on alarm)
+``log_inputs`` ("sampled")                     MLSYS_LOG_INPUTS of the predict function:
+                                               ``sampled``, ``digest`` or ``full``
+``log_inputs_sample_rate`` (0.05)              MLSYS_LOG_INPUTS_SAMPLE_RATE: share of requests
+                                               logged with full inputs when ``sampled``
+``minimal_idle_cost`` (false)                  no dashboard, KMS key or model monitor, only
+                                               the rollback alarms: idle cost ~USD 0 (needs
+                                               ``provisioned_concurrency_min`` 0)
 ``log_retention_days`` (30)                    CloudWatch Logs retention and system-log TTL
 ``alarm_email`` ("")                           optional e-mail subscription to the alarm topic
 ``latency_p99_ms`` (1000)                      p99 latency alarm threshold
@@ -61,10 +74,11 @@ key (default)                                  meaning
                                                f1_macro...) falls below this
 ``monitor_retrain_on_alarm`` (false)           a drift or quality alarm submits a training
                                                job on the newest data (as the schedule does)
-``github_repository`` ("owner/repo")           repository allowed to assume the deploy role
-``github_branch`` ("main")                     branch allowed to assume the deploy role
-``github_oidc_provider_arn`` ("")              reuse an existing GitHub OIDC provider
-                                               (one per account); "" creates one
+``github_repository`` ("owner/repo")           repository allowed to assume the deploy role,
+                                               from its GitHub environment named ``<stage>``
+``github_oidc_provider`` ("create")            ``create`` the account's GitHub OIDC provider,
+                                               or reuse it: ``existing`` (this account's) or
+                                               its ARN (an account holds one)
 ``cdk_qualifier`` ("hnb659fds")                bootstrap qualifier of the deploy roles
 ``lambda_bundle_dir`` (".build/lambda")        code asset built by ``make lambda-package``
 =============================================  ============================================
@@ -79,6 +93,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 PredictAuth = Literal["api-key", "iam"]
+LogInputs = Literal["sampled", "digest", "full"]
+
+PREDICT_DEPLOYMENTS = (
+    "LambdaCanary10Percent5Minutes",
+    "LambdaCanary10Percent10Minutes",
+    "LambdaCanary10Percent15Minutes",
+    "LambdaCanary10Percent30Minutes",
+    "LambdaLinear10PercentEvery1Minute",
+    "LambdaLinear10PercentEvery2Minutes",
+    "LambdaLinear10PercentEvery3Minutes",
+    "LambdaLinear10PercentEvery10Minutes",
+    "LambdaAllAtOnce",
+)
+"""CodeDeploy's predefined Lambda deployment configurations (``predict_deployment``)."""
+_LOG_INPUTS: Mapping[str, LogInputs] = {"sampled": "sampled", "digest": "digest", "full": "full"}
 
 DEFAULTS: Mapping[str, object] = {
     "stage": "dev",
@@ -97,17 +126,21 @@ DEFAULTS: Mapping[str, object] = {
     "training_time_budget_seconds": 1800,
     "training_min_improvement": 0.0,
     "training_target": "",
-    "training_image_tag": "bootstrap",
+    "training_image_tag": "",
     "predict_auth": "api-key",
     "throttle_rate": 100,
     "throttle_burst": 200,
     "quota_per_day": 100000,
     "lambda_memory_mb": 1024,
     "lambda_timeout_seconds": 15,
-    "provisioned_concurrency_min": 1,
+    "provisioned_concurrency_min": 0,
     "provisioned_concurrency_max": 10,
     "provisioned_utilization_target": 0.7,
-    "reserved_concurrency": 50,
+    "reserved_concurrency": 0,
+    "predict_deployment": "LambdaCanary10Percent5Minutes",
+    "log_inputs": "sampled",
+    "log_inputs_sample_rate": 0.05,
+    "minimal_idle_cost": False,
     "log_retention_days": 30,
     "alarm_email": "",
     "latency_p99_ms": 1000,
@@ -118,8 +151,7 @@ DEFAULTS: Mapping[str, object] = {
     "monitor_quality_floor": 0.0,
     "monitor_retrain_on_alarm": False,
     "github_repository": "owner/repo",
-    "github_branch": "main",
-    "github_oidc_provider_arn": "",
+    "github_oidc_provider": "create",
     "cdk_qualifier": "hnb659fds",
     "lambda_bundle_dir": ".build/lambda",
 }
@@ -167,7 +199,12 @@ class ServingConfig:
     provisioned_concurrency_min: int
     provisioned_concurrency_max: int
     provisioned_utilization_target: float
-    reserved_concurrency: int
+    reserved_concurrency: int | None
+    """None: no reserved concurrency (the function draws on the account's pool)."""
+    deployment: str
+    """One of :data:`PREDICT_DEPLOYMENTS`."""
+    log_inputs: LogInputs
+    log_inputs_sample_rate: float
     lambda_bundle_dir: str
 
 
@@ -175,6 +212,8 @@ class ServingConfig:
 class MonitoringConfig:
     alarm_email: str
     latency_p99_ms: int
+    minimal: bool
+    """``minimal_idle_cost``: no dashboard, KMS key or model monitor; rollback alarms only."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,8 +229,8 @@ class ModelMonitorConfig:
 @dataclass(frozen=True, kw_only=True)
 class CiConfig:
     github_repository: str
-    github_branch: str
-    github_oidc_provider_arn: str
+    github_oidc_provider: str
+    """``create``, ``existing`` or a provider ARN."""
     cdk_qualifier: str
 
 
@@ -278,6 +317,51 @@ class _Reader:
         return tuple(str(item).strip() for item in value)
 
 
+def _serving_config(read: _Reader) -> ServingConfig:
+    auth = read.text("predict_auth")
+    if auth not in ("api-key", "iam"):
+        raise ContextError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
+    pc_min = read.integer("provisioned_concurrency_min", minimum=0)
+    pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
+    reserved = read.integer("reserved_concurrency", minimum=0)
+    if reserved and reserved < pc_max:
+        raise ContextError(
+            f"context reserved_concurrency ({reserved}) must be 0 (none) or >= "
+            f"provisioned_concurrency_max ({pc_max})"
+        )
+    deployment = read.text("predict_deployment", empty_ok=False)
+    if deployment not in PREDICT_DEPLOYMENTS:
+        raise ContextError(
+            f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
+            f"got {deployment!r}"
+        )
+    log_inputs = read.text("log_inputs")
+    if log_inputs not in _LOG_INPUTS:
+        raise ContextError(
+            f"context log_inputs must be 'sampled', 'digest' or 'full', got {log_inputs!r}"
+        )
+    return ServingConfig(
+        predict_auth="iam" if auth == "iam" else "api-key",
+        throttle_rate=read.number("throttle_rate", minimum=1),
+        throttle_burst=read.integer("throttle_burst", minimum=1),
+        quota_per_day=read.integer("quota_per_day", minimum=1),
+        lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
+        lambda_timeout_seconds=read.integer(
+            "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
+        ),
+        provisioned_concurrency_min=pc_min,
+        provisioned_concurrency_max=pc_max,
+        provisioned_utilization_target=read.number(
+            "provisioned_utilization_target", minimum=0.1, maximum=0.9
+        ),
+        reserved_concurrency=reserved or None,
+        deployment=deployment,
+        log_inputs=_LOG_INPUTS[log_inputs],
+        log_inputs_sample_rate=read.number("log_inputs_sample_rate", minimum=0.0, maximum=1.0),
+        lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
+    )
+
+
 def config_from_context(context: Mapping[str, object]) -> AppConfig:
     """Validate raw context values (missing keys take :data:`DEFAULTS`)."""
     read = _Reader(context)
@@ -286,6 +370,13 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         raise ContextError(
             f"context log_retention_days must be one of {LOG_RETENTION_CHOICES}, got {retention}"
         )
+    serving = _serving_config(read)
+    minimal = read.flag("minimal_idle_cost")
+    if minimal and serving.provisioned_concurrency_min:
+        raise ContextError(
+            "context minimal_idle_cost=true needs provisioned_concurrency_min=0 "
+            "(provisioned concurrency bills while idle)"
+        )
     return AppConfig(
         stage=read.text("stage", pattern=r"[a-z][a-z0-9-]{0,20}", empty_ok=False),
         account=read.text("account", pattern=r"\d{12}"),
@@ -293,10 +384,11 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
         model_name=read.text("model_name", pattern=r"[A-Za-z0-9_.-]{1,64}", empty_ok=False),
         log_retention_days=retention,
         training=_training_config(read),
-        serving=_serving_config(read),
+        serving=serving,
         monitoring=MonitoringConfig(
             alarm_email=read.text("alarm_email", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
             latency_p99_ms=read.integer("latency_p99_ms", minimum=1),
+            minimal=minimal,
         ),
         model_monitor=ModelMonitorConfig(
             schedule=read.text("monitor_schedule", pattern=r"(cron|rate)\(.+\)"),
@@ -310,9 +402,10 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             github_repository=read.text(
                 "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
             ),
-            github_branch=read.text("github_branch", pattern=r"[A-Za-z0-9_./-]+", empty_ok=False),
-            github_oidc_provider_arn=read.text(
-                "github_oidc_provider_arn", pattern=r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+"
+            github_oidc_provider=read.text(
+                "github_oidc_provider",
+                pattern=r"create|existing|arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+",
+                empty_ok=False,
             ),
             cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
         ),
@@ -338,35 +431,3 @@ def _training_config(read: _Reader) -> TrainingConfig:
     if training.job_vcpus > training.max_vcpus:
         raise ContextError("context training_job_vcpus must be <= training_max_vcpus")
     return training
-
-
-def _serving_config(read: _Reader) -> ServingConfig:
-    auth = read.text("predict_auth")
-    if auth not in ("api-key", "iam"):
-        raise ContextError(f"context predict_auth must be 'api-key' or 'iam', got {auth!r}")
-    timeout = read.integer(
-        "lambda_timeout_seconds", minimum=1, maximum=API_GATEWAY_TIMEOUT_SECONDS - 1
-    )
-    pc_min = read.integer("provisioned_concurrency_min", minimum=0)
-    pc_max = read.integer("provisioned_concurrency_max", minimum=max(pc_min, 1))
-    reserved = read.integer("reserved_concurrency", minimum=1)
-    if reserved < pc_max:
-        raise ContextError(
-            f"context reserved_concurrency ({reserved}) must be >= "
-            f"provisioned_concurrency_max ({pc_max})"
-        )
-    return ServingConfig(
-        predict_auth="iam" if auth == "iam" else "api-key",
-        throttle_rate=read.number("throttle_rate", minimum=1),
-        throttle_burst=read.integer("throttle_burst", minimum=1),
-        quota_per_day=read.integer("quota_per_day", minimum=1),
-        lambda_memory_mb=read.integer("lambda_memory_mb", minimum=128, maximum=10240),
-        lambda_timeout_seconds=timeout,
-        provisioned_concurrency_min=pc_min,
-        provisioned_concurrency_max=pc_max,
-        provisioned_utilization_target=read.number(
-            "provisioned_utilization_target", minimum=0.1, maximum=0.9
-        ),
-        reserved_concurrency=reserved,
-        lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
-    )

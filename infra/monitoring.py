@@ -73,8 +73,11 @@ class Monitoring(Construct):
 
         requests = stage.metric_count(period=FIVE_MINUTES, statistic="Sum")
         server_errors = stage.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
+        # FILL: API Gateway publishes nothing for a period without requests, and a math
+        # expression over a missing datapoint yields no value, so the alarm would never see
+        # errors in a period whose counts are partly missing. Same for the table below.
         error_rate = cloudwatch.MathExpression(
-            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            expression=("IF(FILL(requests, 0) > 0, 100 * FILL(errors, 0) / FILL(requests, 0), 0)"),
             using_metrics={"errors": server_errors, "requests": requests},
             label="5XX rate (%)",
             period=FIVE_MINUTES,
@@ -146,8 +149,10 @@ class Monitoring(Construct):
             "retries and wait in the log-ingest DLQ (kept 14 days); fix the cause, then "
             "redrive them (see Serving._ingest_dead_letter_queue in infra/serving.py).",
         )
+        # DynamoDB publishes throttle events only when there are some: without FILL the sum
+        # had a value only when reads and writes throttled in the same period.
         throttled = cloudwatch.MathExpression(
-            expression="reads + writes",
+            expression="FILL(reads, 0) + FILL(writes, 0)",
             using_metrics={
                 "reads": table.metric("ReadThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),
                 "writes": table.metric("WriteThrottleEvents", period=FIVE_MINUTES, statistic="Sum"),
@@ -230,30 +235,7 @@ class Monitoring(Construct):
                 ],
                 width=8,
             ),
-            cloudwatch.GraphWidget(
-                title="Errors",
-                left=[
-                    function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
-                    for function in (
-                        serving.predict.function,
-                        serving.admin.function,
-                        serving.ingest.function,
-                    )
-                ],
-                right=[
-                    # Errors carry ModelVersion only when a model was involved.
-                    metric_search(
-                        f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
-                        "Sum",
-                        FIVE_MINUTES,
-                    )
-                    for dimensions in (
-                        f"{names.DIMENSION_ERROR_CODE},service",
-                        f"{names.DIMENSION_ERROR_CODE},{version},service",
-                    )
-                ],
-                width=8,
-            ),
+            self._errors_widget(serving),
         )
         self._model_row(serving, inference=inference)
         self._ingest_row(serving)
@@ -262,6 +244,34 @@ class Monitoring(Construct):
             cloudwatch.AlarmStatusWidget(
                 title="Alarms", alarms=list(self.alarms.values()), width=24
             )
+        )
+
+    def _errors_widget(self, serving: Serving) -> cloudwatch.GraphWidget:
+        """Invocation errors per function; handler error codes per model version."""
+        version = names.DIMENSION_MODEL_VERSION
+        return cloudwatch.GraphWidget(
+            title="Errors",
+            left=[
+                function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+                for function in (
+                    serving.predict.function,
+                    serving.admin.function,
+                    serving.ingest.function,
+                )
+            ],
+            right=[
+                # Errors carry ModelVersion only when a model was involved.
+                metric_search(
+                    f'{{{METRICS_NAMESPACE},{dimensions}}} MetricName="{names.METRIC_ERRORS}"',
+                    "Sum",
+                    FIVE_MINUTES,
+                )
+                for dimensions in (
+                    f"{names.DIMENSION_ERROR_CODE},service",
+                    f"{names.DIMENSION_ERROR_CODE},{version},service",
+                )
+            ],
+            width=8,
         )
 
     def _model_row(self, serving: Serving, *, inference: str) -> None:

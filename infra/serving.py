@@ -37,6 +37,14 @@ EVENT_FILTER_PATTERN = '{ $.mlsys_event.type = "*" }'
 """Selects the JSON event lines the predict function prints (MLSYS_LOG_DELIVERY=stdout)."""
 
 
+GZIP_MEDIA_TYPES = ("application/gzip",)
+"""Request bodies API Gateway passes on base64-encoded, byte for byte. A gzip-compressed
+JSON body is sent as ``Content-Type: application/gzip``: as ``application/json`` API
+Gateway would validate the compressed bytes against the JSON schema model (and refuse
+them) or hand them to the function as mangled text. Plain JSON bodies keep their model
+validation; gzip bodies are validated by the handler after decompression (same schema
+errors, naming the field)."""
+
 INGEST_RETRY_ATTEMPTS = 2
 """Lambda's own retries of a failed ingest batch (the maximum) before it goes to the DLQ."""
 INGEST_MAX_EVENT_AGE = Duration.hours(6)
@@ -198,29 +206,13 @@ class Serving(Construct):
             names.LOG_RETENTION_DAYS: str(log_retention_days),
             names.POWERTOOLS_METRICS_NAMESPACE: names.METRICS_NAMESPACE,
         }
-        timeout = Duration.seconds(config.lambda_timeout_seconds)
-
-        self.predict = InferenceFunction(
-            self,
-            "Predict",
+        self.predict = self._predict_function(
             code=code,
-            handler=ENTRY_POINTS["predict"],
-            description="mlsys " + _route_list("predict"),
-            # Events go to stdout and reach DynamoDB through the subscription below, so a
-            # prediction never waits on a log write.
-            environment={
-                **common_env,
-                names.LOG_DELIVERY: "stdout",
-                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
-            },
-            memory_mb=config.lambda_memory_mb,
-            timeout=timeout,
+            environment=common_env,
+            config=config,
+            model_store=model_store,
             log_retention_days=log_retention_days,
-            tracing=True,
-            reserved_concurrency=config.reserved_concurrency,
         )
-        self.predict.add_statements(*model_store.read_models_statements())
-        model_store.acknowledge_prefix_access(self.predict.policy, MODELS_PREFIX)
 
         self.admin = self._admin_function(
             code=code,
@@ -248,6 +240,41 @@ class Serving(Construct):
 
         self.live = self._live_alias(config)
         self.api, self.api_key = self._rest_api(config, stage_name, log_retention_days)
+
+    def _predict_function(
+        self,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        config: ServingConfig,
+        model_store: ModelStore,
+        log_retention_days: int,
+    ) -> InferenceFunction:
+        predict = InferenceFunction(
+            self,
+            "Predict",
+            code=code,
+            handler=ENTRY_POINTS["predict"],
+            description="mlsys " + _route_list("predict"),
+            # Events go to stdout and reach DynamoDB through the subscription below, so a
+            # prediction never waits on a log write.
+            environment={
+                **environment,
+                names.LOG_DELIVERY: "stdout",
+                # What a prediction event keeps of its inputs (README: "Costs at a glance").
+                names.LOG_INPUTS: config.log_inputs,
+                names.LOG_INPUTS_SAMPLE_RATE: str(config.log_inputs_sample_rate),
+                names.POWERTOOLS_SERVICE_NAME: names.INFERENCE_SERVICE,
+            },
+            memory_mb=config.lambda_memory_mb,
+            timeout=Duration.seconds(config.lambda_timeout_seconds),
+            log_retention_days=log_retention_days,
+            tracing=True,
+            reserved_concurrency=config.reserved_concurrency,
+        )
+        predict.add_statements(*model_store.read_models_statements())
+        model_store.acknowledge_prefix_access(predict.policy, MODELS_PREFIX)
+        return predict
 
     def _admin_function(
         self,
@@ -386,7 +413,11 @@ class Serving(Construct):
         api = apigw.RestApi(
             self,
             "Api",
-            description="mlsys inference API",
+            # Not a physical name (API names need not be unique): it is the ApiName
+            # dimension of the API's metrics and what the console lists.
+            rest_api_name=f"mlsys-{stage_name}",
+            description=f"mlsys inference API ({stage_name})",
+            binary_media_types=list(GZIP_MEDIA_TYPES),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Execution logging needs the account-wide API Gateway logging role. It is
             # shared by every REST API in the account/region, so removing this stack
@@ -536,18 +567,16 @@ class Serving(Construct):
                 "predict_auth=iam to require SigV4 instead.",
             )
 
-    def smoke_test_routes(self) -> list[str]:
-        """execute-api ARNs a deploy smoke test may call with SigV4: the read-only admin
-        routes, plus the predict routes when they take IAM rather than an API key."""
-        allowed = [
-            route
-            for route in routes_for("admin")
-            if route.method == "GET" and route.path != "/emptyLog"
-        ]
-        if self.api_key is None:
-            # Not /feedback: a smoke test has no ground truth to send.
-            allowed.extend(r for r in routes_for("predict") if r.path != "/feedback")
-        return [
-            self.api.arn_for_execute_api(route.method, route.path, self.stage_name)
-            for route in allowed
-        ]
+
+def smoke_test_routes(*, predict_auth: str) -> list[tuple[str, str]]:
+    """(method, resource path) a deploy smoke test may call with SigV4: the read-only admin
+    routes, plus the predict routes when they take IAM rather than an API key."""
+    allowed = [
+        route
+        for route in routes_for("admin")
+        if route.method == "GET" and route.path != "/emptyLog"
+    ]
+    if predict_auth == "iam":
+        # Not /feedback: a smoke test has no ground truth to send.
+        allowed.extend(r for r in routes_for("predict") if r.path != "/feedback")
+    return [(route.method, route.resource) for route in allowed]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Environment, Fn, Stack
+from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.alerts import Alerts
-from infra.ci_access import CiAccess
+from infra.ci_access import API_ID_PARAMETER, BUCKET_PARAMETER, CiAccess
+from infra.common import STAGE_TAG, stage_parameter
 from infra.config import AppConfig
+from infra.deployment import PredictDeployment
 from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
-from infra.serving import Serving
+from infra.serving import Serving, smoke_test_routes
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
 
@@ -36,9 +39,12 @@ class MlsysStack(Stack):
             env=env,
             description=f"mlsys ({config.stage}): model store, training, serving, monitoring",
         )
+        minimal = config.monitoring.minimal
         self.model_store = ModelStore(self, "ModelStore")
         self.system_log = SystemLog(self, "SystemLog")
-        self.alerts = Alerts(self, "Alerts", email=config.monitoring.alarm_email)
+        self.alerts = Alerts(
+            self, "Alerts", email=config.monitoring.alarm_email, encrypted=not minimal
+        )
         self.training = Training(
             self,
             "Training",
@@ -48,6 +54,7 @@ class MlsysStack(Stack):
             model_name=config.model_name,
             alarm_topic=self.alerts.topic,
             log_retention_days=config.log_retention_days,
+            stage=config.stage,
         )
         self.serving = Serving(
             self,
@@ -60,7 +67,24 @@ class MlsysStack(Stack):
             stage_name=config.stage,
             log_retention_days=config.log_retention_days,
         )
-        self.monitoring = Monitoring(
+        self.deployment = PredictDeployment(
+            self,
+            "PredictDeployment",
+            alias=self.serving.live,
+            function=self.serving.predict.function,
+            version=self.serving.predict.function.current_version,
+            deployment=config.serving.deployment,
+            latency_p99_ms=config.monitoring.latency_p99_ms,
+        )
+        # minimal_idle_cost: no dashboard, alarms or hourly model monitor (only the
+        # rollback alarms of PredictDeployment).
+        self.monitoring = None if minimal else self._monitoring(config)
+        self.model_monitor = None if minimal else self._add_model_monitor(config, bundle_dir)
+        self._share_with_ci_stack(config.stage)
+        self._outputs()
+
+    def _monitoring(self, config: AppConfig) -> Monitoring:
+        return Monitoring(
             self,
             "Monitoring",
             config=config.monitoring,
@@ -70,10 +94,31 @@ class MlsysStack(Stack):
             table=self.system_log.table,
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
-        self.model_monitor = self._add_model_monitor(config, bundle_dir)
-        self._add_outputs()
+
+    def _share_with_ci_stack(self, stage: str) -> None:
+        """What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...
+        or by name: values that stack resolves when it is deployed (no exports)."""
+        for resource in (
+            self.model_store.repository,
+            self.training.job_queue,
+            self.training.job_definition,
+            *([self.serving.api_key] if self.serving.api_key is not None else []),
+        ):
+            Tags.of(resource).add(STAGE_TAG, stage)
+        for name, value in {
+            API_ID_PARAMETER: self.serving.api.rest_api_id,
+            BUCKET_PARAMETER: self.model_store.bucket.bucket_name,
+        }.items():
+            ssm.StringParameter(
+                self,
+                f"Published-{name}",
+                parameter_name=stage_parameter(stage, name),
+                string_value=value,
+                description=f"mlsys ({stage}) {name}, read by mlsys-{stage}-ci",
+            )
 
     def _add_model_monitor(self, config: AppConfig, bundle_dir: Path) -> ModelMonitor:
+        assert self.monitoring is not None  # the monitor's widgets go on its dashboard
         return ModelMonitor(
             self,
             "ModelMonitor",
@@ -88,7 +133,7 @@ class MlsysStack(Stack):
             log_retention_days=config.log_retention_days,
         )
 
-    def _add_outputs(self) -> None:
+    def _outputs(self) -> None:
         outputs: dict[str, str] = {
             "ApiUrl": self.serving.api.url,
             "ModelStoreBucket": self.model_store.bucket.bucket_name,
@@ -96,12 +141,15 @@ class MlsysStack(Stack):
             "TrainingJobQueue": self.training.job_queue.job_queue_arn,
             "TrainingJobDefinition": self.training.job_definition.job_definition_arn,
             "TrainingImageRepositoryUri": self.model_store.repository.repository_uri,
-            "DashboardName": self.monitoring.dashboard.dashboard_name,
-            "MonitorReports": self.model_monitor.reports_uri,
             "AlarmTopic": self.alerts.topic.topic_arn,
             # Failed system-log batches wait here for a redrive (see infra/serving.py).
             "LogIngestDeadLetterQueueUrl": self.serving.ingest_dead_letters.queue_url,
+            "PredictDeploymentGroup": self.deployment.group.deployment_group_name,
         }
+        if self.monitoring is not None:
+            outputs["DashboardName"] = self.monitoring.dashboard.dashboard_name
+        if self.model_monitor is not None:
+            outputs["MonitorReports"] = self.model_monitor.reports_uri
         if self.serving.api_key is not None:
             outputs["ApiKeyId"] = self.serving.api_key.key_id
         for name, value in outputs.items():
@@ -126,7 +174,7 @@ class CiAccessStack(Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        app_stack: MlsysStack,
+        app_stack_name: str,
         env: Environment | None,
     ) -> None:
         super().__init__(
@@ -139,12 +187,10 @@ class CiAccessStack(Stack):
             self,
             "CiAccess",
             config=config.ci,
-            app_stack_name=app_stack.stack_name,
-            repository=app_stack.model_store.repository,
-            job_queue=app_stack.training.job_queue,
-            bucket=app_stack.model_store.bucket,
-            api_key=app_stack.serving.api_key,
-            smoke_test_routes=app_stack.serving.smoke_test_routes(),
+            stage=config.stage,
+            app_stack_name=app_stack_name,
+            smoke_test_routes=smoke_test_routes(predict_auth=config.serving.predict_auth),
+            api_key=config.serving.predict_auth == "api-key",
         )
         CfnOutput(self, "DeployRoleArn", value=self.ci_access.role.role_arn)
 
@@ -160,6 +206,13 @@ def build_app(scope: Construct, *, config: AppConfig, bundle_dir: Path) -> list[
         scope, f"mlsys-{config.stage}", config=config, bundle_dir=bundle_dir, env=env
     )
     ci_stack = CiAccessStack(
-        scope, f"mlsys-{config.stage}-ci", config=config, app_stack=app_stack, env=env
+        scope,
+        f"mlsys-{config.stage}-ci",
+        config=config,
+        app_stack_name=app_stack.stack_name,
+        env=env,
     )
+    # Deploy order only (`cdk deploy --all`): the CI stack reads the SSM parameters the
+    # system stack publishes. No value crosses the stacks, so nothing locks either one.
+    ci_stack.add_stack_dependency(app_stack)
     return [app_stack, ci_stack]

@@ -1,8 +1,14 @@
 """Training: AWS Batch on EC2 running the training image, and what starts it.
 
-Triggers: an EventBridge schedule and every new object under ``data/`` (S3 ->
+Triggers: an EventBridge schedule and every new CSV/Parquet object under ``data/`` (S3 ->
 EventBridge -> SubmitJob with the object's URI). A job that ends FAILED notifies the
 alarm topic.
+
+The job definition's image tag comes from the SSM parameter
+``/mlsys/<stage>/training-image-tag`` (written by the deploy workflow after it pushed that
+image), resolved by CloudFormation at every deploy: a hand-run ``cdk deploy`` keeps the
+image the last workflow run deployed instead of pointing the job at a tag that was never
+pushed.
 """
 
 from __future__ import annotations
@@ -17,15 +23,21 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.common import METRICS_NAMESPACE, acknowledge, retention
+from infra.common import METRICS_NAMESPACE, acknowledge, retention, stage_parameter
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
 from mlsys import names
 
 DATA_PARAMETER = "data"
+IMAGE_TAG_PARAMETER = "training-image-tag"
+"""SSM parameter (under /mlsys/<stage>/) holding the deployed training image tag."""
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+"""Object keys that start a training run (training_job/data.py reads these formats);
+folder placeholders and other files under data/ do not."""
 TRAINING_AZS = 2
 """Two AZs give Spot capacity a choice of pools without adding cost (no NAT gateways)."""
 
@@ -100,6 +112,7 @@ class Training(Construct):
         model_name: str,
         alarm_topic: sns.ITopic,
         log_retention_days: int,
+        stage: str,
     ) -> None:
         super().__init__(scope, construct_id)
         network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
@@ -115,9 +128,7 @@ class Training(Construct):
             ],
         )
         self.job_role = self._job_role(model_store, system_log)
-        self.image = ecs.ContainerImage.from_ecr_repository(
-            model_store.repository, config.image_tag
-        )
+        self.image = self._image(config.image_tag, model_store=model_store, stage=stage)
         self.job_logs = self._job_logs(log_retention_days)
         container = batch.EcsEc2ContainerDefinition(
             self,
@@ -134,6 +145,8 @@ class Training(Construct):
                 names.LOG_URI: system_log.uri,
                 names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
                 names.MIN_IMPROVEMENT: str(config.min_improvement),
+                # The TTL of the events the job writes to the system log.
+                names.LOG_RETENTION_DAYS: str(log_retention_days),
                 names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
                 names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
@@ -169,15 +182,12 @@ class Training(Construct):
                 if config.spot
                 else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
             ),
-            launch_template=ec2.LaunchTemplate(
-                self,
-                "LaunchTemplate",
-                # IMDSv2 with one hop: containers cannot borrow the instance's role.
-                require_imdsv2=True,
-                http_put_response_hop_limit=1,
-            ),
+            launch_template=self._launch_template(),
+            # Pinned to Amazon Linux 2023 (Batch's default is still AL2, end of life).
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
             update_to_latest_image_version=True,
         )
+        self._pin_launch_template_version(compute_environment)
         if compute_environment.instance_role is not None:
             acknowledge(
                 compute_environment.instance_role,
@@ -188,6 +198,41 @@ class Training(Construct):
                 "separate least-privilege job role.",
             )
         return compute_environment
+
+    def _image(self, pinned_tag: str, *, model_store: ModelStore, stage: str) -> ecs.EcrImage:
+        """The repository's image at ``pinned_tag``, or else at the tag the deploy workflow
+        recorded in SSM (resolved by CloudFormation at each deploy)."""
+        self.image_tag_parameter = stage_parameter(stage, IMAGE_TAG_PARAMETER)
+        tag = pinned_tag or ssm.StringParameter.value_for_string_parameter(
+            self, self.image_tag_parameter
+        )
+        return ecs.ContainerImage.from_ecr_repository(model_store.repository, tag)
+
+    def _launch_template(self) -> ec2.LaunchTemplate:
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            # IMDSv2 with one hop: containers cannot borrow the instance's role.
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,
+        )
+        return self.launch_template
+
+    def _pin_launch_template_version(
+        self, compute_environment: batch.ManagedEc2EcsComputeEnvironment
+    ) -> None:
+        """Reference the launch template's current version, not ``$Latest``.
+
+        Batch resolves ``$Latest`` once, when the compute environment is created, so a
+        later template change would never reach new instances; a concrete version number
+        changes the compute environment's properties and Batch rolls it out.
+        """
+        resource = compute_environment.node.default_child
+        assert isinstance(resource, batch.CfnComputeEnvironment)
+        resource.add_property_override(
+            "ComputeResources.LaunchTemplate.Version",
+            self.launch_template.latest_version_number,
+        )
 
     def _job_logs(self, log_retention_days: int) -> logs.LogGroup:
         return logs.LogGroup(
@@ -272,13 +317,18 @@ class Training(Construct):
             events.Rule(
                 self,
                 "OnUpload",
-                description="retrain when new training data lands under data/",
+                description="retrain when a CSV or Parquet file lands under data/",
                 event_pattern=events.EventPattern(
                     source=["aws.s3"],
                     detail_type=["Object Created"],
                     detail={
                         "bucket": {"name": [model_store.bucket.bucket_name]},
-                        "object": {"key": [{"prefix": DATA_PREFIX}]},
+                        # Any depth under data/, these suffixes only (case-sensitive).
+                        "object": {
+                            "key": [
+                                {"wildcard": f"{DATA_PREFIX}*{suffix}"} for suffix in DATA_SUFFIXES
+                            ]
+                        },
                     },
                 ),
                 targets=[

@@ -204,6 +204,19 @@ class StoreSink(_NothingQueued):
         return {"delivery": "sync"}
 
 
+def sampled_input_mode(mode: str, *, sample_rate: float, request_id: str) -> str:
+    """``full`` or ``digest`` for one request under ``MLSYS_LOG_INPUTS`` ``mode``.
+
+    ``sampled`` keeps the full inputs of about ``sample_rate`` of the requests (for drift
+    monitoring) and a digest of the rest, which is what makes input logging affordable on a
+    busy API. The choice hashes the request id, so it is deterministic per request.
+    """
+    if mode != "sampled":
+        return mode
+    draw = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2.0**64
+    return "full" if draw < sample_rate else "digest"
+
+
 def inputs_field(data: Any, body: bytes, *, mode: str) -> dict[str, Any]:
     """The ``inputs`` of a prediction event: the records, or the body's sha256."""
     if mode == "full" and len(body) <= MAX_LOGGED_INPUT_BYTES:

@@ -32,6 +32,7 @@ from lambda_inference.events import (
     bounded_data,
     inputs_field,
     outputs_field,
+    sampled_input_mode,
 )
 from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
@@ -74,12 +75,14 @@ class InferenceService:
         log_delivery: str = "sync",
         stdout: TextIO | None = None,
         log_inputs: str = "full",
+        log_inputs_sample_rate: float = 1.0,
         log_flush_seconds: float = LOG_FLUSH_SECONDS,
     ) -> None:
         self.tracker = tracker
         self.telemetry = telemetry
         self.limits = limits
         self.log_inputs = log_inputs
+        self.log_inputs_sample_rate = log_inputs_sample_rate
         self.log_flush_seconds = log_flush_seconds
         self._open_log = open_log
         self._log: EventLog | None = None
@@ -144,6 +147,12 @@ class InferenceService:
             log_delivery=settings.log_delivery,
             stdout=stdout,
             log_inputs=settings.log_inputs,
+            log_inputs_sample_rate=settings.log_inputs_sample_rate,
+        )
+
+    def _input_mode(self, request_id: str) -> str:
+        return sampled_input_mode(
+            self.log_inputs, sample_rate=self.log_inputs_sample_rate, request_id=request_id
         )
 
     def event_log(self) -> EventLog:
@@ -203,7 +212,7 @@ class InferenceService:
                 data={
                     "endpoint": endpoint,
                     "records": len(records),
-                    **inputs_field(data, body.raw, mode=self.log_inputs),
+                    **inputs_field(data, body.raw, mode=self._input_mode(request_id)),
                     **outputs_field(prediction, single=endpoint == "stream", classes=classes),
                     "latency_ms": round(latency_ms, 3),
                 },

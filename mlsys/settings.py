@@ -18,6 +18,7 @@ DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
 DEFAULT_MODEL_NAME = "default"
 LOG_DELIVERIES = ("sync", "background", "stdout")
+LOG_INPUTS = ("full", "digest", "sampled")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -58,6 +59,13 @@ def _optional_float(
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not above < value < below:
         raise ConfigError(f"{name} must be between {above} and {below} (exclusive), got {value}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value > 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value}")
     return value
 
 
@@ -103,7 +111,10 @@ class Settings:
     """X-Ray tracing is active (the Lambda function has it on): the inference
     functions then trace model load and predict (importing the X-Ray SDK)."""
     log_inputs: str = "full"
-    """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256."""
+    """MLSYS_LOG_INPUTS: ``full`` logs prediction inputs, ``digest`` only a sha256,
+    ``sampled`` the inputs of a share of requests and the sha256 of the others."""
+    log_inputs_sample_rate: float = 0.05
+    """MLSYS_LOG_INPUTS_SAMPLE_RATE: that share (0-1) when ``sampled``."""
     log_retention_days: int = 30
     """MLSYS_LOG_RETENTION_DAYS: TTL of log events in DynamoDB."""
     log_shards: int = 8
@@ -200,6 +211,7 @@ KNOWN_VARIABLES = TRAINING_VARIABLES | {
     names.LOG_URI,
     names.LOG_DELIVERY,
     names.LOG_INPUTS,
+    names.LOG_INPUTS_SAMPLE_RATE,
     names.LOG_RETENTION_DAYS,
     names.LOG_SHARDS,
     names.MODEL_REFRESH_SECONDS,
@@ -222,7 +234,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         model_name=env.get(names.MODEL_NAME) or DEFAULT_MODEL_NAME,
         log_uri=env.get(names.LOG_URI) or DEFAULT_LOG_URI,
         log_delivery=_choice(env, names.LOG_DELIVERY, "sync", LOG_DELIVERIES),
-        log_inputs=_choice(env, names.LOG_INPUTS, "full", ("full", "digest")),
+        log_inputs=_choice(env, names.LOG_INPUTS, "full", LOG_INPUTS),
+        log_inputs_sample_rate=_fraction(env, names.LOG_INPUTS_SAMPLE_RATE, 0.05),
         log_retention_days=_int(env, names.LOG_RETENTION_DAYS, 30, minimum=1),
         log_shards=_int(env, names.LOG_SHARDS, 8, minimum=1),
         model_refresh_seconds=_float(env, names.MODEL_REFRESH_SECONDS, 30.0),

@@ -6,7 +6,9 @@
 2. ``GET /openapi.json`` (signed): the champion's record schema, from which a
    valid record is built (or pass ``--record '{"age": 0.1, ...}'``).
 3. ``POST /stream`` and ``POST /batch`` with the API key (signed instead when no
-   key is given, for stages whose predict routes use IAM).
+   key is given, for stages whose predict routes use IAM), and ``POST /batch``
+   again gzip-compressed as ``Content-Type: application/gzip``, the way large
+   batches pass API Gateway (its ``binaryMediaTypes``).
 4. ``GET /log`` (signed): answers a page of events; with ``--log-wait-seconds``
    it polls until the ``/stream`` request shows up, which proves the
    asynchronous CloudWatch Logs -> DynamoDB ingestion end to end.
@@ -19,6 +21,7 @@ workflow log says what broke without a stack trace.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -35,6 +38,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 SIGV4_SERVICE = "execute-api"
+GZIP_MEDIA_TYPE = "application/gzip"
+"""How a gzip-compressed body passes API Gateway intact (lambda_inference.handler)."""
 PREDICTION_EVENT = "prediction"
 LOG_PAGE = 100
 MAX_LOG_PAGES = 5
@@ -94,15 +99,17 @@ class ApiClient:
         query: Mapping[str, str] | None = None,
         payload: Any = None,
         signed: bool,
+        compress: bool = False,
     ) -> Response:
-        route = f"{method} {path}"
+        route = f"{method} {path}" + (" (gzip)" if compress else "")
         url = self._base + path
         if query:
             url += "?" + urllib.parse.urlencode(sorted(query.items()))
         body = None if payload is None else json.dumps(payload).encode()
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = GZIP_MEDIA_TYPE if compress else "application/json"
+            body = gzip.compress(body) if compress else body
         if signed and self._signer is not None:
             headers = self._signer(method, url, body, headers)
         elif not signed and self._api_key is not None:
@@ -216,6 +223,7 @@ def run_checks(
         f"POST /batch: expected 2 results, got {json.dumps(batch.body)[:200]}",
     )
     report(f"ok POST /batch ({batch.elapsed_ms:.0f} ms): 2 records")
+    _check_gzip_batch(client, record=record, signed=predict_signed, report=report)
 
     wanted = body.get("request_id")
     deadline = clock() + log_wait_seconds
@@ -231,6 +239,24 @@ def run_checks(
         sleep(min(5.0, max(0.5, log_wait_seconds / 20)))
     found_text = "" if log_wait_seconds <= 0 else f", including request {wanted}"
     report(f"ok GET /log ({elapsed_ms:.0f} ms): {events} events{found_text}")
+
+
+def _check_gzip_batch(
+    client: ApiClient,
+    *,
+    record: Mapping[str, Any],
+    signed: bool,
+    report: Callable[[str], None],
+) -> None:
+    batch = client.call(
+        "POST", "/batch", payload={"data": [record] * 3}, signed=signed, compress=True
+    )
+    results = batch.body.get("result") if isinstance(batch.body, dict) else None
+    _require(
+        isinstance(results, list) and len(results) == 3,
+        f"POST /batch (gzip): expected 3 results, got {json.dumps(batch.body)[:200]}",
+    )
+    report(f"ok POST /batch gzip ({batch.elapsed_ms:.0f} ms): 3 records")
 
 
 def find_in_log(client: ApiClient, request_id: Any, *, since: str) -> tuple[bool, int, float]:

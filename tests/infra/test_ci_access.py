@@ -1,4 +1,5 @@
-"""CI access: GitHub OIDC and a deploy role limited to one repository and branch."""
+"""CI access: GitHub OIDC and a deploy role limited to one stage's GitHub environment and
+to that stage's resources, with no CloudFormation export between the stacks."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from tests.infra.conftest import VARIANT_CI_STACK, Assembly
+from tests.infra.conftest import MINIMAL_CI_STACK, VARIANT_CI_STACK, Assembly
 from tests.infra.templates import actions, of_type, one, resources, role_statements
 
-SUBJECT = "repo:owner/repo:ref:refs/heads/main"
+SUBJECT = "repo:owner/repo:environment:dev"
 
 
-def test_oidc_provider_trusts_github_for_sts(ci: Template) -> None:
+def test_oidc_provider_trusts_github_for_sts_and_outlives_the_stack(
+    ci: Template, ci_template: dict[str, Any], assembly: Assembly
+) -> None:
     ci.resource_count_is("AWS::IAM::OIDCProvider", 1)
     ci.has_resource_properties(
         "AWS::IAM::OIDCProvider",
@@ -22,15 +25,27 @@ def test_oidc_provider_trusts_github_for_sts(ci: Template) -> None:
             "ClientIdList": ["sts.amazonaws.com"],
         },
     )
+    # Another stage or project in the account may trust it too.
+    assert one(ci_template, "AWS::IAM::OIDCProvider")[1]["DeletionPolicy"] == "Retain"
+    # Synthesis says what happens when the account already has one, and what to set.
+    (info,) = [i for i in assembly.infos if "GitHubOidc" in i]
+    assert "already exists" in info
+    assert "-c github_oidc_provider=existing" in info
 
 
-def test_deploy_role_is_assumable_only_from_the_configured_repository_and_branch(
-    ci_template: dict[str, Any],
-) -> None:
-    provider = one(ci_template, "AWS::IAM::OIDCProvider")[0]
-    role = one(ci_template, "AWS::IAM::Role")[1]["Properties"]
+def trust(template: dict[str, Any]) -> dict[str, Any]:
+    role = one(template, "AWS::IAM::Role")[1]["Properties"]
+    assert "ManagedPolicyArns" not in role
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    return dict(statement)
+
+
+def test_deploy_role_is_assumable_only_from_the_stages_github_environment(
+    ci_template: dict[str, Any], variant: Assembly
+) -> None:
+    provider = one(ci_template, "AWS::IAM::OIDCProvider")[0]
+    statement = trust(ci_template)
     assert statement["Principal"] == {"Federated": {"Ref": provider}}
     assert statement["Condition"] == {
         "StringEquals": {
@@ -38,22 +53,33 @@ def test_deploy_role_is_assumable_only_from_the_configured_repository_and_branch
             "token.actions.githubusercontent.com:sub": SUBJECT,
         }
     }
-    assert "ManagedPolicyArns" not in role
+    # Each stage's role trusts its own environment only: a dev job cannot assume prod's.
+    prod = trust(variant.templates[VARIANT_CI_STACK])["Condition"]["StringEquals"]
+    assert prod["token.actions.githubusercontent.com:sub"] == ("repo:owner/repo:environment:prod")
 
 
-def test_an_existing_provider_is_reused_instead_of_created(variant: Assembly) -> None:
+def test_an_existing_provider_is_reused_by_arn_or_by_this_accounts_name(
+    variant: Assembly, minimal: Assembly
+) -> None:
     template = variant.templates[VARIANT_CI_STACK]
     assert of_type(template, "AWS::IAM::OIDCProvider") == {}
-    role = one(template, "AWS::IAM::Role")[1]["Properties"]
-    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Principal"]["Federated"].endswith(
-        ":oidc-provider/token.actions.githubusercontent.com"
+    assert trust(template)["Principal"]["Federated"] == (
+        "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     )
+    template = minimal.templates[MINIMAL_CI_STACK]
+    assert of_type(template, "AWS::IAM::OIDCProvider") == {}
+    federated = json.dumps(trust(template)["Principal"]["Federated"])
+    assert '{"Ref": "AWS::AccountId"}' in federated
+    assert federated.endswith(':oidc-provider/token.actions.githubusercontent.com"]]}')
+    assert not [i for i in minimal.infos if "GitHubOidc" in i]
 
 
 def invoke_paths(template: dict[str, Any], stage: str) -> list[str]:
     role = one(template, "AWS::IAM::Role")[0]
     (invoke,) = [s for s in role_statements(template, role) if s["Action"] == "execute-api:Invoke"]
+    for resource in invoke["Resource"]:
+        # The API id comes from the SSM parameter the system stack publishes.
+        assert "SsmParameterValue" in json.dumps(resource)
     return sorted(json.dumps(r).split(f'"/{stage}/')[1].split('"')[0] for r in invoke["Resource"])
 
 
@@ -72,12 +98,14 @@ def test_smoke_test_may_call_read_only_routes_and_iam_predict_routes(
     ]
 
 
+def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return role_statements(template, one(template, "AWS::IAM::Role")[0])
+
+
 def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
-    ci_template: dict[str, Any],
+    ci_template: dict[str, Any], variant: Assembly
 ) -> None:
-    role = one(ci_template, "AWS::IAM::Role")[0]
-    statements = role_statements(ci_template, role)
-    granted = {a for s in statements for a in actions(s)}
+    granted = {a for s in statements(ci_template) for a in actions(s)}
     assert granted == {
         "sts:AssumeRole",
         "ecr:GetAuthorizationToken",
@@ -86,15 +114,21 @@ def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
         "ecr:InitiateLayerUpload",
         "ecr:PutImage",
         "ecr:UploadLayerPart",
+        "ssm:GetParameter",
+        "ssm:PutParameter",
         "batch:SubmitJob",
         "batch:DescribeJobs",
         "batch:TerminateJob",
         "s3:ListBucket",
         "cloudformation:DescribeStacks",
+        "cloudformation:DescribeStackEvents",
         "execute-api:Invoke",
         "apigateway:GET",
     }
-    (assume,) = [s for s in statements if s["Action"] == "sts:AssumeRole"]
+    # With IAM on the predict routes there is no API key to read.
+    prod = {a for s in statements(variant.templates[VARIANT_CI_STACK]) for a in actions(s)}
+    assert prod == granted - {"apigateway:GET"}
+    (assume,) = [s for s in statements(ci_template) if s["Action"] == "sts:AssumeRole"]
     roles = sorted(json.dumps(r) for r in assume["Resource"])
     assert len(roles) == 4
     for name, rendered in zip(
@@ -103,21 +137,48 @@ def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
         assert f":role/cdk-hnb659fds-{name}-role-" in rendered
 
 
+def test_submit_push_and_key_reads_are_limited_to_resources_tagged_with_the_stage(
+    ci_template: dict[str, Any],
+) -> None:
+    stage_only = {"StringEquals": {"aws:ResourceTag/mlsys:stage": "dev"}}
+    submits = [s for s in statements(ci_template) if "batch:SubmitJob" in actions(s)]
+    # Queue and definition each need the tag; "*:*" forces a revision, whose tags Batch checks.
+    assert sorted(json.dumps(resources(s)).split(":batch:")[1] for s in submits) == [
+        '", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":job-definition/*:*"]]}]',
+        '", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":job-queue/*"]]}]',
+    ]
+    for statement in submits:
+        assert actions(statement) == ["batch:SubmitJob"]
+        assert statement["Condition"] == stage_only
+    for action in ("ecr:PutImage", "apigateway:GET"):
+        (statement,) = [s for s in statements(ci_template) if action in actions(s)]
+        assert statement["Condition"] == stage_only, action
+
+
+def test_the_image_tag_parameter_is_the_only_one_the_role_may_write(
+    ci_template: dict[str, Any],
+) -> None:
+    (statement,) = [s for s in statements(ci_template) if "ssm:PutParameter" in actions(s)]
+    (resource,) = resources(statement)
+    assert json.dumps(resource).endswith(':parameter/mlsys/dev/training-image-tag"]]}')
+
+
 def test_deploy_role_can_terminate_only_batch_jobs_and_list_only_the_data_prefix(
     ci_template: dict[str, Any],
 ) -> None:
-    role = one(ci_template, "AWS::IAM::Role")[0]
-    statements = role_statements(ci_template, role)
-    (terminate,) = [s for s in statements if "batch:TerminateJob" in actions(s)]
+    (terminate,) = [s for s in statements(ci_template) if "batch:TerminateJob" in actions(s)]
     assert actions(terminate) == ["batch:TerminateJob"]
     assert "Condition" not in terminate
     assert json.dumps(terminate["Resource"]).endswith(':job/*"]]}')
     assert ":batch:" in json.dumps(terminate["Resource"])
 
-    (listing,) = [s for s in statements if "s3:ListBucket" in actions(s)]
+    (listing,) = [s for s in statements(ci_template) if "s3:ListBucket" in actions(s)]
     assert actions(listing) == ["s3:ListBucket"]
-    # The model-store bucket itself (not a wildcard), and only keys under data/.
+    # The model-store bucket (its name published in SSM by the system stack), not a wildcard.
     (bucket,) = resources(listing)
-    assert "ModelStoreBucket" in json.dumps(bucket)
+    assert "SsmParameterValuemlsysdevmodelstorebucket" in json.dumps(bucket)
     assert "*" not in json.dumps(bucket)
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["data/*"]}}
+    parameters = ci_template["Parameters"]
+    (name,) = [k for k in parameters if k.startswith("SsmParameterValuemlsysdevmodelstorebucket")]
+    assert parameters[name]["Default"] == "/mlsys/dev/model-store-bucket"

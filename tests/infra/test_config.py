@@ -28,6 +28,17 @@ def test_defaults_give_an_environment_agnostic_api_key_stage() -> None:
     assert config.training.instance_types == ("c6i.xlarge", "m6i.xlarge", "c5.xlarge")
 
 
+def test_defaults_deploy_on_a_fresh_account() -> None:
+    # A new account's Lambda quota is often 10, and 100 must stay unreserved: neither
+    # reserved nor provisioned concurrency fits until the quota is raised.
+    config = config_from_context({})
+    assert config.serving.reserved_concurrency is None
+    assert config.serving.provisioned_concurrency_min == 0
+    assert config.training.image_tag == ""  # the SSM parameter, never a made-up tag
+    assert config.ci.github_oidc_provider == "create"
+    assert config.serving.deployment == "LambdaCanary10Percent5Minutes"
+
+
 def test_command_line_strings_are_converted() -> None:
     # `cdk synth -c key=value` delivers every value as a string.
     config = config_from_context(
@@ -51,7 +62,15 @@ def test_command_line_strings_are_converted() -> None:
         ({"log_retention_days": 31}, "log_retention_days must be one of"),
         ({"predict_auth": "cognito"}, "predict_auth must be 'api-key' or 'iam'"),
         ({"lambda_timeout_seconds": 29}, "lambda_timeout_seconds must be between 1 and 28"),
-        ({"reserved_concurrency": 5}, "reserved_concurrency (5) must be >= "),
+        ({"reserved_concurrency": 5}, "reserved_concurrency (5) must be 0 (none) or >= "),
+        (
+            {"minimal_idle_cost": True, "provisioned_concurrency_min": 1},
+            "minimal_idle_cost=true needs provisioned_concurrency_min=0",
+        ),
+        ({"predict_deployment": "Canary50"}, "predict_deployment must be one of"),
+        ({"log_inputs": "some"}, "log_inputs must be 'sampled', 'digest' or 'full'"),
+        ({"log_inputs_sample_rate": 1.5}, "log_inputs_sample_rate must be between 0.0 and 1.0"),
+        ({"github_oidc_provider": "make"}, "github_oidc_provider='make' does not match"),
         ({"training_spot": "maybe"}, "training_spot must be true or false"),
         ({"training_max_vcpus": "lots"}, "training_max_vcpus must be a number"),
         ({"training_max_vcpus": 2.5}, "training_max_vcpus must be an integer"),

@@ -29,7 +29,7 @@ def test_the_workflow_deploys_the_stack_it_names() -> None:
     assert MAIN_STACK == "mlsys-dev"
     assert VARIANT_STACK == "mlsys-prod"
     assert 'cdk deploy "mlsys-$STAGE"' in workflow
-    assert '--stack-name "mlsys-$STAGE"' in workflow
+    assert 'stack-output "mlsys-$STAGE"' in workflow
 
 
 def test_every_output_the_workflow_reads_exists(assembly: Assembly, variant: Assembly) -> None:
@@ -70,7 +70,7 @@ def test_the_deploy_role_can_do_each_step_of_the_workflow(assembly: Assembly) ->
     (role,) = of_type(template, "AWS::IAM::Role").values()
     trust = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
     assert "sts:AssumeRoleWithWebIdentity" in trust
-    assert "repo:owner/repo:ref:refs/heads/main" in trust
+    assert "repo:owner/repo:environment:dev" in trust
     actions = _deploy_role_actions(template)
     needed = {
         "sts:AssumeRole",  # cdk deploy through the bootstrap roles
@@ -89,7 +89,10 @@ def test_every_alarm_has_a_runbook_entry(assembly: Assembly) -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     runbook = operations[operations.index("## Respond to alarms") :]
     alarms = of_type(assembly.templates[MAIN_STACK], "AWS::CloudWatch::Alarm")
-    names = {re.sub(r"^Monitoring|[0-9A-F]{8}$", "", logical_id) for logical_id in alarms}
+    names = {
+        re.sub(r"^(Monitoring|PredictDeployment)|[0-9A-F]{8}$", "", logical_id)
+        for logical_id in alarms
+    }
     assert len(names) >= 10
     missing = sorted(name for name in names if f"`{name}`" not in runbook)
     assert not missing, f"alarms without a row in docs/operations.md: {missing}"

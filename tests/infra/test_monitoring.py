@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_cdk.assertions import Template
 
 from infra.serving import DEAD_LETTER_QUEUE_LOGICAL_ID
-from tests.infra.conftest import VARIANT_STACK, Assembly
+from tests.infra.conftest import MINIMAL_STACK, VARIANT_STACK, Assembly
 from tests.infra.templates import logical_id, mentions, of_type, one
 
 
 def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        name.removeprefix("Monitoring"): alarm["Properties"]
+        name.removeprefix("Monitoring").removeprefix("PredictDeployment"): alarm["Properties"]
         for name, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
     }
 
@@ -29,10 +30,13 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 ) -> None:
     topic = one(main_template, "AWS::SNS::Topic")[0]
     found = alarms(main_template)
-    assert len(found) == 16  # 12 service alarms + 4 of the model monitor
+    # 11 service alarms (no spillover without provisioned concurrency), 2 rollback
+    # alarms of code deploys, 4 of the model monitor.
+    assert len(found) == 17
     for name, properties in found.items():
-        if name.startswith("TrainingJobFailed"):
-            # The failure rule already e-mails the job id and reason.
+        if name.startswith(("TrainingJobFailed", "NewVersion")):
+            # The failure rule already e-mails the job id and reason; a rolled-back code
+            # deploy fails the deploy, and PredictErrors mails errors of the live version.
             assert "AlarmActions" not in properties
         else:
             assert properties["AlarmActions"] == [{"Ref": topic}], name
@@ -42,7 +46,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     main_template: dict[str, Any], main: Template
 ) -> None:
-    main.resource_count_is("AWS::CloudWatch::Alarm", 16)
+    main.resource_count_is("AWS::CloudWatch::Alarm", 17)
     main.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -57,7 +61,8 @@ def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     rate = alarm(main_template, "Api5xxRate")
     metrics = {m["Id"]: m for m in rate["Metrics"]}
     assert (
-        "100 * errors / requests" in metrics[next(k for k in metrics if "expr" in k)]["Expression"]
+        "100 * FILL(errors, 0) / FILL(requests, 0)"
+        in metrics[next(k for k in metrics if "expr" in k)]["Expression"]
     )
     assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "5XXError"
     assert metrics["requests"]["MetricStat"]["Metric"]["MetricName"] == "Count"
@@ -68,7 +73,9 @@ def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     assert {"Name": "Stage", "Value": {"Ref": stage}} in latency["Dimensions"]
 
 
-def test_lambda_errors_throttles_and_spillover_alarms(main_template: dict[str, Any]) -> None:
+def test_lambda_errors_throttles_and_spillover_alarms(
+    main_template: dict[str, Any], variant: Assembly
+) -> None:
     for name in ("Predict", "Admin", "LogIngest"):
         function = logical_id(main_template, "AWS::Lambda::Function", f"Serving{name}Function")
         for metric in ("Errors", "Throttles"):
@@ -76,7 +83,7 @@ def test_lambda_errors_throttles_and_spillover_alarms(main_template: dict[str, A
             assert found["MetricName"] == metric
             assert found["Namespace"] == "AWS/Lambda"
             assert found["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
-    spillover = alarm(main_template, "ProvisionedConcurrencySpillover")
+    spillover = alarm(variant.templates[VARIANT_STACK], "ProvisionedConcurrencySpillover")
     assert spillover["MetricName"] == "ProvisionedConcurrencySpilloverInvocations"
     resource = next(d for d in spillover["Dimensions"] if d["Name"] == "Resource")
     assert json.dumps(resource["Value"]).endswith(':live"]]}')
@@ -107,8 +114,10 @@ def test_a_log_batch_waiting_in_the_dead_letter_queue_raises_an_alarm(
     )
 
 
-def test_no_spillover_alarm_without_provisioned_concurrency(variant: Assembly) -> None:
-    names = alarms(variant.templates[VARIANT_STACK])
+def test_no_spillover_alarm_without_provisioned_concurrency(
+    main_template: dict[str, Any],
+) -> None:
+    names = alarms(main_template)
     assert not [n for n in names if n.startswith("ProvisionedConcurrencySpillover")]
 
 
@@ -192,3 +201,49 @@ def test_dashboard_refers_to_this_stacks_resources(main_template: dict[str, Any]
     # The ingest widget plots this stack's DLQ depth next to the function's failures.
     assert DEAD_LETTER_QUEUE_LOGICAL_ID in json.dumps(body)
     assert "DestinationDeliveryFailures" in json.dumps(body)
+
+
+def test_metric_math_alarms_fill_sparse_metrics_with_zero(
+    assembly: Assembly, variant: Assembly
+) -> None:
+    # AWS/ApiGateway and AWS/DynamoDB publish nothing for a period without traffic or
+    # throttling; "reads + writes" over a missing datapoint has no value and never alarms.
+    checked = 0
+    for synthesized in (assembly, variant):
+        for template in synthesized.templates.values():
+            for name, properties in alarms(template).items():
+                metric_ids = [m["Id"] for m in properties.get("Metrics", []) if "MetricStat" in m]
+                for expression in (
+                    m["Expression"] for m in properties.get("Metrics", []) if "Expression" in m
+                ):
+                    checked += 1
+                    for metric_id in metric_ids:
+                        bare = re.sub(rf"FILL\({metric_id}, 0\)", "", expression)
+                        assert not re.search(rf"\b{metric_id}\b", bare), (name, expression)
+    assert checked == 4  # Api5xxRate and SystemLogThrottles, in both configurations
+
+
+def rules(template: dict[str, Any]) -> list[str]:
+    return list(of_type(template, "AWS::Events::Rule"))
+
+
+def test_minimal_idle_cost_has_no_dashboard_no_key_and_only_the_rollback_alarms(
+    minimal: Assembly,
+) -> None:
+    template = minimal.templates[MINIMAL_STACK]
+    assert of_type(template, "AWS::CloudWatch::Dashboard") == {}
+    assert of_type(template, "AWS::KMS::Key") == {}
+    # No hourly model monitor either (its invocations, reads and metrics bill while idle).
+    assert not [r for r in rules(template) if "ModelMonitor" in r]
+    assert sorted(alarms(template)) == sorted(
+        a for a in alarms(template) if a.startswith(("NewVersionErrors", "NewVersionLatencyP99"))
+    )
+    assert len(alarms(template)) == 2
+    # No warm pool either (provisioned concurrency bills by the hour).
+    assert (
+        "ProvisionedConcurrencyConfig" not in one(template, "AWS::Lambda::Alias")[1]["Properties"]
+    )
+    # Training failures still reach the topic (an EventBridge rule costs nothing idle).
+    topic = one(template, "AWS::SNS::Topic")[0]
+    failed = logical_id(template, "AWS::Events::Rule", "TrainingJobFailed")
+    assert template["Resources"][failed]["Properties"]["Targets"][0]["Arn"] == {"Ref": topic}

@@ -178,17 +178,52 @@ def test_all_functions_share_one_code_asset(main_template: dict[str, Any]) -> No
 
 
 def test_predict_memory_timeout_reserved_concurrency_and_tracing(
-    main_template: dict[str, Any],
+    main_template: dict[str, Any], variant: Assembly
 ) -> None:
     _, predict = function(main_template, "Predict")
     assert (predict["MemorySize"], predict["Timeout"]) == (1024, 15)
-    assert predict["ReservedConcurrentExecutions"] == 50
+    # A fresh account (quota 10, 100 always unreserved) cannot reserve any: off by default.
+    assert "ReservedConcurrentExecutions" not in predict
     assert predict["TracingConfig"] == {"Mode": "Active"}
+    _, capped = function(variant.templates[VARIANT_STACK], "Predict")
+    assert capped["ReservedConcurrentExecutions"] == 20
+
+
+def test_predict_events_log_sampled_inputs_by_default(
+    main_template: dict[str, Any], variant: Assembly
+) -> None:
+    _, predict = function(main_template, "Predict")
+    environment = predict["Environment"]["Variables"]
+    assert (environment["MLSYS_LOG_INPUTS"], environment["MLSYS_LOG_INPUTS_SAMPLE_RATE"]) == (
+        "sampled",
+        "0.05",
+    )
+    _, prod = function(variant.templates[VARIANT_STACK], "Predict")
+    assert prod["Environment"]["Variables"]["MLSYS_LOG_INPUTS"] == "digest"
+
+
+def test_api_is_named_after_its_stage_and_passes_gzip_bodies_intact(
+    main_template: dict[str, Any], variant: Assembly
+) -> None:
+    api = one(main_template, "AWS::ApiGateway::RestApi")[1]["Properties"]
+    assert api["Name"] == "mlsys-dev"  # the ApiName dimension of its metrics
+    assert one(variant.templates[VARIANT_STACK], "AWS::ApiGateway::RestApi")[1]["Properties"][
+        "Name"
+    ] == ("mlsys-prod")
+    # Gzip bodies reach the handler base64-encoded, byte for byte ...
+    assert api["BinaryMediaTypes"] == ["application/gzip"]
+    # ... while JSON bodies are still validated against the models by API Gateway.
+    for route in PREDICT:
+        method = routes(main_template)[route]
+        assert set(method["RequestModels"]) == {"application/json"}
+        assert "RequestValidatorId" in method
 
 
 def test_live_alias_has_provisioned_concurrency_scaled_on_utilisation(
-    main_template: dict[str, Any], main: Template
+    variant: Assembly,
 ) -> None:
+    main_template = variant.templates[VARIANT_STACK]
+    main = Template.from_json(main_template)
     main.resource_count_is("AWS::Lambda::Alias", 1)
     main.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
@@ -209,11 +244,11 @@ def test_live_alias_has_provisioned_concurrency_scaled_on_utilisation(
     assert alias["Properties"]["Name"] == "live"
     assert alias["Properties"]["FunctionName"] == {"Ref": predict}
     assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
-        "ProvisionedConcurrentExecutions": 1
+        "ProvisionedConcurrentExecutions": 2
     }
     target_id, target = one(main_template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["Properties"]["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
-    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 10)
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (2, 10)
     assert mentions(target["Properties"]["ResourceId"], alias_id)
     policy = one(main_template, "AWS::ApplicationAutoScaling::ScalingPolicy")[1]["Properties"]
     assert policy["ScalingTargetId"] == {"Ref": target_id}
@@ -224,10 +259,11 @@ def test_live_alias_has_provisioned_concurrency_scaled_on_utilisation(
     assert tracking["TargetValue"] == 0.7
 
 
-def test_zero_provisioned_concurrency_means_no_warm_pool_and_no_scaling(
-    variant: Assembly,
+def test_zero_provisioned_concurrency_by_default_means_no_warm_pool_and_no_scaling(
+    main_template: dict[str, Any],
 ) -> None:
-    template = variant.templates[VARIANT_STACK]
+    # Provisioned concurrency must also leave 100 unreserved: a fresh account has no room.
+    template = main_template
     _, alias = one(template, "AWS::Lambda::Alias")
     assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
     assert of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget") == {}

@@ -9,8 +9,10 @@ from aws_cdk.assertions import Match, Template
 
 from infra.model_store import BUCKET_LOGICAL_ID, REPOSITORY_LOGICAL_ID
 from infra.system_log import TABLE_LOGICAL_ID
+from infra.training import DATA_SUFFIXES
 from tests.infra.conftest import VARIANT_STACK, Assembly
 from tests.infra.templates import actions, logical_id, of_type, one, resources, role_statements
+from training_job.data import _FORMATS
 
 
 def job_definition(template: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +73,6 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
     container = definition["ContainerProperties"]
     image = json.dumps(container["Image"])
     assert f'"Ref": "{REPOSITORY_LOGICAL_ID}"' in image
-    assert image.endswith(':bootstrap"]]}')
     assert container["JobRoleArn"] == {"Fn::GetAtt": [job_role, "Arn"]}
     trust = main_template["Resources"][job_role]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
@@ -88,6 +89,8 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
     }
     assert environment["MLSYS_MODEL_NAME"] == "default"
     assert environment["MLSYS_TIME_BUDGET_SECONDS"] == "1800"
+    # The TTL of the events the job writes follows log_retention_days like everyone's.
+    assert environment["MLSYS_LOG_RETENTION_DAYS"] == "30"
     assert "MLSYS_TARGET" not in environment  # default: the data's last column
     assert "MLSYS_MAX_FIT_ROWS" not in environment  # default: every training row
     memory = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
@@ -145,9 +148,17 @@ def test_schedule_and_new_data_submit_the_training_job(main_template: dict[str, 
     upload = next(
         r for r in found.values() if r.get("EventPattern", {}).get("source") == ["aws.s3"]
     )
+    # Data files only: a folder placeholder ("data/") or a README under data/ starts nothing.
     assert upload["EventPattern"]["detail"] == {
         "bucket": {"name": [{"Ref": BUCKET_LOGICAL_ID}]},
-        "object": {"key": [{"prefix": "data/"}]},
+        "object": {
+            "key": [
+                {"wildcard": "data/*.csv"},
+                {"wildcard": "data/*.csv.gz"},
+                {"wildcard": "data/*.parquet"},
+                {"wildcard": "data/*.pq"},
+            ]
+        },
     }
     for rule in (schedule, upload):
         (target,) = rule["Targets"]
@@ -199,3 +210,43 @@ def test_job_size_and_row_cap_come_from_context(variant: Assembly) -> None:
     assert resources == {"MEMORY": "30720", "VCPU": "8"}
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert environment["MLSYS_MAX_FIT_ROWS"] == "20000000"
+
+
+def test_the_upload_filter_covers_exactly_the_formats_training_reads() -> None:
+    assert set(DATA_SUFFIXES) == set(_FORMATS)
+
+
+def test_the_image_tag_is_resolved_from_ssm_at_every_deploy_unless_pinned(
+    main_template: dict[str, Any], variant: Assembly
+) -> None:
+    # A hand-run `cdk deploy` keeps the tag the workflow recorded (no ":bootstrap" reset).
+    image = json.dumps(job_definition(main_template)["ContainerProperties"]["Image"])
+    (parameter,) = [name for name in main_template["Parameters"] if "trainingimagetag" in name]
+    assert main_template["Parameters"][parameter]["Default"] == "/mlsys/dev/training-image-tag"
+    assert image.endswith(f'":", {{"Ref": "{parameter}"}}]]}}')
+    pinned = json.dumps(
+        job_definition(variant.templates[VARIANT_STACK])["ContainerProperties"]["Image"]
+    )
+    assert pinned.endswith(':v1.2.3"]]}')
+
+
+def test_batch_pins_amazon_linux_2023_and_the_launch_templates_current_version(
+    main_template: dict[str, Any],
+) -> None:
+    compute = one(main_template, "AWS::Batch::ComputeEnvironment")[1]["Properties"][
+        "ComputeResources"
+    ]
+    assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023"}]
+    template_id = one(main_template, "AWS::EC2::LaunchTemplate")[0]
+    # A version number, not "$Latest" (which Batch resolves once, at creation).
+    assert compute["LaunchTemplate"] == {
+        "LaunchTemplateId": {"Ref": template_id},
+        "Version": {"Fn::GetAtt": [template_id, "LatestVersionNumber"]},
+    }
+
+
+def test_the_queue_and_job_definition_carry_the_stage_tag(main_template: dict[str, Any]) -> None:
+    # The deploy role may submit only with resources tagged with its stage.
+    queue = one(main_template, "AWS::Batch::JobQueue")[1]["Properties"]
+    assert queue["Tags"] == {"mlsys:stage": "dev"}
+    assert job_definition(main_template)["Tags"] == {"mlsys:stage": "dev"}

@@ -1,0 +1,78 @@
+"""Code deploys of the predict function: CodeDeploy shifts the live alias (canary by
+default) and rolls back on alarms that watch the new version only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from tests.infra.conftest import VARIANT_STACK, Assembly
+from tests.infra.templates import logical_id, of_type, one
+
+
+def test_the_live_alias_is_shifted_by_a_canary_deployment_group_with_alarms(
+    main_template: dict[str, Any], main: Template
+) -> None:
+    main.has_resource_properties(
+        "AWS::CodeDeploy::DeploymentGroup",
+        {
+            "DeploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            "AlarmConfiguration": {"Enabled": True, "Alarms": Match.any_value()},
+            "AutoRollbackConfiguration": {
+                "Enabled": True,
+                "Events": Match.array_with(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"]),
+            },
+        },
+    )
+    group_id, group = one(main_template, "AWS::CodeDeploy::DeploymentGroup")
+    alias_id, alias = one(main_template, "AWS::Lambda::Alias")
+    # CloudFormation hands every change of the alias to this group.
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["DeploymentGroupName"] == {"Ref": group_id}
+    assert update["ApplicationName"] == group["Properties"]["ApplicationName"]
+    alarms = {a["Name"]["Ref"] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}
+    assert alarms == {
+        logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionErrors"),
+        logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionLatency"),
+    }
+    del alias_id
+
+
+def test_rollback_alarms_watch_the_new_version_through_the_alias(
+    main_template: dict[str, Any],
+) -> None:
+    function = logical_id(main_template, "AWS::Lambda::Function", "ServingPredictFunction")
+    version = one(main_template, "AWS::Lambda::Version")[0]
+    for prefix, metric in (("NewVersionErrors", "Errors"), ("NewVersionLatencyP99", "Duration")):
+        name = logical_id(main_template, "AWS::CloudWatch::Alarm", f"PredictDeployment{prefix}")
+        alarm = main_template["Resources"][name]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Period"]) == (
+            "AWS/Lambda",
+            metric,
+            60,
+        )
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dimensions["FunctionName"] == {"Ref": function}
+        assert dimensions["ExecutedVersion"] == {"Fn::GetAtt": [version, "Version"]}
+        assert json.dumps(dimensions["Resource"]).endswith(':live"]]}')
+    latency = main_template["Resources"][
+        logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionLatency")
+    ]["Properties"]
+    assert (latency["ExtendedStatistic"], latency["Threshold"]) == ("p99", 1000)
+
+
+def test_provisioned_concurrency_and_autoscaling_stay_on_the_shifted_alias(
+    variant: Assembly,
+) -> None:
+    template = variant.templates[VARIANT_STACK]
+    alias_id, alias = one(template, "AWS::Lambda::Alias")
+    assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 2
+    }
+    (target,) = of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert f'"{alias_id}"' in json.dumps(target["Properties"]["ResourceId"])
+    group = one(template, "AWS::CodeDeploy::DeploymentGroup")[1]["Properties"]
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"

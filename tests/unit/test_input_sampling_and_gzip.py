@@ -1,0 +1,106 @@
+"""Issue 12's runtime side: sampled input logging (MLSYS_LOG_INPUTS=sampled) and gzip
+bodies sent as ``Content-Type: application/gzip`` (what passes API Gateway intact)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambda_inference.events import sampled_input_mode
+from lambda_inference.handler import Api
+from lambda_inference.service import InferenceService
+from mlsys.errors import ConfigError
+from mlsys.registry import ModelRegistry
+from mlsys.settings import load_settings
+from tests.inference_support import BuiltModel, api_event, body_of, build_regression, publish
+
+
+@pytest.fixture(scope="module")
+def regression() -> BuiltModel:
+    return build_regression(version="20260101T000000Z-ssssss")
+
+
+def make_api(tmp_path: Path, built: BuiltModel, **env: str) -> Api:
+    settings = load_settings(
+        {
+            "MLSYS_REGISTRY_URI": str(tmp_path / "registry"),
+            "MLSYS_LOG_URI": f"sqlite:///{tmp_path}/log.sqlite3",
+            **env,
+        }
+    )
+    publish(ModelRegistry.open(settings.registry_uri, model_name="default"), built)
+    return Api(InferenceService.from_settings(settings, emit_metrics=False))
+
+
+def logged(api: Api) -> list[dict[str, Any]]:
+    response = api.handle_admin(api_event("GET", "/log", query={"type": "prediction"}))
+    return list(body_of(response)["result"])
+
+
+def test_sampling_keeps_about_the_rate_and_decides_the_same_way_for_a_request() -> None:
+    ids = [f"req-{i}" for i in range(4000)]
+    modes = [sampled_input_mode("sampled", sample_rate=0.05, request_id=i) for i in ids]
+    assert 0.04 < modes.count("full") / len(ids) < 0.06
+    assert set(modes) == {"full", "digest"}
+    assert modes == [sampled_input_mode("sampled", sample_rate=0.05, request_id=i) for i in ids]
+    assert {sampled_input_mode("sampled", sample_rate=0.0, request_id=i) for i in ids} == {"digest"}
+    assert {sampled_input_mode("sampled", sample_rate=1.0, request_id=i) for i in ids} == {"full"}
+    # The other modes do not sample.
+    assert sampled_input_mode("full", sample_rate=0.0, request_id="x") == "full"
+    assert sampled_input_mode("digest", sample_rate=1.0, request_id="x") == "digest"
+
+
+def test_sampled_mode_logs_inputs_for_sampled_requests_and_a_digest_for_the_rest(
+    tmp_path: Path, regression: BuiltModel
+) -> None:
+    api = make_api(
+        tmp_path, regression, MLSYS_LOG_INPUTS="sampled", MLSYS_LOG_INPUTS_SAMPLE_RATE="0.5"
+    )
+    record = [0.01] * 10
+    ids = [f"r{i}" for i in range(12)]
+    for request_id in ids:
+        event = api_event("POST", "/stream", body={"data": record}, request_id=request_id)
+        assert api.handle_predict(event)["statusCode"] == 200
+    by_id = {e["request_id"]: e["data"] for e in logged(api)}
+    for request_id in ids:
+        full = sampled_input_mode("sampled", sample_rate=0.5, request_id=request_id) == "full"
+        assert ("inputs" in by_id[request_id]) is full
+        assert ("inputs_sha256" in by_id[request_id]) is not full
+    assert any("inputs" in d for d in by_id.values())
+    assert any("inputs_sha256" in d for d in by_id.values())
+
+
+def test_the_sample_rate_is_validated_with_the_variable_named() -> None:
+    with pytest.raises(ConfigError, match="MLSYS_LOG_INPUTS_SAMPLE_RATE must be between 0 and 1"):
+        load_settings({"MLSYS_LOG_INPUTS_SAMPLE_RATE": "5"})
+    with pytest.raises(ConfigError, match="MLSYS_LOG_INPUTS must be one of full, digest, sampled"):
+        load_settings({"MLSYS_LOG_INPUTS": "some"})
+    assert load_settings({}).log_inputs == "full"  # locally: everything, it costs nothing
+
+
+def test_a_gzip_body_typed_application_gzip_is_predicted(
+    tmp_path: Path, regression: BuiltModel
+) -> None:
+    api = make_api(tmp_path, regression)
+    compressed = gzip.compress(json.dumps({"data": [[0.01] * 10, [0.02] * 10]}).encode())
+    # As API Gateway delivers a binary media type: base64, flagged.
+    event = api_event(
+        "POST",
+        "/batch",
+        raw_body=base64.b64encode(compressed).decode(),
+        headers={"Content-Type": "application/gzip"},
+    )
+    event["isBase64Encoded"] = True
+    response = api.handle_predict(event)
+    assert response["statusCode"] == 200, body_of(response)
+    assert len(body_of(response)["result"]) == 2
+    # Not gzip after all: a JSON 400 naming the problem, never a 500.
+    event["body"] = base64.b64encode(b'{"data": []}').decode()
+    response = api.handle_predict(event)
+    assert response["statusCode"] == 400
+    assert "gzip" in body_of(response)["error"]["message"]
