@@ -150,9 +150,7 @@ class Training(Construct):
                 names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
                 names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
                 "AWS_DEFAULT_REGION": Aws.REGION,
-                # Unset: the data's default target (its last column); every training row.
-                **({names.TARGET: config.target} if config.target else {}),
-                **({names.MAX_FIT_ROWS: str(config.max_fit_rows)} if config.max_fit_rows else {}),
+                **_optional_environment(config),
             },
             job_role=self.job_role,
             logging=ecs.LogDriver.aws_logs(stream_prefix="training", log_group=self.job_logs),
@@ -382,3 +380,12 @@ class Training(Construct):
     def _acknowledge_job_role(self, job_role: iam.Role, model_store: ModelStore) -> None:
         policy = job_role.node.find_child("DefaultPolicy")
         model_store.acknowledge_prefix_access(policy, DATA_PREFIX, MODELS_PREFIX)
+
+
+def _optional_environment(config: TrainingConfig) -> dict[str, str]:
+    """Variables set only when the context sets them: unset, the job trains on the data's
+    default target (its last column) and fits the final model on every training row."""
+    environment = {names.TARGET: config.target} if config.target else {}
+    if config.max_fit_rows:
+        environment[names.MAX_FIT_ROWS] = str(config.max_fit_rows)
+    return environment
