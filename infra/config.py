@@ -22,7 +22,10 @@ key (default)                                  meaning
 ``training_spot`` (true)                       use Spot capacity (a failed run leaves the
                                                champion untouched, so interruption is safe)
 ``training_job_vcpus`` (2)                     vCPUs per training job
-``training_job_memory_mib`` (6144)             memory per training job
+``training_job_memory_mib`` (6144)             memory per training job (docs/training.md,
+                                               "Sizing on AWS": data size -> vCPU, memory)
+``training_max_fit_rows`` (0)                  MLSYS_MAX_FIT_ROWS: fit the final model on a
+                                               sample of this many rows (0 = every row)
 ``training_timeout_minutes`` (120)             Batch attempt timeout
 ``training_time_budget_seconds`` (1800)        MLSYS_TIME_BUDGET_SECONDS for the model search
 ``training_min_improvement`` (0.0)             MLSYS_MIN_IMPROVEMENT
@@ -122,6 +125,7 @@ DEFAULTS: Mapping[str, object] = {
     "training_spot": True,
     "training_job_vcpus": 2,
     "training_job_memory_mib": 6144,
+    "training_max_fit_rows": 0,
     "training_timeout_minutes": 120,
     "training_time_budget_seconds": 1800,
     "training_min_improvement": 0.0,
@@ -181,6 +185,8 @@ class TrainingConfig:
     spot: bool
     job_vcpus: int
     job_memory_mib: int
+    max_fit_rows: int
+    """0: the final model is fitted on every training row."""
     timeout_minutes: int
     time_budget_seconds: int
     min_improvement: float
@@ -423,6 +429,7 @@ def _training_config(read: _Reader) -> TrainingConfig:
         spot=read.flag("training_spot"),
         job_vcpus=read.integer("training_job_vcpus", minimum=1),
         job_memory_mib=read.integer("training_job_memory_mib", minimum=512),
+        max_fit_rows=read.integer("training_max_fit_rows", minimum=0),
         timeout_minutes=read.integer("training_timeout_minutes", minimum=5),
         time_budget_seconds=read.integer("training_time_budget_seconds", minimum=10),
         min_improvement=read.number("training_min_improvement", minimum=0.0),

@@ -398,6 +398,14 @@ def _job_environment(
         names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
         names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         "AWS_DEFAULT_REGION": Aws.REGION,
-        # Unset, the job trains on the data's default target (its last column).
-        **({names.TARGET: config.target} if config.target else {}),
+        **_optional_environment(config),
     }
+
+
+def _optional_environment(config: TrainingConfig) -> dict[str, str]:
+    """Variables set only when the context sets them: unset, the job trains on the data's
+    default target (its last column) and fits the final model on every training row."""
+    environment = {names.TARGET: config.target} if config.target else {}
+    if config.max_fit_rows:
+        environment[names.MAX_FIT_ROWS] = str(config.max_fit_rows)
+    return environment

@@ -201,7 +201,10 @@ class TrainingSettings:
     allow_schema_change: bool = False
     """MLSYS_ALLOW_SCHEMA_CHANGE: promote even if the champion cannot score the new data."""
     time_budget_seconds: float = 120.0
-    """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search plus final fit."""
+    """MLSYS_TIME_BUDGET_SECONDS: wall-clock budget of the model search (not the final fit)."""
+    max_fit_rows: int | None = None
+    """MLSYS_MAX_FIT_ROWS: fit the final model on a random sample of at most this many
+    training rows (unset: every training row)."""
     candidates: tuple[str, ...] | None = None
     """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
     Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
@@ -231,6 +234,7 @@ TRAINING_VARIABLES = frozenset(
         names.SEED,
         names.ALLOW_SCHEMA_CHANGE,
         names.TIME_BUDGET_SECONDS,
+        names.MAX_FIT_ROWS,
         names.GIT_COMMIT,
         names.MIN_BASELINE_LIFT,
         names.ROLLOUT,
@@ -315,6 +319,9 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         seed=_int(env, names.SEED, 0),
         allow_schema_change=_bool(env, names.ALLOW_SCHEMA_CHANGE, False),
         time_budget_seconds=_float(env, names.TIME_BUDGET_SECONDS, 120.0, minimum=1.0),
+        max_fit_rows=_int(env, names.MAX_FIT_ROWS, 0, minimum=1)
+        if env.get(names.MAX_FIT_ROWS)
+        else None,
         git_commit=env.get(names.GIT_COMMIT) or None,
         min_baseline_lift=_float(env, names.MIN_BASELINE_LIFT, 0.05, minimum=-math.inf),
         rollout=_choice(env, names.ROLLOUT, "direct", ("direct", "canary", "shadow")),

@@ -54,6 +54,16 @@ def _positive(raw: str) -> float:
     return value
 
 
+def _row_cap(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _candidates(raw: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
     unknown = [n for n in names if n not in CANDIDATES]
@@ -149,8 +159,15 @@ def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-budget",
         type=_positive,
         metavar="SECONDS",
-        help="wall-clock budget of model search + final fit "
-        "(env MLSYS_TIME_BUDGET_SECONDS; default 120)",
+        help="wall-clock budget of the model search; the final fit uses every training row "
+        "whatever it takes (env MLSYS_TIME_BUDGET_SECONDS; default 120)",
+    )
+    parser.add_argument(
+        "--max-fit-rows",
+        type=_row_cap,
+        metavar="N",
+        help="fit the final model on a random sample of at most N training rows "
+        "(env MLSYS_MAX_FIT_ROWS; default: every row)",
     )
     parser.add_argument(
         "--models",
@@ -199,6 +216,7 @@ FLAG_FIELDS = {
     "seed": "seed",
     "allow_schema_change": "allow_schema_change",
     "time_budget": "time_budget_seconds",
+    "max_fit_rows": "max_fit_rows",
     "models": "candidates",
     "min_baseline_lift": "min_baseline_lift",
     "rollout": "rollout",

@@ -15,10 +15,10 @@ the champion's training statistics (``baseline_stats`` in its card).
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -40,12 +40,10 @@ never saw has drifted."""
 
 
 def reject_duplicate_columns(
-    raw: bytes, *, compression: Literal["gzip"] | None, sep: str, source: str
+    path: Path, *, compression: Literal["gzip"] | None, sep: str, source: str
 ) -> None:
-    """:class:`DataError` naming the repeated header names of a CSV, if any."""
-    header = pd.read_csv(
-        io.BytesIO(raw), compression=compression, sep=sep, header=None, nrows=1, dtype=str
-    )
+    """:class:`DataError` naming the repeated header names of the CSV at ``path``, if any."""
+    header = pd.read_csv(path, compression=compression, sep=sep, header=None, nrows=1, dtype=str)
     names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:

@@ -80,6 +80,10 @@ def convert_sklearn_per_feature(
         StringTensorType,
     )
 
+    from training_job.lgbm_onnx import prepare_export  # noqa: PLC0415
+
+    prepare_export(pipeline)  # registers LightGBM's converter when the model needs it
+
     initial_types = [
         (
             f.input_name,

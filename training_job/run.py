@@ -25,7 +25,7 @@ import importlib.metadata
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -137,6 +137,8 @@ class TrainingOutcome:
                 "sha256": data["sha256"],
                 "rows": data["labelled_rows"],
                 "train_rows": data["train_rows"],
+                "training_rows": data["training_rows"],
+                "fit_rows": data["fit_rows"],
                 "holdout_rows": data["holdout_rows"],
             },
             card=card,
@@ -248,7 +250,8 @@ def prepare(settings: TrainingSettings, dataset: Dataset) -> PreparedData:
         int(frame[target_name].notna().sum()), source=dataset.source, target=target_name
     )
     target = schema.prepare_target(frame[target_name], task=_task_choice(settings.task))
-    labelled = frame.loc[target.keep].reset_index(drop=True)
+    # Without unlabelled rows no copy is made (a large frame would briefly exist twice).
+    labelled = frame if target.keep.all() else frame.loc[target.keep].reset_index(drop=True)
     inferred = schema.infer_schema(labelled, target=target_name)
     metric = evaluation.resolve_metric(settings.metric, target.task)
     split = schema.split_rows(target.y, task=target.task, seed=settings.seed)
@@ -442,7 +445,9 @@ class TrainingRun:
     def execute(self) -> TrainingOutcome:
         started = self.clock()
         run_id = new_version_id()
-        dataset = load_dataset(self.settings.data, s3_client=self.s3_client)
+        dataset = load_dataset(
+            self.settings.data, s3_client=self.s3_client, target=self.settings.target
+        )
         prepared = prepare(self.settings, dataset)
         timings = {"load_seconds": self.clock() - started}
         pointer = self.registry.champion()
@@ -481,6 +486,7 @@ class TrainingRun:
             decision=decision,
             pointer=pointer,
             warnings=warnings,
+            timings=timings,
         )
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
         outcome = TrainingOutcome.from_card(
@@ -514,6 +520,8 @@ class TrainingRun:
             seed=self.settings.seed,
             time_budget_seconds=self.settings.time_budget_seconds,
             candidates=self.candidates,
+            max_fit_rows=self.settings.max_fit_rows,
+            release_rows=True,  # the model frame above is built for this call alone
             clock=self.clock,
         )
         timings["search_seconds"] = result.search_seconds
@@ -660,8 +668,10 @@ class TrainingRun:
         decision: Decision,
         pointer: ChampionPointer | None,
         warnings: Sequence[DataWarning] = (),
+        timings: Mapping[str, float],
     ) -> ModelCard:
-        """The challenger's card, built once, with everything the run knows."""
+        """The challenger's card, built once, with everything the run knows (each phase's
+        time too; publishing's is in the run record only)."""
         settings, contract = self.settings, exported.challenger.card
         train = prepared.split.train
         champion_version = pointer.version if pointer else None
@@ -675,13 +685,17 @@ class TrainingRun:
             classes=contract.classes,
             input_layout=contract.input_layout,
             created_at=iso(utc_now()),
-            data={**_data_section(prepared), "checks": [w.to_dict() for w in warnings]},
+            data={
+                **_data_section(prepared, fitted.result),
+                "checks": [w.to_dict() for w in warnings],
+            },
             training={
                 **fitted.result.to_dict(),
                 "params": estimator_params(fitted.result.pipeline),
                 "seed": settings.seed,
                 "time_budget_seconds": settings.time_budget_seconds,
                 "candidate_names": list(self.candidates),
+                "timings": dict(timings),
             },
             library_versions=library_versions(),
             git_commit=settings.git_commit or git_commit(),
@@ -838,14 +852,16 @@ def _metrics_section(
     }
 
 
-def _data_section(prepared: PreparedData) -> dict[str, Any]:
-    """The card's fingerprint of the data the run saw."""
+def _data_section(prepared: PreparedData, result: SearchResult) -> dict[str, Any]:
+    """The card's fingerprint of the data the run saw, and how many rows the model saw."""
     return {
         "source": prepared.dataset.source,
         "sha256": prepared.dataset.sha256,
         "rows": len(prepared.dataset.frame),
         "labelled_rows": len(prepared.frame),
         "train_rows": len(prepared.split.train),
+        "training_rows": result.training_rows,
+        "fit_rows": result.fit_rows,
         "holdout_rows": len(prepared.split.holdout),
         "stratified": prepared.split.stratified,
         "dropped_columns": dict(prepared.inferred.dropped),
@@ -869,10 +885,13 @@ def summary_lines(outcome: TrainingOutcome) -> Sequence[str]:
     """The human-readable report of a run."""
     result = outcome.to_dict()
     data = result["data"]
+    fitted = ""
+    if 0 < data.get("fit_rows", 0) < data["train_rows"]:
+        fitted = f" (final fit on {data['fit_rows']} of them: row cap)"
     lines = [
         f"trained {result['estimator']} ({outcome.task}, target {outcome.target!r}) on "
-        f"{data['source']}: {data['train_rows']} training / {data['holdout_rows']} "
-        f"holdout rows in {outcome.duration_seconds:.1f}s",
+        f"{data['source']}: {data['train_rows']} training rows{fitted} / "
+        f"{data['holdout_rows']} holdout rows in {outcome.duration_seconds:.1f}s",
         f"challenger {outcome.version}: {outcome.metric} = {outcome.challenger_score:.4f}",
     ]
     if outcome.champion_version is None:

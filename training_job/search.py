@@ -1,23 +1,28 @@
-"""A small, time-bounded model search with cross-validation.
+"""A small, time-bounded model search with cross-validation, then one final fit.
 
 Candidates run cheapest first (a linear model always completes, so there is
 always a challenger). The search works on at most :data:`MAX_SEARCH_ROWS`
-training rows and gets :data:`SEARCH_SHARE` of the time budget; cross-validation
-runs fold by fold and abandons a candidate whose projected time no longer fits.
-The winner is then refit on all training rows, or on as many as its measured
-fit time projects to fit in the rest of the budget.
+training rows and the time budget governs it alone: cross-validation runs fold
+by fold and abandons a candidate whose projected time no longer fits. The
+winner is then fitted on every training row (or the user's row cap): the final
+fit is not cut short to meet the budget. Candidates whose measured fit time
+projects a final fit beyond :data:`FINAL_FIT_LIMIT_FACTOR` times the budget
+cannot win (scikit-learn's boosting on millions of rows would take hours where
+LightGBM takes minutes).
 
 Only estimators skl2onnx converts are candidates (not HistGradientBoosting:
-skl2onnx 1.20 cannot convert it with scikit-learn 1.9). Tree models are capped
+skl2onnx 1.20 cannot convert it with scikit-learn 1.9; LightGBM through
+onnxmltools' converter, :mod:`training_job.lgbm_onnx`). Tree models are capped
 in size so the exported graph stays within the model-size guardrail even on
 millions of rows.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,8 +34,9 @@ from mlsys.errors import MlsysError
 from training_job.evaluation import Metric
 
 MAX_SEARCH_ROWS = 20_000
-SEARCH_SHARE = 0.4
-"""Fraction of the time budget the search may use; the rest is for the final fit."""
+FINAL_FIT_LIMIT_FACTOR = 10.0
+"""A candidate whose projected final fit on all rows exceeds this many time budgets cannot
+win (it is reported with status ``too_slow``); the search's first candidate always can."""
 SMALL_DATA_ROWS = 2_000
 """Below this, :data:`SMALL_DATA_FOLDS`-fold cross-validation (cheap and less noisy);
 above, :data:`LARGE_DATA_FOLDS`-fold."""
@@ -88,6 +94,27 @@ def _gradient_boosting(task: Task, seed: int) -> Any:
     return GradientBoostingClassifier(**params)
 
 
+def _lightgbm(task: Task, seed: int) -> Any:
+    # libgomp's default wait policy spins on its barriers: on a machine whose cores are
+    # shared with other processes, that made one 200,000-row fit 8x slower (87 s instead
+    # of 11 s with one thread, 14.5 s with two passive threads). Set before lightgbm (and
+    # with it libgomp) is first imported; an explicit setting by the user wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from lightgbm import LGBMClassifier, LGBMRegressor  # noqa: PLC0415
+
+    params: dict[str, Any] = {
+        "n_estimators": 300,
+        "num_leaves": 63,
+        "learning_rate": 0.1,
+        "min_child_samples": 20,
+        "random_state": seed,
+        "verbose": -1,
+    }
+    if task == "regression":
+        return LGBMRegressor(**params)
+    return LGBMClassifier(**params)
+
+
 @dataclass(frozen=True)
 class Candidate:
     name: str
@@ -97,12 +124,33 @@ class Candidate:
     keeps tree inputs bit-identical between scikit-learn and onnxruntime)."""
     cost_exponent: float
     """Fit time grows roughly like rows ** exponent (used to project the final fit)."""
+    impute_numeric: bool = True
+    """Fill missing numbers with the median; LightGBM learns where missing values go
+    instead (and its converter keeps that in the graph)."""
+    matrix_dtype: Any = np.float64
+    """Dtype of the preprocessed matrix: float32 halves LightGBM's input on large data
+    (the ONNX graph computes in float32 either way)."""
+    chunked_transform: bool = False
+    """The preprocessing learns nothing but the category sets, so the final fit may fit it
+    on one row per category and build the model's matrix chunk by chunk (see
+    :func:`fit_in_chunks`) instead of through ``Pipeline.fit``'s whole-data copies."""
 
 
 CANDIDATES: dict[str, Candidate] = {
     c.name: c
     for c in (
         Candidate("linear", _linear, scale_numeric=True, cost_exponent=1.0),
+        Candidate(
+            "lightgbm",
+            _lightgbm,
+            scale_numeric=False,
+            # Measured: a 13,300-row fold in 1.4-2.6 s, 900,000 rows in 37 s, 9,900,000 in
+            # ~135 s (exponents 0.64 and 0.69): per-tree costs dominate small fits.
+            cost_exponent=0.7,
+            impute_numeric=False,
+            matrix_dtype=np.float32,
+            chunked_transform=True,
+        ),
         Candidate("random_forest", _random_forest, scale_numeric=False, cost_exponent=1.2),
         Candidate("gradient_boosting", _gradient_boosting, scale_numeric=False, cost_exponent=1.2),
     )
@@ -122,18 +170,24 @@ def build_pipeline(
     numeric = [f.input_name for f in features if f.kind == "numeric"]
     categorical = [f.input_name for f in features if f.kind == "categorical"]
     transformers: list[tuple[str, Any, list[str]]] = []
-    if numeric:
+    if numeric and not candidate.impute_numeric:
+        transformers.append(("numeric", "passthrough", numeric))
+    elif numeric:
         steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
         if candidate.scale_numeric:
             steps.append(("scale", StandardScaler()))
         transformers.append(("numeric", Pipeline(steps), numeric))
     if categorical:
         # Missing categories arrive as "" (the contract's encoding) and are a category of
-        # their own; categories never seen in training encode as all zeros.
+        # their own; categories never seen in training encode as all zeros. LightGBM gets
+        # the same one-hot columns rather than its own categorical splits: see
+        # docs/training.md ("Categorical columns and LightGBM") for the measurements.
         transformers.append(
             (
                 "categorical",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                OneHotEncoder(
+                    handle_unknown="ignore", sparse_output=False, dtype=candidate.matrix_dtype
+                ),
                 categorical,
             )
         )
@@ -145,12 +199,15 @@ def build_pipeline(
 class CandidateResult:
     name: str
     status: str
-    """``ok``, ``partial`` (fewer folds, time budget), ``skipped`` or ``failed``."""
+    """``ok``, ``partial`` (fewer folds, time budget), ``too_slow`` (projected final fit
+    beyond the limit), ``skipped`` or ``failed``."""
     cv_score: float | None = None
     cv_scores: tuple[float, ...] = ()
     fit_seconds: float | None = None
     """Mean fit time of one fold."""
     fold_rows: int = 0
+    projected_fit_seconds: float | None = None
+    """The final fit's projected time on all the rows it would use."""
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +218,7 @@ class CandidateResult:
             "cv_scores": list(self.cv_scores),
             "fit_seconds": self.fit_seconds,
             "fold_rows": self.fold_rows,
+            "projected_fit_seconds": self.projected_fit_seconds,
             "detail": self.detail,
         }
 
@@ -169,10 +227,13 @@ class CandidateResult:
 class SearchResult:
     best: Candidate
     pipeline: Any
-    """The winner, fitted on ``final_rows`` training rows."""
+    """The winner, fitted on ``fit_rows`` training rows."""
     candidates: tuple[CandidateResult, ...]
     search_rows: int
-    final_rows: int
+    training_rows: int
+    """Training rows available (labelled rows minus the holdout)."""
+    fit_rows: int
+    """Rows the final model was fitted on: ``training_rows`` unless a row cap applies."""
     search_seconds: float
     fit_seconds: float
     class_indices: npt.NDArray[np.int64] | None = None
@@ -184,7 +245,8 @@ class SearchResult:
             "estimator": self.best.name,
             "candidates": [c.to_dict() for c in self.candidates],
             "search_rows": self.search_rows,
-            "final_fit_rows": self.final_rows,
+            "training_rows": self.training_rows,
+            "fit_rows": self.fit_rows,
             "search_seconds": self.search_seconds,
             "final_fit_seconds": self.fit_seconds,
             "notes": list(self.notes),
@@ -202,26 +264,27 @@ def _folds(y: npt.NDArray[Any], task: Task, seed: int) -> Any:
     return KFold(n_splits=splits, shuffle=True, random_state=seed)
 
 
-def projected_rows(
-    *, fold_rows: int, fold_seconds: float, budget_seconds: float, exponent: float, available: int
-) -> int:
-    """How many rows a fit measured at ``fold_rows`` can use within ``budget_seconds``."""
-    if fold_seconds <= 0.0:
-        return available
-    scale = (max(budget_seconds, 0.0) / fold_seconds) ** (1.0 / exponent)
-    rows = int(fold_rows * scale)
-    if rows >= available:
-        return available
-    # Two significant figures: the row count is recorded and reported, keep it readable.
-    digits = max(0, len(str(rows)) - 2)
-    rows = (rows // 10**digits) * 10**digits
-    return int(max(min(fold_rows, available), rows))
+def projected_seconds(*, fold_rows: int, fold_seconds: float, rows: int, exponent: float) -> float:
+    """Time of a fit on ``rows`` rows, from one measured on ``fold_rows`` rows."""
+    if fold_rows <= 0 or rows <= fold_rows:
+        return fold_seconds
+    return float(fold_seconds * (rows / fold_rows) ** exponent)
 
 
 def _subsample(rows: int, limit: int, rng: np.random.Generator) -> npt.NDArray[np.intp]:
     if rows <= limit:
         return np.arange(rows)
     return np.sort(rng.choice(rows, size=limit, replace=False))
+
+
+def _fit_errors() -> tuple[type[BaseException], ...]:
+    """What a candidate's fit raises for data it cannot learn (anything else is a bug)."""
+    errors: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, MemoryError)
+    try:
+        from lightgbm.basic import LightGBMError  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - lightgbm is a pinned training dependency
+        return errors
+    return (*errors, LightGBMError)
 
 
 def _cross_validate(
@@ -251,7 +314,7 @@ def _cross_validate(
             model.fit(x.iloc[train_idx], y[train_idx])
             fit_times.append(clock() - fit_started)
             scores.append(float(scorer(model, x.iloc[test_idx], y[test_idx])))
-        except (ValueError, ArithmeticError, MemoryError) as exc:
+        except _fit_errors() as exc:
             return CandidateResult(
                 name=candidate.name, status="failed", detail=f"{type(exc).__name__}: {exc}"
             )
@@ -278,6 +341,29 @@ def _cross_validate(
     )
 
 
+def _with_projection(
+    result: CandidateResult, candidate: Candidate, *, fit_rows: int, limit_seconds: float
+) -> CandidateResult:
+    """Attach the projected final-fit time; ``too_slow`` when it exceeds ``limit_seconds``."""
+    if result.cv_score is None or result.fit_seconds is None:
+        return result
+    seconds = projected_seconds(
+        fold_rows=result.fold_rows,
+        fold_seconds=result.fit_seconds,
+        rows=fit_rows,
+        exponent=candidate.cost_exponent,
+    )
+    if seconds <= limit_seconds:
+        return replace(result, projected_fit_seconds=seconds)
+    return replace(
+        result,
+        status="too_slow",
+        projected_fit_seconds=seconds,
+        detail=f"final fit on {fit_rows} rows projected at {seconds:.0f}s, over the "
+        f"{limit_seconds:g}s limit ({FINAL_FIT_LIMIT_FACTOR:g} x the time budget)",
+    )
+
+
 def search(
     x: pd.DataFrame,
     y: npt.NDArray[Any],
@@ -288,71 +374,103 @@ def search(
     seed: int,
     time_budget_seconds: float,
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    max_fit_rows: int | None = None,
+    release_rows: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
-    """Cross-validate the candidates on (a sample of) ``x`` and fit the best one."""
+    """Cross-validate the candidates on (a sample of) ``x`` and fit the best one on all rows
+    (at most ``max_fit_rows``). With ``release_rows`` the final fit may delete ``x``'s
+    columns once copied into the model's matrix (the caller hands ``x`` over: on large
+    data that saves a whole copy of the training rows)."""
     started = clock()
-    search_deadline = started + time_budget_seconds * SEARCH_SHARE
-    deadline = started + time_budget_seconds
     rng = np.random.default_rng(seed)
     sample = _subsample(len(y), MAX_SEARCH_ROWS, rng)
-    x_search, y_search = x.iloc[sample], y[sample]
-    folds = list(_folds(y_search, task, seed).split(x_search, y_search))
-    results: list[CandidateResult] = []
-    best: tuple[float, Candidate, CandidateResult] | None = None
-    sign = 1.0 if metric.higher_is_better else -1.0
-    for name in candidates:
-        candidate = CANDIDATES[name]
-        if best is not None and clock() >= search_deadline:
-            results.append(
-                CandidateResult(name=name, status="skipped", detail="search time budget used up")
-            )
-            continue
-        result = _cross_validate(
-            candidate,
-            x_search,
-            y_search,
-            folds=folds,
-            features=features,
-            task=task,
-            metric=metric,
-            seed=seed,
-            deadline=search_deadline if best is not None else None,
-            clock=clock,
-        )
-        results.append(result)
-        if result.cv_score is None:
-            continue
-        comparable = sign * result.cv_score  # greater is better
-        if best is None or comparable > best[0]:
-            best = (comparable, candidate, result)
-
-    if best is None:
-        failures = "; ".join(f"{r.name}: {r.detail}" for r in results)
-        raise TrainingFailedError(f"every candidate model failed to train ({failures})")
-    _, winner, measured = best
-    search_seconds = clock() - started
+    fit_rows = len(y) if max_fit_rows is None else min(len(y), max_fit_rows)
+    results, winner = _compare(
+        x.iloc[sample],
+        y[sample],
+        candidates=candidates,
+        features=features,
+        task=task,
+        metric=metric,
+        seed=seed,
+        deadline=started + time_budget_seconds,
+        fit_rows=fit_rows,
+        limit_seconds=FINAL_FIT_LIMIT_FACTOR * time_budget_seconds,
+        clock=clock,
+    )
     return _final_fit(
         winner,
-        measured,
         x,
         y,
         features=features,
         task=task,
         seed=seed,
         rng=rng,
-        budget_seconds=deadline - clock(),
-        time_budget_seconds=time_budget_seconds,
-        results=tuple(results),
+        fit_rows=fit_rows,
+        release_rows=release_rows,
+        results=results,
         search_rows=len(sample),
-        search_seconds=search_seconds,
+        search_seconds=clock() - started,
         clock=clock,
     )
 
 
+def _compare(
+    x: pd.DataFrame,
+    y: npt.NDArray[Any],
+    *,
+    candidates: Sequence[str],
+    features: Sequence[FeatureSpec],
+    task: Task,
+    metric: Metric,
+    seed: int,
+    deadline: float,
+    fit_rows: int,
+    limit_seconds: float,
+    clock: Callable[[], float],
+) -> tuple[tuple[CandidateResult, ...], Candidate]:
+    """Each candidate's cross-validation result, and the best one that may win."""
+    folds = list(_folds(y, task, seed).split(x, y))
+    results: list[CandidateResult] = []
+    best: tuple[float, Candidate] | None = None
+    sign = 1.0 if metric.higher_is_better else -1.0
+    for name in candidates:
+        candidate = CANDIDATES[name]
+        if best is not None and clock() >= deadline:
+            results.append(
+                CandidateResult(name=name, status="skipped", detail="search time budget used up")
+            )
+            continue
+        result = _cross_validate(
+            candidate,
+            x,
+            y,
+            folds=folds,
+            features=features,
+            task=task,
+            metric=metric,
+            seed=seed,
+            deadline=deadline if best is not None else None,
+            clock=clock,
+        )
+        if best is not None:  # the first candidate always qualifies: there must be a winner
+            result = _with_projection(
+                result, candidate, fit_rows=fit_rows, limit_seconds=limit_seconds
+            )
+        results.append(result)
+        if result.cv_score is None or result.status == "too_slow":
+            continue
+        if best is None or sign * result.cv_score > best[0]:  # greater is better
+            best = (sign * result.cv_score, candidate)
+    if best is None:
+        failures = "; ".join(f"{r.name}: {r.detail}" for r in results)
+        raise TrainingFailedError(f"every candidate model failed to train ({failures})")
+    return tuple(results), best[1]
+
+
 def _final_fit(
     winner: Candidate,
-    measured: CandidateResult,
     x: pd.DataFrame,
     y: npt.NDArray[Any],
     *,
@@ -360,28 +478,21 @@ def _final_fit(
     task: Task,
     seed: int,
     rng: np.random.Generator,
-    budget_seconds: float,
-    time_budget_seconds: float,
+    fit_rows: int,
+    release_rows: bool,
     results: tuple[CandidateResult, ...],
     search_rows: int,
     search_seconds: float,
     clock: Callable[[], float],
 ) -> SearchResult:
-    """Fit the winner on all training rows, or on as many as the rest of the budget allows."""
+    """Fit the winner on ``fit_rows`` training rows (all of them unless the user capped it)."""
     notes: list[str] = []
-    final_rows = projected_rows(
-        fold_rows=measured.fold_rows,
-        fold_seconds=measured.fit_seconds or 0.0,
-        budget_seconds=budget_seconds,
-        exponent=winner.cost_exponent,
-        available=len(y),
-    )
-    if final_rows < len(y):
+    if fit_rows < len(y):
         notes.append(
-            f"final fit on {final_rows} of {len(y)} training rows to stay within the "
-            f"{time_budget_seconds:g}s time budget"
+            f"final fit on {fit_rows} of {len(y)} training rows (a random sample: "
+            "the row cap --max-fit-rows)"
         )
-        rows = _subsample(len(y), final_rows, rng)
+        rows = _subsample(len(y), fit_rows, rng)
         x_final, y_final = x.iloc[rows], y[rows]
     else:
         x_final, y_final = x, y
@@ -393,18 +504,74 @@ def _final_fit(
         y_final = np.searchsorted(class_indices, y_final)
     pipeline = build_pipeline(winner, features, task, seed)
     fit_started = clock()
-    pipeline.fit(x_final, y_final)
+    if winner.chunked_transform:
+        fit_in_chunks(pipeline, x_final, y_final, features=features, release=release_rows)
+    else:
+        pipeline.fit(x_final, y_final)
     return SearchResult(
         best=winner,
         pipeline=pipeline,
         candidates=results,
         search_rows=search_rows,
-        final_rows=len(y_final),
+        training_rows=len(y),
+        fit_rows=len(y_final),
         search_seconds=search_seconds,
         fit_seconds=clock() - fit_started,
         class_indices=class_indices,
         notes=notes,
     )
+
+
+TRANSFORM_CHUNK_ROWS = 250_000
+
+
+def category_cover(x: pd.DataFrame, features: Sequence[FeatureSpec]) -> npt.NDArray[np.intp]:
+    """Row positions holding every value of every categorical column at least once (and
+    row 0): fitting the one-hot encoder on them learns the same sorted categories as
+    fitting it on all of ``x``."""
+    rows = {0}
+    for spec in features:
+        if spec.kind == "categorical":
+            column = pd.Series(x[spec.input_name].to_numpy(), copy=False)
+            rows.update(np.flatnonzero(~column.duplicated().to_numpy()).tolist())
+    return np.array(sorted(rows), dtype=np.intp)
+
+
+def fit_in_chunks(
+    pipeline: Any,
+    x: pd.DataFrame,
+    y: npt.NDArray[Any],
+    *,
+    features: Sequence[FeatureSpec],
+    release: bool = False,
+) -> None:
+    """Fit ``preprocess`` + ``model`` as ``pipeline.fit`` would, with one matrix in memory.
+
+    ``Pipeline.fit`` materialises the preprocessed data twice over (column selections,
+    then their concatenation). Here the preprocessing is fitted on :func:`category_cover`'s
+    rows and a column-major float32 matrix (LightGBM reads it without a copy) is filled:
+    passed-through columns one by one (with ``release``, each is then deleted from ``x``,
+    so the matrix replaces them instead of adding to them), encoded ones
+    :data:`TRANSFORM_CHUNK_ROWS` rows at a time.
+    """
+    preprocess, model = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    preprocess.fit(x.iloc[category_cover(x, features)])
+    width = len(preprocess.get_feature_names_out())
+    matrix = np.empty((len(x), width), dtype=np.float32, order="F")
+    passthrough = {name for name, step, _ in preprocess.transformers if step == "passthrough"}
+    for name, transformer, columns in preprocess.transformers_:
+        block = preprocess.output_indices_[name]
+        if name in passthrough:
+            for offset, column in enumerate(columns):
+                matrix[:, block.start + offset] = x[column].to_numpy(dtype=np.float32)
+                if release:
+                    del x[column]
+        elif block.stop > block.start:
+            part = x[columns]
+            for start in range(0, len(x), TRANSFORM_CHUNK_ROWS):
+                stop = min(start + TRANSFORM_CHUNK_ROWS, len(x))
+                matrix[start:stop, block] = transformer.transform(part.iloc[start:stop])
+    model.fit(matrix, y)
 
 
 def estimator_params(pipeline: Any) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
     # The TTL of the events the job writes follows log_retention_days like everyone's.
     assert environment["MLSYS_LOG_RETENTION_DAYS"] == "30"
     assert "MLSYS_TARGET" not in environment  # default: the data's last column
+    assert "MLSYS_MAX_FIT_ROWS" not in environment  # default: every training row
     memory = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
     assert memory == {"MEMORY": "6144", "VCPU": "2"}
     assert definition["Timeout"] == {"AttemptDurationSeconds": 7200}
@@ -201,6 +202,15 @@ def test_training_target_context_sets_the_jobs_target_column(variant: Assembly) 
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
     # Uploads and the schedule submit the definition as is, so they train on this column too.
     assert environment["MLSYS_TARGET"] == "price in EUR"
+
+
+def test_job_size_and_row_cap_come_from_context(variant: Assembly) -> None:
+    # docs/training.md "Sizing on AWS": bigger data, bigger job (or a stated sample).
+    container = job_definition(variant.templates[VARIANT_STACK])["ContainerProperties"]
+    resources = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    assert resources == {"MEMORY": "30720", "VCPU": "8"}
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert environment["MLSYS_MAX_FIT_ROWS"] == "20000000"
 
 
 def test_the_upload_filter_covers_exactly_the_formats_training_reads() -> None:

@@ -21,7 +21,7 @@ from training_job.guardrails import (
     regression_parity_check,
     size_check,
 )
-from training_job.search import projected_rows, search
+from training_job.search import projected_seconds, search
 
 BUDGETS = GuardrailBudgets()
 
@@ -68,35 +68,15 @@ def test_onnx_check_rejects_a_corrupt_model() -> None:
     assert result.detail.startswith("onnx.checker")
 
 
-def test_projected_rows_fit_the_remaining_budget() -> None:
-    # 1 s for 10,000 rows, linear cost: 30 s allows ~300,000 rows.
-    assert (
-        projected_rows(
-            fold_rows=10_000,
-            fold_seconds=1.0,
-            budget_seconds=30.0,
-            exponent=1.0,
-            available=1_000_000,
-        )
-        == 300_000
+def test_projected_final_fit_seconds_scale_with_rows() -> None:
+    # 1 s for 10,000 rows: linear cost gives 100 s on 1,000,000 rows; never below the fold.
+    assert projected_seconds(fold_rows=10_000, fold_seconds=1.0, rows=1_000_000, exponent=1.0) == (
+        pytest.approx(100.0)
     )
-    assert (
-        projected_rows(
-            fold_rows=10_000, fold_seconds=1.0, budget_seconds=300.0, exponent=1.0, available=50_000
-        )
-        == 50_000
-    )
-    # Never fewer rows than the search already fitted on.
-    assert (
-        projected_rows(
-            fold_rows=10_000,
-            fold_seconds=5.0,
-            budget_seconds=0.0,
-            exponent=1.2,
-            available=1_000_000,
-        )
-        == 10_000
-    )
+    assert projected_seconds(
+        fold_rows=10_000, fold_seconds=1.0, rows=1_000_000, exponent=1.2
+    ) == pytest.approx(100.0**1.2)
+    assert projected_seconds(fold_rows=10_000, fold_seconds=2.0, rows=5_000, exponent=1.2) == 2.0
 
 
 def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> None:
@@ -117,7 +97,7 @@ def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> 
         time_budget_seconds=1e-6,
     )
     assert result.best.name == "linear"
-    assert [c.status for c in result.candidates] == ["ok", "skipped", "skipped"]
+    assert [c.status for c in result.candidates] == ["ok", "skipped", "skipped", "skipped"]
     assert result.pipeline.predict(x.iloc[:3]).shape == (3,)
 
 

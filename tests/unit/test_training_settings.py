@@ -22,6 +22,7 @@ def test_defaults_without_environment() -> None:
     assert settings.confidence is None
     assert settings.allow_schema_change is False
     assert settings.time_budget_seconds == 120.0
+    assert settings.max_fit_rows is None  # every training row
 
 
 def test_training_variables_are_parsed() -> None:
@@ -36,6 +37,7 @@ def test_training_variables_are_parsed() -> None:
             "MLSYS_SEED": "7",
             "MLSYS_ALLOW_SCHEMA_CHANGE": "true",
             "MLSYS_TIME_BUDGET_SECONDS": "60",
+            "MLSYS_MAX_FIT_ROWS": "500000",
         }
     )
     assert loaded.extra == {}
@@ -49,6 +51,7 @@ def test_training_variables_are_parsed() -> None:
     assert settings.seed == 7
     assert settings.allow_schema_change is True
     assert settings.time_budget_seconds == 60.0
+    assert settings.max_fit_rows == 500_000
 
 
 @pytest.mark.parametrize(
@@ -60,6 +63,8 @@ def test_training_variables_are_parsed() -> None:
         ("MLSYS_TASK", "clustering"),
         ("MLSYS_MIN_IMPROVEMENT", "-1"),
         ("MLSYS_TIME_BUDGET_SECONDS", "0"),
+        ("MLSYS_MAX_FIT_ROWS", "0"),
+        ("MLSYS_MAX_FIT_ROWS", "lots"),
     ],
 )
 def test_invalid_training_variables_are_config_errors_when_training(name: str, value: str) -> None:
