@@ -32,7 +32,8 @@ from mlsys.settings import Settings
 ACTOR = "mlsys models"
 
 
-def _fraction(raw: str) -> float:
+def fraction(raw: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (also used by ``mlsys train``)."""
     try:
         value = float(raw)
     except ValueError:
@@ -46,7 +47,7 @@ def add_promote_arguments(promote: argparse.ArgumentParser) -> None:
     staged = promote.add_mutually_exclusive_group()
     staged.add_argument(
         "--canary",
-        type=_fraction,
+        type=fraction,
         metavar="F",
         help="start a canary: VERSION answers this fraction of requests (by request id)",
     )

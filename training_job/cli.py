@@ -18,6 +18,7 @@ from mlsys.cli import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
+from mlsys.rollout_cli import fraction
 from mlsys.settings import Settings, TrainingSettings
 from training_job.cloudwatch import emit_training_metrics
 from training_job.run import TrainingRun, summary_lines
@@ -25,16 +26,6 @@ from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS
 from training_job.search import CANDIDATES
 
 METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
-
-
-def _fraction(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value
 
 
 def _non_negative(raw: str) -> float:
@@ -119,7 +110,7 @@ def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--confidence",
-        type=_fraction,
+        type=fraction,
         metavar="LEVEL",
         help="also require a paired-bootstrap improvement significant at this "
         "level, e.g. 0.95 (env MLSYS_CONFIDENCE)",
@@ -140,7 +131,7 @@ def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--canary-fraction",
-        type=_fraction,
+        type=fraction,
         metavar="F",
         help="share of requests a canary answers (env MLSYS_CANARY_FRACTION; default 0.1)",
     )
