@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lambda_inference.edge import parse_predict_body
 from lambda_inference.handler import Api
 from lambda_inference.service import InferenceService
 from mlsys.registry import ModelRegistry
@@ -121,3 +122,19 @@ def test_feedback_index_is_an_integer_as_json_schema_counts_them(api: Api) -> No
     for index in (3.5, 1e300, 2**53, -1):
         status, body = feedback(api, {"request_id": "r", "index": index, "actual": 1.5})
         assert (status, body["error"]["details"]) == (400, {"item": 0, "member": "index"})
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"data": [[1.5, -2e-05, 3]]}', False),
+        (b'{"data": [[1, null, 3]]}', False),
+        (b'{"data": {"level": 1, "value": 2}}', False),
+        (b'{"data": [[1, true, 3]]}', True),
+        (b'{"data": [[1, false, 3]]}', True),
+        (b'{"data": {"flag": false}}', True),
+    ],
+)
+def test_boolean_scan_finds_exactly_true_and_false(body: bytes, expected: bool) -> None:
+    # Booleans are not numbers: a body with them must never take the vectorised path.
+    assert parse_predict_body(body, max_body_bytes=1_000_000).has_booleans is expected
