@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -28,7 +29,9 @@ def publish_regression(root: Path) -> tuple[str, str]:
 class ServeProcess:
     """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM."""
 
-    def __init__(self, registry: str, log_uri: str, *flags: str) -> None:
+    def __init__(
+        self, registry: str, log_uri: str, *flags: str, env: dict[str, str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -47,6 +50,7 @@ class ServeProcess:
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
+            env=None if env is None else {**os.environ, **env},
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
@@ -86,11 +90,13 @@ class ServeProcess:
                 raise AssertionError("mlsys serve did not become ready")
             time.sleep(0.1)
 
-    def call(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, payload: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
         connection = http.client.HTTPConnection(*self.address, timeout=30)
         try:
             body = json.dumps(payload).encode() if payload is not None else None
-            headers = {"Content-Type": "application/json"} if body is not None else {}
+            headers = {"Content-Type": content_type} if body is not None else {}
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return response.status, json.loads(response.read() or b"null")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from mlsys.rollout import routes_to_candidate
+from tests.serve_support import ServeProcess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,53 +42,10 @@ def mlsys(workdir: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-class Server:
-    def __init__(self, workdir: Path) -> None:
-        env = {**os.environ, "MLSYS_MODEL_REFRESH_SECONDS": "0"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlsys.cli",
-                "serve",
-                "--registry",
-                str(workdir / "registry"),
-                "--log",
-                f"sqlite:///{workdir}/log.sqlite3",
-                "--port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 60
-        self.url = ""
-        while time.monotonic() < deadline and not self.url:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError("server exited before listening")
-            if line.startswith("listening on "):
-                self.url = line.split()[-1]
-
-    def call(self, method: str, path: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Server, str, str]]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, ServeProcess, str, str]]:
     workdir = tmp_path_factory.mktemp("rollout")
     first = mlsys(workdir, "train", "--models", "linear", "--time-budget", "30")
     assert first["promoted"] is True
@@ -99,18 +54,28 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Serv
         workdir, "train", "--models", "linear", "--seed", "1", "--min-improvement", "100"
     )
     assert second["promoted"] is False
-    server = Server(workdir)
+    server = ServeProcess(
+        str(workdir / "registry"),
+        f"sqlite:///{workdir}/log.sqlite3",
+        env={"MLSYS_MODEL_REFRESH_SECONDS": "0"},
+    )
     yield workdir, server, first["version"], second["version"]
     server.stop()
 
 
-def ask(server: Server, count: int) -> list[dict[str, Any]]:
+def ask(server: ServeProcess, count: int) -> list[dict[str, Any]]:
     record = load_diabetes(as_frame=True).data.iloc[0].to_dict()
-    return [server.call("POST", "/stream", {"data": record}) for _ in range(count)]
+    return [ok(server.call("POST", "/stream", {"data": record})) for _ in range(count)]
+
+
+def ok(answer: tuple[int, Any]) -> Any:
+    status, body = answer
+    assert status == 200, body
+    return body
 
 
 def test_canary_abort_shadow_complete_through_the_local_server(
-    setup: tuple[Path, Server, str, str],
+    setup: tuple[Path, ServeProcess, str, str],
 ) -> None:
     workdir, server, champion, candidate = setup
     assert {a["model_version"] for a in ask(server, 5)} == {champion}
@@ -140,7 +105,7 @@ def test_canary_abort_shadow_complete_through_the_local_server(
     mlsys(workdir, "models", "promote", candidate, "--shadow", "--reason", "watch")
     shadowed = ask(server, 20)
     assert {a["model_version"] for a in shadowed} == {champion}
-    log = server.call("GET", "/log?type=shadow&limit=100")["result"]
+    log = ok(server.call("GET", "/log?type=shadow&limit=100"))["result"]
     assert len(log) == 20
     assert {e["data"]["candidate_version"] for e in log} == {candidate}
     assert {e["data"]["champion_version"] for e in log} == {champion}
@@ -159,7 +124,7 @@ def test_canary_abort_shadow_complete_through_the_local_server(
         "rollout_shadow",
         "rollout_complete",
     ]
-    training = server.call("GET", "/log?type=training&limit=10")["result"]
+    training = ok(server.call("GET", "/log?type=training&limit=10"))["result"]
     logged = [
         e["data"].get("action") for e in training if "rollout" in str(e["data"].get("action"))
     ]

@@ -6,14 +6,10 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +17,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from mlsys.registry import ModelRegistry
+from tests.serve_support import ServeProcess
 from training_job.schema import split_rows
 
 pytestmark = pytest.mark.slow
@@ -40,60 +37,10 @@ def mlsys(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-class Server:
-    def __init__(self, registry: Path, log: Path, model_name: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlsys.cli",
-                "serve",
-                "--registry",
-                str(registry),
-                "--log",
-                f"sqlite:///{log}",
-                "--model-name",
-                model_name,
-                "--port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 60
-        self.url = ""
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError(f"server exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
-            if line.startswith("listening on "):
-                self.url = line.split()[-1]
-                break
-        assert self.url.startswith("http://127.0.0.1:")
-
-    def call(
-        self, method: str, path: str, payload: Any = None, content_type: str = "application/json"
-    ) -> tuple[int, Any]:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": content_type}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def regression_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+def regression_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServeProcess, Path]]:
     workdir = tmp_path_factory.mktemp("serve-regression")
     registry = workdir / "registry"
     mlsys(
@@ -105,7 +52,9 @@ def regression_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         "--models",
         "linear",
     )
-    server = Server(registry, workdir / "log.sqlite3", "default")
+    server = ServeProcess(
+        str(registry), f"sqlite:///{workdir / 'log.sqlite3'}", "--model-name", "default"
+    )
     yield server, registry
     server.stop()
 
@@ -117,7 +66,7 @@ def holdout_frame() -> pd.DataFrame:
 
 
 def test_served_predictions_equal_the_models_on_the_holdout(
-    regression_server: tuple[Server, Path],
+    regression_server: tuple[ServeProcess, Path],
 ) -> None:
     server, registry = regression_server
     champion = ModelRegistry.open(str(registry), model_name="default").load_champion()
@@ -148,7 +97,7 @@ def test_served_predictions_equal_the_models_on_the_holdout(
 
 
 def test_concurrent_requests_lose_and_duplicate_no_log_events(
-    regression_server: tuple[Server, Path],
+    regression_server: tuple[ServeProcess, Path],
 ) -> None:
     server, _ = regression_server
     server.call("DELETE", "/log")
@@ -179,11 +128,12 @@ def test_concurrent_requests_lose_and_duplicate_no_log_events(
 
 
 def test_sigterm_writes_every_queued_log_event_before_exiting(
-    regression_server: tuple[Server, Path], tmp_path: Path
+    regression_server: tuple[ServeProcess, Path], tmp_path: Path
 ) -> None:
     _, registry = regression_server
     log = tmp_path / "sigterm.sqlite3"
-    server = Server(registry, log, "default")  # background log delivery, the default
+    # Background log delivery, the default.
+    server = ServeProcess(str(registry), f"sqlite:///{log}", "--model-name", "default")
     record = holdout_frame().iloc[0].to_dict()
     sent = [
         str(server.call("POST", "/stream", {"data": record})[1]["request_id"]) for _ in range(30)
@@ -229,7 +179,9 @@ def test_classifier_with_categories_and_missing_values_end_to_end(tmp_path: Path
         "--models",
         "linear",
     )
-    server = Server(registry, tmp_path / "log.sqlite3", "churn")
+    server = ServeProcess(
+        str(registry), f"sqlite:///{tmp_path / 'log.sqlite3'}", "--model-name", "churn"
+    )
     try:
         features = frame.drop(columns="churn").head(40)
         records = features.astype(object).where(features.notna(), None).to_dict("records")
