@@ -27,6 +27,7 @@ request" property with CloudWatch Logs holding the queue.
 from __future__ import annotations
 
 import hashlib
+import random
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -40,8 +41,13 @@ from mlsys.eventlog import Event, EventLog
 from mlsys.eventlog.fields import MAX_EVENT_DATA_BYTES, ORJSON_OPTIONS, bounded_data
 
 MAX_LOGGED_INPUT_BYTES = 64 * 1024
-"""Larger inputs are logged as a sha256 digest: a DynamoDB item holds at most
-400 KB and a CloudWatch Logs event 256 KB."""
+"""Larger inputs are logged as a sha256 digest and a sample of their records
+(:func:`input_sample`): a DynamoDB item holds at most 400 KB and a CloudWatch Logs
+event 256 KB."""
+MAX_SAMPLED_RECORDS = 100
+"""Records kept from a request too large to log whole, for drift monitoring."""
+MAX_SAMPLE_BYTES = 32 * 1024
+"""The most those records may take as JSON (fewer records are kept when they are wide)."""
 
 
 class EventSink(Protocol):
@@ -205,11 +211,51 @@ def sampled_input_mode(mode: str, *, sample_rate: float, request_id: str) -> str
     return "full" if draw < sample_rate else "digest"
 
 
-def inputs_field(data: Any, body: bytes, *, mode: str) -> dict[str, Any]:
-    """The ``inputs`` of a prediction event: the records, or the body's sha256."""
+def inputs_field(data: Any, body: bytes, *, mode: str, request_id: str) -> dict[str, Any]:
+    """The ``inputs`` of a prediction event: the records, or the body's sha256.
+
+    A ``full`` request whose body is over :data:`MAX_LOGGED_INPUT_BYTES` keeps a uniform
+    sample of its records too (``inputs_sample``, with their positions in
+    ``inputs_sample_index``), so that drift monitoring sees large requests.
+    """
     if mode == "full" and len(body) <= MAX_LOGGED_INPUT_BYTES:
         return {"inputs": data}
     digest: dict[str, Any] = {"inputs_sha256": hashlib.sha256(body).hexdigest()}
     if mode == "full":
         digest["inputs_truncated"] = True
+        sample = input_sample(data, request_id=request_id) if isinstance(data, list) else None
+        if sample is not None:
+            digest["inputs_sample"], digest["inputs_sample_index"] = sample
     return digest
+
+
+def input_sample(
+    records: list[Any],
+    *,
+    request_id: str,
+    max_records: int = MAX_SAMPLED_RECORDS,
+    max_bytes: int = MAX_SAMPLE_BYTES,
+) -> tuple[list[Any], list[int]] | None:
+    """A uniform sample of ``records`` and their positions, in request order; ``None``
+    if not even one record fits in ``max_bytes``.
+
+    Drawn without replacement by a generator seeded with the request id (the same
+    request always keeps the same records). When the sample is too large as JSON, a
+    prefix of the draw is kept: a prefix of a uniformly ordered draw is itself a
+    uniform sample.
+    """
+    seed = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
+    rng = random.Random(seed)  # noqa: S311 - a statistical sample, not a secret
+    drawn = rng.sample(range(len(records)), min(max_records, len(records)))
+    while drawn:
+        chosen = [records[i] for i in drawn]
+        try:
+            size = len(orjson.dumps(chosen))
+        except (TypeError, ValueError):  # not JSON orjson writes (e.g. a huge integer)
+            return None
+        if size <= max_bytes:
+            order = sorted(range(len(drawn)), key=drawn.__getitem__)
+            return [chosen[j] for j in order], [drawn[j] for j in order]
+        keep = min(len(drawn) - 1, len(drawn) * max_bytes // size)
+        drawn = drawn[:keep]
+    return None

@@ -207,7 +207,9 @@ class InferenceService:
                 data={
                     "endpoint": endpoint,
                     "records": len(records),
-                    **inputs_field(data, body.raw, mode=self._input_mode(request_id)),
+                    **inputs_field(
+                        data, body.raw, mode=self._input_mode(request_id), request_id=request_id
+                    ),
                     **outputs_field(prediction, single=endpoint == "stream", classes=classes),
                     "latency_ms": round(latency_ms, 3),
                 },

@@ -64,6 +64,10 @@ NUMERIC_INPUT = "numeric_features"
 """Graph input of the ``tensor`` layout holding every numeric feature."""
 CATEGORICAL_INPUT = "categorical_features"
 """Graph input of the ``tensor`` layout holding every categorical feature."""
+NUMERIC_DTYPE = np.float32
+"""The precision of every numeric model input: training stores its matrix (and the
+monitor's bin edges) in it, serving encodes requests in it, and the monitor bins live
+values in it, so a value sits in the same bin at training, serving and monitoring."""
 
 Task = Literal["regression", "classification"]
 FeatureKind = Literal["numeric", "categorical"]
@@ -255,9 +259,9 @@ Feeds = dict[str, npt.NDArray[Any]]
 def numeric_column(values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     """Encode numeric values as a ``[N, 1]`` float32 column; ``None`` becomes NaN."""
     try:
-        column = np.asarray(values, dtype=np.float32)
+        column = np.asarray(values, dtype=NUMERIC_DTYPE)
     except (TypeError, ValueError):
-        column = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float32)
+        column = np.array([np.nan if v is None else float(v) for v in values], dtype=NUMERIC_DTYPE)
     return column.reshape(-1, 1)
 
 

@@ -17,7 +17,7 @@ from mlsys.cli.common import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import open_event_log_for
 from mlsys.monitoring.drift import DRIFT_THRESHOLD
-from mlsys.monitoring.monitor import MonitorReport, run_monitor
+from mlsys.monitoring.monitor import Distribution, MonitorReport, run_monitor
 from mlsys.monitoring.report import render_html
 from mlsys.monitoring.window import DEFAULT_SINCE, iso_z, parse_since
 from mlsys.registry import ModelRegistry
@@ -88,15 +88,16 @@ def summary(report: MonitorReport) -> str:
     if not report.versions:
         lines.append("no predictions in this window")
     for version in report.versions:
-        lines.append(f"version {version.version}: {version.records} records")
+        coverage = version.coverage
+        lines.append(
+            f"version {version.version}: {version.records} records; feature drift rests on "
+            f"{coverage.records}{_percent(coverage.share)}"
+        )
+        lines.extend(f"  warning: {warning}" for warning in coverage.warnings)
         for name, dist in version.features.items():
-            flag = "  DRIFT" if dist.drift else ""
-            psi = "-" if dist.psi is None else f"{dist.psi:.4f}"
-            lines.append(f"  {name:<30} PSI {psi}{flag}")
+            lines.append(_distribution_line(name, dist))
         if version.prediction is not None:
-            psi = "-" if version.prediction.psi is None else f"{version.prediction.psi:.4f}"
-            flag = "  DRIFT" if version.prediction.drift else ""
-            lines.append(f"  {'(prediction)':<30} PSI {psi}{flag}")
+            lines.append(_distribution_line("(prediction)", version.prediction))
         quality = version.quality
         if quality is not None:
             lines.append(
@@ -106,3 +107,13 @@ def summary(report: MonitorReport) -> str:
         if version.unmatched_feedback:
             lines.append(f"  unmatched feedback: {version.unmatched_feedback}")
     return "\n".join(lines)
+
+
+def _percent(share: float | None) -> str:
+    return "" if share is None else f" ({share:.1%})"
+
+
+def _distribution_line(name: str, dist: Distribution) -> str:
+    psi = "-" if dist.psi is None else f"{dist.psi:.4f}"
+    flag = "  DRIFT" if dist.drift else ""
+    return f"  {name:<30} PSI {psi:<8} on {dist.count}{flag}"

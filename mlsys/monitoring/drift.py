@@ -43,6 +43,13 @@ BINS = 10
 MIN_RECORDS = 50
 """Fewer live values than this never flag drift: PSI on a handful of values is mostly
 sampling noise (with 10 bins its expected value on in-distribution data is ~10/n)."""
+LOW_COVERAGE_RECORDS = 200
+"""Drift figures resting on fewer records than this carry a low-coverage warning: their
+in-distribution noise (~10/n) is a quarter of :data:`DRIFT_THRESHOLD` or more."""
+LOW_COVERAGE_UNLOGGED_SHARE = 0.1
+"""A window where at least this share of the records reached the log as a digest only
+(requests too large to log or sample) carries a low-coverage warning: the figures do not
+see those records, and large requests are rarely a random share of the traffic."""
 
 MISSING_BUCKET = "(missing)"
 OTHER_BUCKET = "(other)"
@@ -79,6 +86,16 @@ def bin_counts(values: FloatArray, edges: Sequence[float] | FloatArray) -> npt.N
     return np.bincount(index, minlength=len(edges) + 1).astype(np.int64)
 
 
+def weighted_bin_counts(
+    values: FloatArray, weights: FloatArray, edges: Sequence[float] | FloatArray
+) -> FloatArray:
+    """:func:`bin_counts` where each finite value counts ``weights[i]`` times."""
+    finite = np.isfinite(values)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values[finite], side="left")
+    counts = np.bincount(index, weights=weights[finite], minlength=len(edges) + 1)
+    return counts.astype(np.float64, copy=False)
+
+
 def numeric_baseline(values: FloatArray, *, bins: int = BINS) -> dict[str, Any]:
     """``{"edges", "proportions"}`` of the finite training values, stored in the card."""
     finite = values[np.isfinite(values)]
@@ -89,7 +106,7 @@ def numeric_baseline(values: FloatArray, *, bins: int = BINS) -> dict[str, Any]:
 
 
 def numeric_buckets(
-    baseline: Mapping[str, Any], counts: Sequence[int], missing: int
+    baseline: Mapping[str, Any], counts: Sequence[float], missing: float
 ) -> tuple[list[str], list[float], list[float]]:
     """Bucket labels, baseline and live proportions of a numeric feature.
 
@@ -128,7 +145,7 @@ def category_bucket(
 
 
 def categorical_buckets(
-    baseline: Mapping[str, Any], counts: Mapping[str, int], *, known: Iterable[str] | None
+    baseline: Mapping[str, Any], counts: Mapping[str, float], *, known: Iterable[str] | None
 ) -> tuple[list[str], list[float], list[float]]:
     """Bucket labels, baseline and live proportions of a categorical distribution.
 
@@ -137,7 +154,7 @@ def categorical_buckets(
     """
     frequencies: Mapping[str, float] = baseline.get("frequencies") or {}
     known_set = frozenset(known) if known is not None else None
-    bucketed: dict[str, int] = {}
+    bucketed: dict[str, float] = {}
     for value, count in counts.items():
         bucket = category_bucket(value, frequencies, known_set)
         bucketed[bucket] = bucketed.get(bucket, 0) + count

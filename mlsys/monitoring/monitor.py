@@ -29,6 +29,9 @@ from mlsys.monitoring.collect import (
 )
 from mlsys.monitoring.drift import (
     DRIFT_THRESHOLD,
+    LOW_COVERAGE_RECORDS,
+    LOW_COVERAGE_UNLOGGED_SHARE,
+    MIN_RECORDS,
     categorical_buckets,
     is_drift,
     numeric_buckets,
@@ -54,11 +57,74 @@ class Distribution:
     baseline: list[float]
     live: list[float]
     count: int
+    """The live values the shares rest on (their coverage; sampled records count once)."""
     psi: float | None
     drift: bool
 
+    def to_json(self, records: int) -> dict[str, Any]:
+        return {
+            "psi": self.psi,
+            "drift": self.drift,
+            "coverage": {"records": self.count, "share": share(self.count, records)},
+        }
+
+
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coverage:
+    """How many of a version's records its feature drift figures rest on, and whether
+    that is too few to trust them (:attr:`warnings`)."""
+
+    records: int
+    """Records whose inputs were read: every record of a request logged whole, the
+    sampled records of a larger one."""
+    of: int
+    """Records answered in the window."""
+    unlogged: int
+    """Records of requests logged as a digest only because they were too large."""
+
+    @property
+    def share(self) -> float | None:
+        return share(self.records, self.of)
+
+    @property
+    def warnings(self) -> list[str]:
+        if self.of == 0:
+            return []
+        found = []
+        if self.records == 0:
+            found.append(
+                f"no inputs were logged for these {self.of} records "
+                "(MLSYS_LOG_INPUTS=digest?): feature drift is not measured"
+            )
+        elif self.records < LOW_COVERAGE_RECORDS:
+            judged = "" if self.records >= MIN_RECORDS else f"; under {MIN_RECORDS} none is flagged"
+            found.append(
+                f"low coverage: feature drift rests on {self.records} of {self.of} records "
+                f"(fewer than {LOW_COVERAGE_RECORDS}, so PSI is noisy{judged})"
+            )
+        if self.unlogged and self.unlogged >= LOW_COVERAGE_UNLOGGED_SHARE * self.of:
+            found.append(
+                f"low coverage: {self.unlogged} of {self.of} records were logged as a digest "
+                "only (requests too large to log or sample); feature drift does not see them"
+            )
+        return found
+
+    @property
+    def low(self) -> bool:
+        return bool(self.warnings)
+
     def to_json(self) -> dict[str, Any]:
-        return {"psi": self.psi, "drift": self.drift}
+        return {
+            "records": self.records,
+            "share": self.share,
+            "unlogged": self.unlogged,
+            "low": self.low,
+            "warnings": self.warnings,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,18 +151,21 @@ class Quality:
 class VersionReport:
     version: str
     records: int
+    coverage: Coverage
     features: dict[str, Distribution]
     prediction: Distribution | None
     quality: Quality | None
     unmatched_feedback: int
 
     def to_json(self) -> dict[str, Any]:
+        no_prediction = {"psi": None, "drift": False, "coverage": {"records": 0, "share": None}}
         return {
             "version": self.version,
             "records": self.records,
-            "features": {name: d.to_json() for name, d in self.features.items()},
+            "coverage": self.coverage.to_json(),
+            "features": {name: d.to_json(self.records) for name, d in self.features.items()},
             "prediction": (
-                self.prediction.to_json() if self.prediction else {"psi": None, "drift": False}
+                self.prediction.to_json(self.records) if self.prediction else no_prediction
             ),
             "quality": self.quality.to_json() if self.quality else None,
             "unmatched_feedback": self.unmatched_feedback,
@@ -209,6 +278,7 @@ def _version_report(
     return VersionReport(
         version=stats.version,
         records=stats.records,
+        coverage=Coverage(records=stats.observed, of=stats.records, unlogged=stats.unlogged),
         features=features,
         prediction=prediction,
         quality=live_quality(card, joined) if card is not None and joined else None,
@@ -225,13 +295,12 @@ def distribution(
 ) -> Distribution:
     if isinstance(counts, NumericCounts):
         labels, expected, actual = numeric_buckets(baseline, counts.counts.tolist(), counts.missing)
-        total = int(counts.counts.sum()) + counts.missing
         kind = "numeric"
     else:
         assert isinstance(counts, CategoryCounts)
         labels, expected, actual = categorical_buckets(baseline, counts.counts, known=known)
-        total = sum(counts.counts.values())
         kind = "categorical"
+    total = counts.observed
     score = psi(expected, actual) if total else None
     return Distribution(
         kind=kind,

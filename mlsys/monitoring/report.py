@@ -23,6 +23,7 @@ h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:14px;margin:8px
 table{border-collapse:collapse;margin:12px 0}th,td{border:1px solid #ccc;padding:4px 8px;
 font-size:13px;text-align:right}th{background:#f3f3f3;cursor:pointer}td.name{text-align:left}
 tr.drift td{background:#fde0dd}.plots{display:flex;flex-wrap:wrap;gap:16px}
+p.warning{background:#fff4ce;border-left:4px solid #e0a800;padding:6px 10px}
 figure{margin:0;border:1px solid #e5e5e5;padding:8px}figcaption{font-size:12px;color:#555}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 svg text{font-size:10px;fill:#444}
@@ -54,6 +55,10 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
+def _share(part: int, whole: int) -> str:
+    return "-" if not whole else f"{part / whole:.1%}"
+
+
 def render_html(report: MonitorReport, *, title: str = "mlsys model monitor") -> str:
     sections = [_version_section(v, report.threshold) for v in report.versions]
     body = "\n".join(sections) if sections else "<p>No predictions in this window.</p>"
@@ -76,10 +81,11 @@ def _drift_table(report: MonitorReport) -> str:
         entries.append(("(prediction)", version.prediction))
         for name, dist in entries:
             drift = dist is not None and dist.drift
+            count = dist.count if dist else 0
             rows.append(
                 f"<tr class='{'drift' if drift else ''}'><td class='name'>{_e(version.version)}"
                 f"</td><td class='name'>{_e(name)}</td>"
-                f"<td>{dist.count if dist else 0}</td>"
+                f"<td>{count}</td><td>{_share(count, version.records)}</td>"
                 f"<td>{_number(dist.psi if dist else None)}</td>"
                 f"<td>{'yes' if drift else 'no'}</td></tr>"
             )
@@ -94,7 +100,8 @@ def _drift_table(report: MonitorReport) -> str:
     )
     return (
         "<h2>Drift</h2><table class='sortable' id='drift'><thead><tr><th>version</th>"
-        "<th>feature</th><th>values</th><th>PSI</th><th>drift</th></tr></thead><tbody>"
+        "<th>feature</th><th>coverage (records)</th><th>coverage (share)</th><th>PSI</th>"
+        "<th>drift</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table><h2>Live quality</h2><table class='sortable' id='quality'><thead>"
         "<tr><th>version</th><th>records</th><th>metric</th><th>live</th><th>n</th>"
@@ -106,7 +113,7 @@ def _drift_table(report: MonitorReport) -> str:
 
 def _version_section(version: VersionReport, threshold: float) -> str:
     figures = [
-        _figure(f"{name}: PSI {_number(dist.psi)}", bar_chart(dist), dist.drift)
+        _figure(f"{name}: PSI {_number(dist.psi)} on {dist.count}", bar_chart(dist), dist.drift)
         for name, dist in version.features.items()
     ]
     if version.prediction is not None:
@@ -122,10 +129,14 @@ def _version_section(version: VersionReport, threshold: float) -> str:
         figures.insert(
             0, _figure(_quality_caption(version.quality), quality_chart(version.quality), False)
         )
+    coverage = version.coverage
+    warnings = "".join(f"<p class='warning'>{_e(w)}</p>" for w in coverage.warnings)
     return (
         f"<h2>Version {_e(version.version)}</h2><p>{version.records} records; "
+        f"feature drift rests on {coverage.records} of them "
+        f"({_share(coverage.records, version.records)}); "
         f"{len(version.drifted)} of {len(version.features)} features drifted "
-        f"(PSI &gt; {threshold:g}).</p><div class='plots'>{''.join(figures)}</div>"
+        f"(PSI &gt; {threshold:g}).</p>{warnings}<div class='plots'>{''.join(figures)}</div>"
     )
 
 

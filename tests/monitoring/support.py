@@ -99,3 +99,13 @@ def shifted(frame: pd.DataFrame, column: str, sds: float) -> pd.DataFrame:
     moved = frame.copy()
     moved[column] = moved[column] + sds * float(np.nanstd(moved[column]))
     return moved
+
+
+def repeated_decimals(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Doses and grades with a few repeated decimal values each (as a lab or a survey
+    records them), and a target that depends on both."""
+    rng = np.random.default_rng(seed)
+    dose = rng.choice([0.1, 0.2, 0.3, 0.7, 1.1, 2.3, 3.3, 4.7, 9.9], size=rows)
+    grade = rng.choice([1.5, 2.7, 3.3, 4.6, 5.8], size=rows, p=[0.1, 0.2, 0.4, 0.2, 0.1])
+    y = 2.0 * dose - grade + 0.1 * rng.normal(size=rows)
+    return pd.DataFrame({"dose": dose, "grade": grade, "y": y})

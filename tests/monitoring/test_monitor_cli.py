@@ -42,15 +42,32 @@ def test_json_has_the_documented_shape(
     assert set(version) == {
         "version",
         "records",
+        "coverage",
         "features",
         "prediction",
         "quality",
         "unmatched_feedback",
     }
     assert version["records"] == 100
+    # 100 records in one 100-record request: logged whole, so drift rests on all of them,
+    # which is too few to trust (warned).
+    assert version["coverage"] == {
+        "records": 100,
+        "share": 1.0,
+        "unlogged": 0,
+        "low": True,
+        "warnings": [
+            "low coverage: feature drift rests on 100 of 100 records "
+            "(fewer than 200, so PSI is noisy)"
+        ],
+    }
     assert set(version["features"]) == {"a", "b", "c"}
-    assert all(set(f) == {"psi", "drift"} for f in version["features"].values())
-    assert set(version["prediction"]) == {"psi", "drift"}
+    assert all(set(f) == {"psi", "drift", "coverage"} for f in version["features"].values())
+    assert all(
+        f["coverage"] == {"records": 100, "share": 1.0} for f in version["features"].values()
+    )
+    assert set(version["prediction"]) == {"psi", "drift", "coverage"}
+    assert version["prediction"]["coverage"] == {"records": 100, "share": 1.0}
     assert set(version["quality"]) == {"metric", "value", "n", "offline"}
     assert version["quality"]["metric"] == "r2"
     assert version["quality"]["n"] == 1
