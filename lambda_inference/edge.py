@@ -73,6 +73,8 @@ class LogQuery:
     event_type: EventType | None = None
     since: str | None = None
     next_token: str | None = None
+    model: str | None = None
+    """One model's events only (checked against the known names by the service)."""
 
 
 def parse_log_query(params: Mapping[str, str], *, max_log_page: int) -> LogQuery:
@@ -96,6 +98,7 @@ def parse_log_query(params: Mapping[str, str], *, max_log_page: int) -> LogQuery
         event_type=_event_type(params.get("type")),
         since=_since(params.get("since")),
         next_token=params.get("next"),
+        model=params.get("model"),
     )
 
 

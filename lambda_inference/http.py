@@ -20,6 +20,7 @@ from mlsys.errors import (
     MlsysError,
     NoChampionError,
     RegistryError,
+    UnknownModelError,
     ValidationError,
 )
 from mlsys.eventlog import EventLogError, InvalidPageTokenError
@@ -31,6 +32,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[MlsysError], int], ...] = (
     (ValidationError, 400),
     (InvalidPageTokenError, 400),
     (RouteNotFoundError, 404),
+    (UnknownModelError, 404),
     (MethodNotAllowedError, 405),
     (TooManyRecordsError, 413),
     (PayloadTooLargeError, 413),

@@ -153,6 +153,13 @@ def _log_parameters(max_log_page: int) -> list[dict[str, Any]]:
             "description": "the previous page's next token",
             "schema": {"type": "string", "minLength": 1},
         },
+        {
+            "name": "model",
+            "in": "query",
+            "description": "one model's events only (a model name; unknown names are a 404 "
+            "listing the known ones)",
+            "schema": {"type": "string", "minLength": 1},
+        },
     ]
 
 
@@ -164,6 +171,7 @@ def _admin_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
             "type": {"enum": list(EVENT_TYPES)},
             "time": {"type": "string", "format": "date-time"},
             "request_id": {"type": ["string", "null"]},
+            "model": {"type": "string"},
             "model_version": {"type": ["string", "null"]},
             "data": {"type": "object"},
         }
@@ -194,6 +202,10 @@ def _admin_paths(max_log_page: int) -> dict[str, Any]:
                 "responses": {
                     "200": _ok(page),
                     "400": _error_response("invalid query or page token"),
+                    "404": _error_response(
+                        "model_not_found: no events or registry entry for that model "
+                        "(details.models lists the known names)"
+                    ),
                     "405": NOT_ALLOWED,
                     "503": UNAVAILABLE,
                 },

@@ -65,7 +65,7 @@ MONITOR_ENTRY_POINT = f"{ENTRYPOINTS_MODULE}.handle_monitor"
 ROLLOUT_EVALUATOR_ENTRY_POINT = f"{ENTRYPOINTS_MODULE}.handle_rollout_evaluate"
 """The scheduled rollout evaluator."""
 
-LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
+LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next", "model")
 """Query parameters ``GET /log`` accepts."""
 
 

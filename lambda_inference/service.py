@@ -36,13 +36,12 @@ from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.validation import (
-    batch_records,
-)
+from lambda_inference.validation import batch_records, preview, preview_text
 from mlsys.contract import Prediction
-from mlsys.errors import MlsysError
+from mlsys.errors import MlsysError, UnknownModelError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.eventlog.fields import bounded_data, outputs_field
+from mlsys.names import DEFAULT_MODEL_NAME
 from mlsys.registry import ModelRegistry
 from mlsys.rollout.shadow import shadow_event
 from mlsys.settings import Settings
@@ -145,6 +144,11 @@ class InferenceService:
             log_inputs_sample_rate=settings.log_inputs_sample_rate,
         )
 
+    @property
+    def model_name(self) -> str:
+        """The model this service serves (every event it logs names it)."""
+        return self.tracker.registry.model_name
+
     def _input_mode(self, request_id: str) -> str:
         return sampled_input_mode(
             self.log_inputs, sample_rate=self.log_inputs_sample_rate, request_id=request_id
@@ -200,6 +204,7 @@ class InferenceService:
         self.sink.emit(
             Event(
                 type="prediction",
+                model=self.model_name,
                 request_id=request_id,
                 model_version=serving.version,
                 # Not bounded here: the sink bounds it (MAX_EVENT_DATA_BYTES) as it
@@ -266,6 +271,7 @@ class InferenceService:
             self.sink.emit(
                 Event(
                     type="feedback",
+                    model=self.model_name,
                     request_id=request_id,
                     model_version=serving.version,
                     data={"items": items[start : start + FEEDBACK_ITEMS_PER_EVENT]},
@@ -282,6 +288,7 @@ class InferenceService:
         self.sink.emit(
             Event(
                 type="error",
+                model=self.model_name,
                 request_id=request_id,
                 model_version=version,
                 data=bounded_data(
@@ -299,13 +306,27 @@ class InferenceService:
     # --- admin -------------------------------------------------------------------
     def read_log(self, query: LogQuery) -> dict[str, Any]:
         self._flush_log()
-        page = self.event_log().query(
+        log = self.event_log()
+        if query.model is not None:
+            self._require_known_model(log, query.model)
+        page = log.query(
             limit=query.limit,
             event_type=query.event_type,
             since=query.since,
             next_token=query.next_token,
+            model=query.model,
         )
         return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
+
+    def _require_known_model(self, log: EventLog, model: str) -> None:
+        """A model is known when the log has its events, or it is the one served here or
+        the default (the model events from before models were named read as)."""
+        known = sorted({*log.models(), self.model_name, DEFAULT_MODEL_NAME})
+        if model not in known:
+            raise UnknownModelError(
+                f"no model {preview(model)} in the log; models: {', '.join(known)}",
+                details={"model": preview_text(model), "models": known},
+            )
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

@@ -26,6 +26,14 @@ class ConfigError(MlsysError):
     code = "invalid_config"
 
 
+class UnknownModelError(ConfigError):
+    """A model name that neither the registry nor the system log knows (a typo would
+    otherwise read as a model with no traffic); ``details["models"]`` lists the known
+    names. The CLI exits 2, the HTTP API answers 404."""
+
+    code = "model_not_found"
+
+
 class DataError(MlsysError):
     """Training data is missing, unreadable or unusable for the task."""
 

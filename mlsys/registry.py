@@ -212,6 +212,16 @@ class ModelRegistry:
                 f"version {card.version} already exists; versions are immutable"
             ) from None
 
+    def model_names(self) -> list[str]:
+        """Every model with a complete version in this registry's store (this one too)."""
+        return sorted(
+            {
+                key.split("/", 2)[1]
+                for key in self.store.list("models/")
+                if key.endswith("/" + CARD_FILE) and key.count("/") >= 4
+            }
+        )
+
     def versions(self) -> list[str]:
         """Complete versions (those with a card), oldest first."""
         prefix = f"{self._base}/versions/"

@@ -18,7 +18,7 @@ from mlsys.errors import ConfigError
 
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
-DEFAULT_MODEL_NAME = "default"
+DEFAULT_MODEL_NAME = names.DEFAULT_MODEL_NAME
 LOG_DELIVERIES = ("sync", "background", "stdout")
 LOG_INPUTS = ("full", "digest", "sampled")
 

@@ -782,7 +782,12 @@ class TrainingRun:
             # The default log is shared by every registry used from one directory: say
             # which registry and model this outcome is about.
             data = {**record, "registry": self.registry.uri, "model_name": outcome.model_name}
-            event = Event(type="training", data=data, model_version=outcome.version)
+            event = Event(
+                type="training",
+                model=outcome.model_name,
+                data=data,
+                model_version=outcome.version,
+            )
             try:
                 self.event_log.append(event)
             except Exception as exc:  # the log is best effort after the fact

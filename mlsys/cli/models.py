@@ -155,7 +155,12 @@ def record_champion_change(
     }
     try:
         open_event_log_for(settings, log_uri or settings.log_uri).append(
-            Event(type="training", data=data, model_version=pointer.version)
+            Event(
+                type="training",
+                model=registry.model_name,
+                data=data,
+                model_version=pointer.version,
+            )
         )
     except Exception as exc:  # best effort: the champion change already happened
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -17,7 +17,12 @@ from mlsys.cli.common import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import open_event_log_for
 from mlsys.monitoring.drift import DRIFT_THRESHOLD
-from mlsys.monitoring.monitor import Distribution, MonitorReport, run_monitor
+from mlsys.monitoring.monitor import (
+    Distribution,
+    MonitorReport,
+    require_known_model,
+    run_monitor,
+)
 from mlsys.monitoring.report import render_html
 from mlsys.monitoring.window import DEFAULT_SINCE, iso_z, parse_since
 from mlsys.registry import ModelRegistry
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model_name=args.model_name or settings.model_name,
     )
     log = open_event_log_for(settings, args.log_uri)
+    require_known_model(registry, log)
     predictions_since = None
     if args.lookback is not None:
         start = datetime.fromisoformat(since)

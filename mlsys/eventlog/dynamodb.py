@@ -2,12 +2,19 @@
 
 Table layout (keys fixed by the infrastructure: ``pk`` S, ``sk`` S, TTL ``expires_at``):
 
-``pk = "ev#<type>#<shard>"``, ``sk = <event id>``
+``pk = "ev#<type>#<shard>#<model>"``, ``sk = <event id>``
     One item per event. Event ids start with the nanosecond timestamp, so
     ``sk`` order is time order. Writes spread over ``shards`` partitions per
-    event type (shard = CRC32 of the id, so a retried write lands on the same
-    item instead of duplicating it): no single hot partition key however high
-    the request rate.
+    model and event type (shard = CRC32 of the id, so a retried write lands on
+    the same item instead of duplicating it): no single hot partition key
+    however high the request rate. The default model's partitions are
+    ``ev#<type>#<shard>``, the layout every event had before events named their
+    model, so a table written by an earlier version reads unchanged: its events
+    are the default model's.
+``pk = "meta"``, ``sk = "model#<name>"``
+    One item per model with events, written with a model's first event in each
+    process (an idempotent put): :meth:`DynamoDBEventLog.models`, and the
+    partitions a read of every model's events queries.
 ``expires_at``
     Epoch seconds, ``retention_days`` after the write; DynamoDB's TTL deletes
     the item (and expired-but-not-yet-deleted items are filtered on read).
@@ -16,9 +23,11 @@ Table layout (keys fixed by the infrastructure: ``pk`` S, ``sk`` S, TTL ``expire
     table size; every read adds ``sk > before`` to its key condition, so
     cleared events vanish at once and TTL reclaims their storage later.
 
-A page query asks every partition of the requested type(s) for its newest
-``limit + 1`` items below the cursor (in parallel), merges them newest first
-and returns ``limit``; the ``next`` token is the last id returned.
+A page query asks every partition of the requested model(s) and type(s) for its
+newest ``limit + 1`` items below the cursor (in parallel), merges them newest first
+and returns ``limit``; the ``next`` token is the last id returned. A query for one
+model reads that model's partitions only (``shards`` per type, as many as before
+models were named), never another model's events.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from mlsys.eventlog.model import (
     new_event_id,
     token_after,
 )
+from mlsys.names import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -50,6 +60,7 @@ BATCH_WRITE_SIZE = 25
 """DynamoDB's BatchWriteItem limit."""
 META_PK = "meta"
 CUTOFF_SK = "cutoff"
+MODEL_SK_PREFIX = "model#"
 SECONDS_PER_DAY = 86_400
 
 
@@ -91,6 +102,7 @@ class DynamoDBEventLog:
         self._sleep = sleep
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._registered_models: set[str] = set()
 
     @property
     def client(self) -> DynamoDBClient:
@@ -107,15 +119,18 @@ class DynamoDBEventLog:
             return self._pool
 
     # --- writes -------------------------------------------------------------------
-    def partition(self, event_type: str, event_id: str) -> str:
-        shard = zlib.crc32(event_id.encode()) % self.shards
-        return f"ev#{event_type}#{shard}"
+    def partition(self, event_type: str, event_id: str, model: str = DEFAULT_MODEL_NAME) -> str:
+        return partition_key(model, event_type, zlib.crc32(event_id.encode()) % self.shards)
+
+    def partitions(self, model: str, event_type: str) -> list[str]:
+        """Every partition holding ``model``'s events of ``event_type``."""
+        return [partition_key(model, event_type, shard) for shard in range(self.shards)]
 
     def _item(self, event: Event) -> dict[str, Any]:
         expires_at = int(self._clock()) + self.retention_days * SECONDS_PER_DAY
         body = event.to_json()
         return {
-            "pk": {"S": self.partition(event.type, event.id)},
+            "pk": {"S": self.partition(event.type, event.id, event.model)},
             "sk": {"S": event.id},
             "expires_at": {"N": str(expires_at)},
             "body": {"S": body},
@@ -124,6 +139,9 @@ class DynamoDBEventLog:
     def append(self, event: Event) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
+        if event.model not in self._registered_models:
+            self.append_many((event,))
+            return
         try:
             self.client.put_item(TableName=self.table, Item=self._item(event))
         except (BotoCoreError, ClientError) as exc:
@@ -132,9 +150,13 @@ class DynamoDBEventLog:
     def append_many(self, events: Sequence[Event]) -> None:
         # One request may not name the same key twice; the last copy wins anyway.
         unique = list({e.id: e for e in events}.values())
-        for start in range(0, len(unique), BATCH_WRITE_SIZE):
-            chunk = unique[start : start + BATCH_WRITE_SIZE]
-            self._write_batch([{"PutRequest": {"Item": self._item(e)}} for e in chunk])
+        new_models = sorted({e.model for e in unique} - self._registered_models)
+        requests = [{"PutRequest": {"Item": _model_item(name)}} for name in new_models]
+        requests.extend({"PutRequest": {"Item": self._item(e)}} for e in unique)
+        for start in range(0, len(requests), BATCH_WRITE_SIZE):
+            self._write_batch(requests[start : start + BATCH_WRITE_SIZE])
+        # Only once written: a failed batch registers its models again on the retry.
+        self._registered_models.update(new_models)
 
     def _write_batch(self, requests: list[dict[str, Any]]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
@@ -185,6 +207,30 @@ class DynamoDBEventLog:
             raise EventLogError(f"cannot read {self.uri}: {exc}") from exc
         return item["before"]["S"] if item else None
 
+    def models(self) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": META_PK},
+                ":prefix": {"S": MODEL_SK_PREFIX},
+            },
+            "ProjectionExpression": "sk",
+            "ConsistentRead": True,
+        }
+        names: list[str] = []
+        try:
+            while True:
+                response = self.client.query(**kwargs)
+                names.extend(i["sk"]["S"][len(MODEL_SK_PREFIX) :] for i in response["Items"])
+                if "LastEvaluatedKey" not in response:
+                    return sorted(names)
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except (BotoCoreError, ClientError) as exc:
+            raise EventLogError(f"cannot read {self.uri}: {exc}") from exc
+
     def query(
         self,
         *,
@@ -192,6 +238,7 @@ class DynamoDBEventLog:
         event_type: EventType | None = None,
         since: str | None = None,
         next_token: str | None = None,
+        model: str | None = None,
     ) -> EventPage:
         upper = cursor_from_token(next_token) if next_token is not None else None
         lower = self.cutoff()
@@ -201,7 +248,10 @@ class DynamoDBEventLog:
         if lower is not None and upper is not None and lower >= upper:
             return EventPage([], None)
         types = (event_type,) if event_type is not None else EVENT_TYPES
-        partitions = [f"ev#{t}#{s}" for t in types for s in range(self.shards)]
+        # Every model's events: each model's partitions, and always the default model's
+        # (a table written before events named their model has no model items).
+        models = [model] if model is not None else sorted({DEFAULT_MODEL_NAME, *self.models()})
+        partitions = [pk for m in models for t in types for pk in self.partitions(m, t)]
         now = int(self._clock())
         results = self._executor().map(
             lambda pk: self._query_partition(pk, lower, upper, limit + 1, now), partitions
@@ -255,3 +305,15 @@ class DynamoDBEventLog:
         except (BotoCoreError, ClientError) as exc:
             raise EventLogError(f"cannot read {self.uri}: {exc}") from exc
         return found[:wanted]
+
+
+def partition_key(model: str, event_type: str, shard: int) -> str:
+    """``ev#<type>#<shard>#<model>``; ``ev#<type>#<shard>`` for the default model (the
+    layout from before events named their model, so older events read as its)."""
+    if model == DEFAULT_MODEL_NAME:
+        return f"ev#{event_type}#{shard}"
+    return f"ev#{event_type}#{shard}#{model}"
+
+
+def _model_item(name: str) -> dict[str, Any]:
+    return {"pk": {"S": META_PK}, "sk": {"S": MODEL_SK_PREFIX + name}}

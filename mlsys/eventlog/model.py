@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from mlsys.errors import MlsysError
+from mlsys.names import DEFAULT_MODEL_NAME
 
 EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow"]
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -76,6 +77,9 @@ class Event:
     """One log entry. ``id`` sorts in time order; ``data`` is type-specific."""
 
     type: EventType
+    model: str = DEFAULT_MODEL_NAME
+    """The model (registry name) the event is about; events stored before events named
+    their model read as :data:`~mlsys.names.DEFAULT_MODEL_NAME`."""
     data: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
     """Defaults to :func:`new_event_id` now."""
@@ -101,6 +105,7 @@ class Event:
             "type": self.type,
             "time": self.time,
             "request_id": self.request_id,
+            "model": self.model,
             "model_version": self.model_version,
             "data": dict(self.data),
         }
@@ -131,6 +136,7 @@ class Event:
             type=raw["type"],
             time=str(raw["time"]),
             request_id=raw.get("request_id"),
+            model=str(raw.get("model") or DEFAULT_MODEL_NAME),
             model_version=raw.get("model_version"),
             data=raw.get("data") or {},
         )
@@ -186,8 +192,14 @@ class EventLog(Protocol):
         event_type: EventType | None = None,
         since: str | None = None,
         next_token: str | None = None,
+        model: str | None = None,
     ) -> EventPage:
-        """Newest first. ``since`` is an ISO-8601 time (inclusive lower bound)."""
+        """Newest first. ``since`` is an ISO-8601 time (inclusive lower bound); ``model``
+        keeps one model's events (``None``: every model's)."""
+        ...
+
+    def models(self) -> list[str]:
+        """The names of the models with events in the log (ever appended, in name order)."""
         ...
 
     def clear(self) -> None:

@@ -1,4 +1,11 @@
-"""The embedded system log: a local SQLite file (``sqlite:///path``)."""
+"""The embedded system log: a local SQLite file (``sqlite:///path``).
+
+Table ``events`` holds one row per event (the JSON body, plus the columns queries
+filter on: ``type``, ``time`` and ``model``); table ``models`` the names of the
+models that have events. A log file written before events named their model is
+migrated when opened: ``model`` is added with :data:`~mlsys.names.DEFAULT_MODEL_NAME`
+as its default, so its rows read as the default model without being rewritten.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,13 @@ from mlsys.eventlog.model import (
     cursor_from_token,
     token_after,
 )
+from mlsys.names import DEFAULT_MODEL_NAME
 
-_INSERT = "INSERT OR IGNORE INTO events(id, type, time, body) VALUES (?, ?, ?, ?)"
+_INSERT = "INSERT OR IGNORE INTO events(id, type, time, body, model) VALUES (?, ?, ?, ?, ?)"
 """The event id is the key: appending an event again (a retried batch) is a no-op."""
+_INSERT_MODEL = "INSERT OR IGNORE INTO models(name) VALUES (?)"
+# A constant, not input: the default of the column that pre-model rows read as.
+_MODEL_COLUMN = f"model TEXT NOT NULL DEFAULT '{DEFAULT_MODEL_NAME}'"
 
 
 class SqliteEventLog:
@@ -28,18 +39,41 @@ class SqliteEventLog:
         self.uri = f"sqlite:///{self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._known_models: set[str] = set()
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, check_same_thread=False, isolation_level=None
         )
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._create_or_migrate()
+
+    def _create_or_migrate(self) -> None:
+        # IMMEDIATE: two processes opening an old file at once migrate it once.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS events ("
                 " id TEXT PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,"
-                " body TEXT NOT NULL)"
+                f" body TEXT NOT NULL, {_MODEL_COLUMN})"
             )
+            self._conn.execute("CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY)")
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(events)")}
+            if "model" not in columns:  # a log from before events named their model
+                self._conn.execute(f"ALTER TABLE events ADD COLUMN {_MODEL_COLUMN}")
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO models(name) SELECT ? WHERE EXISTS"
+                    " (SELECT 1 FROM events)",
+                    (DEFAULT_MODEL_NAME,),
+                )
             self._conn.execute("CREATE INDEX IF NOT EXISTS events_type_id ON events(type, id)")
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS events_model_type_id ON events(model, type, id)"
+            )
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -49,8 +83,9 @@ class SqliteEventLog:
         self.append_many((event,))
 
     def append_many(self, events: Sequence[Event]) -> None:
-        rows = [(e.id, e.type, e.time, e.to_json()) for e in events]
-        if len(rows) == 1:
+        rows = [(e.id, e.type, e.time, e.to_json(), e.model) for e in events]
+        new_models = {e.model for e in events} - self._known_models
+        if len(rows) == 1 and not new_models:
             with self._lock:
                 self._conn.execute(_INSERT, rows[0])
             return
@@ -59,11 +94,13 @@ class SqliteEventLog:
             # one per row (the background writer's batches are ~2x faster).
             self._conn.execute("BEGIN")
             try:
+                self._conn.executemany(_INSERT_MODEL, [(name,) for name in new_models])
                 self._conn.executemany(_INSERT, rows)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            self._known_models |= new_models
 
     def query(
         self,
@@ -72,9 +109,13 @@ class SqliteEventLog:
         event_type: EventType | None = None,
         since: str | None = None,
         next_token: str | None = None,
+        model: str | None = None,
     ) -> EventPage:
         clauses: list[str] = []
         params: list[Any] = []
+        if model is not None:
+            clauses.append("model = ?")
+            params.append(model)
         if event_type is not None:
             clauses.append("type = ?")
             params.append(event_type)
@@ -92,6 +133,12 @@ class SqliteEventLog:
         token = token_after(events[-1]) if len(rows) > limit else None
         return EventPage(events, token)
 
+    def models(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT name FROM models ORDER BY name").fetchall()
+        return [name for (name,) in rows]
+
     def clear(self) -> None:
+        """Delete every event; the model names stay known (as the DynamoDB log's do)."""
         with self._lock:
             self._conn.execute("DELETE FROM events")

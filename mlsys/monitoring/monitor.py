@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlsys.contract import ModelCard, categorical_value
-from mlsys.errors import MlsysError
+from mlsys.errors import MlsysError, UnknownModelError
 from mlsys.eventlog import EVENT_TYPES, EventLog, EventType
 from mlsys.monitoring import quality
 from mlsys.monitoring.collect import (
@@ -38,6 +38,7 @@ from mlsys.monitoring.drift import (
     psi,
 )
 from mlsys.monitoring.source import iter_events
+from mlsys.names import DEFAULT_MODEL_NAME
 from mlsys.registry import ModelRegistry
 
 PREDICTION_TYPES: tuple[EventType, ...] = tuple(
@@ -201,12 +202,14 @@ def run_monitor(
 ) -> MonitorReport:
     """Drift and live quality per model version over ``since <= time <= until``.
 
-    Feedback of the window is joined with predictions made from ``predictions_since``
-    (default ``since``): an earlier bound lets ground truth that arrives long after its
-    prediction still be matched, at the cost of reading those older predictions too.
+    Only the events of ``registry``'s model are read. Feedback of the window is joined
+    with predictions made from ``predictions_since`` (default ``since``): an earlier bound
+    lets ground truth that arrives long after its prediction still be matched, at the cost
+    of reading those older predictions too.
     """
+    model = registry.model_name
     join = FeedbackJoin()
-    for event in iter_events(log, types=("feedback",), since=since, until=until):
+    for event in iter_events(log, types=("feedback",), since=since, until=until, model=model):
         join.add_feedback(event)
     cards: dict[str, ModelCard | None] = {}
     stats: dict[str, VersionStats] = {}
@@ -217,7 +220,7 @@ def run_monitor(
         return stats[version]
 
     start = min(since, predictions_since or since)
-    for event in iter_events(log, types=PREDICTION_TYPES, since=start, until=until):
+    for event in iter_events(log, types=PREDICTION_TYPES, since=start, until=until, model=model):
         version = str(event.get("model_version"))
         if str(event.get("time")) >= since:  # older ones only serve the join
             data = event.get("data") or {}
@@ -239,6 +242,21 @@ def run_monitor(
             )
         )
     return MonitorReport(since=since, until=until, threshold=threshold, versions=reports)
+
+
+def require_known_model(registry: ModelRegistry, log: EventLog) -> None:
+    """Refuse a model with no version in the registry and no event in the log (a typo
+    would otherwise read as "no predictions"), naming the models that exist. The default
+    model is always known: events from before events named their model read as it."""
+    name = registry.model_name
+    logged = log.models()
+    if name == DEFAULT_MODEL_NAME or name in logged or registry.versions():
+        return
+    known = sorted({*registry.model_names(), *logged})
+    raise UnknownModelError(
+        f"no model {name!r} in {registry.uri} or the log; models: {', '.join(known) or '(none)'}",
+        details={"model": name, "models": known},
+    )
 
 
 def _card(

@@ -169,7 +169,9 @@ def run_scheduled(
             job.reports_uri, settings.model_name, report, s3_client or boto3.client("s3")
         )
     summary = {**report.to_json(), "champion": champion, "report": key, "metrics": len(data)}
-    log.append(Event(type="monitor", model_version=champion, data=summary))
+    log.append(
+        Event(type="monitor", model=settings.model_name, model_version=champion, data=summary)
+    )
     return summary
 
 

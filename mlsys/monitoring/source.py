@@ -4,10 +4,10 @@ The monitor aggregates, so it needs every event of a window once, in any
 order, and never all of them in memory. :func:`iter_events` reads:
 
 * SQLite: one read-only cursor over the window (``fetchmany`` pages);
-* DynamoDB: each ``ev#<type>#<shard>`` partition on its own, paginated, from the
-  window's first event id (``GET /log``'s newest-first merge asks every partition
-  for a full page per page returned, which over a whole window would read each
-  item once per shard);
+* DynamoDB: each of the model's partitions (``ev#<type>#<shard>[#<model>]``) on its
+  own, paginated, from the window's first event id (``GET /log``'s newest-first merge
+  asks every partition for a full page per page returned, which over a whole window
+  would read each item once per shard);
 * any other :class:`~mlsys.eventlog.EventLog`: ``query`` pages.
 
 Events come back as plain dicts (the stored JSON), the cheapest form to aggregate.
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mlsys.eventlog import EventLog, EventLogError, EventType, SqliteEventLog
+from mlsys.names import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
     from mlsys.eventlog.dynamodb import DynamoDBEventLog
@@ -32,21 +33,29 @@ PAGE = 1000
 
 
 def iter_events(
-    log: EventLog, *, types: Sequence[EventType], since: str, until: str
+    log: EventLog,
+    *,
+    types: Sequence[EventType],
+    since: str,
+    until: str,
+    model: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Events of ``types`` with ``since <= time <= until`` (ISO-8601 UTC ``...Z``)."""
+    """Events of ``types`` with ``since <= time <= until`` (ISO-8601 UTC ``...Z``), of
+    ``model`` only if given."""
     if isinstance(log, SqliteEventLog):
-        yield from _sqlite_events(log, types=types, since=since, until=until)
+        yield from _sqlite_events(log, types=types, since=since, until=until, model=model)
         return
     from mlsys.eventlog.dynamodb import DynamoDBEventLog as Dynamo  # noqa: PLC0415
 
     if isinstance(log, Dynamo):
-        yield from _dynamodb_events(log, types=types, since=since, until=until)
+        yield from _dynamodb_events(log, types=types, since=since, until=until, model=model)
         return
     for event_type in types:
         token: str | None = None
         while True:
-            page = log.query(limit=PAGE, event_type=event_type, since=since, next_token=token)
+            page = log.query(
+                limit=PAGE, event_type=event_type, since=since, next_token=token, model=model
+            )
             for event in page.events:
                 if event.time <= until:
                     yield event.to_dict()
@@ -56,16 +65,23 @@ def iter_events(
 
 
 def _sqlite_events(
-    log: SqliteEventLog, *, types: Sequence[EventType], since: str, until: str
+    log: SqliteEventLog,
+    *,
+    types: Sequence[EventType],
+    since: str,
+    until: str,
+    model: str | None,
 ) -> Iterator[dict[str, Any]]:
     # A connection of its own, read-only: the server's writer keeps working meanwhile.
     conn = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
         marks = ",".join("?" * len(types))
-        cursor = conn.execute(
-            f"SELECT body FROM events WHERE type IN ({marks}) AND time >= ? AND time <= ?",  # noqa: S608
-            [*types, since, until],
-        )
+        sql = f"SELECT body FROM events WHERE type IN ({marks}) AND time >= ? AND time <= ?"  # noqa: S608
+        params: list[str] = [*types, since, until]
+        if model is not None:
+            sql += " AND model = ?"
+            params.append(model)
+        cursor = conn.execute(sql, params)
         while rows := cursor.fetchmany(PAGE):
             for (body,) in rows:
                 yield orjson.loads(body)
@@ -81,7 +97,12 @@ def event_id_bound(moment: str) -> str:
 
 
 def _dynamodb_events(
-    log: DynamoDBEventLog, *, types: Sequence[EventType], since: str, until: str
+    log: DynamoDBEventLog,
+    *,
+    types: Sequence[EventType],
+    since: str,
+    until: str,
+    model: str | None,
 ) -> Iterator[dict[str, Any]]:
     lower = event_id_bound(since)
     cutoff = log.cutoff()  # events before the last clear are invisible, as in GET /log
@@ -90,11 +111,13 @@ def _dynamodb_events(
     # Ids of the last microsecond of the window sort below the next microsecond's bound.
     upper = f"{int(event_id_bound(until)) + 1000:020d}"
     now = int(time.time())
-    for event_type in types:
-        for shard in range(log.shards):
-            for event in _partition(log, f"ev#{event_type}#{shard}", lower, upper, now):
-                if since <= event["time"] <= until:
-                    yield event
+    models = [model] if model is not None else sorted({DEFAULT_MODEL_NAME, *log.models()})
+    for name in models:
+        for event_type in types:
+            for pk in log.partitions(name, event_type):
+                for event in _partition(log, pk, lower, upper, now):
+                    if since <= event["time"] <= until:
+                        yield event
 
 
 def _partition(

@@ -92,6 +92,7 @@ def shadow_event(
         )
     return Event(
         type="shadow",
+        model=candidate.card.model_name,
         request_id=request_id,
         model_version=candidate.version,
         data=bounded_data(data),

@@ -107,6 +107,7 @@ def rollout_event(
     rollout = after.rollout or before.rollout
     return Event(
         type="training",
+        model=registry.model_name,
         model_version=rollout.candidate if rollout else after.version,
         data={
             "action": action,

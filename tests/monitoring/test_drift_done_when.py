@@ -165,6 +165,7 @@ def test_late_ground_truth_joins_with_a_lookback(regressor: Trained, tmp_path: P
     log.append(
         Event(
             type="prediction",
+            model=regressor.model_name,
             request_id="old",
             model_version=version,
             time=iso_z(made),
@@ -174,6 +175,7 @@ def test_late_ground_truth_joins_with_a_lookback(regressor: Trained, tmp_path: P
     log.append(
         Event(
             type="feedback",
+            model=regressor.model_name,
             model_version=version,
             time=iso_z(now - timedelta(minutes=10)),
             data={"items": [{"request_id": "old", "index": 1, "actual": 2.5}]},

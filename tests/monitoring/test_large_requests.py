@@ -94,6 +94,7 @@ def test_a_window_blind_to_large_requests_says_so_in_every_format(
     log.append(
         Event(
             type="prediction",
+            model=classifier.model_name,
             model_version=page.model_version,
             data={"endpoint": "batch", "records": 3000, "inputs_sha256": "0" * 64,
                   "inputs_truncated": True},
