@@ -115,13 +115,21 @@ def _event(path: str, body: bytes) -> dict[str, Any]:
 
 
 def _build_api(
-    registry_uri: str, log_uri: str, *, delivery: str, stdout: Any, metrics: bool
+    registry_uri: str,
+    log_uri: str,
+    *,
+    delivery: str,
+    stdout: Any,
+    metrics: bool,
+    log_inputs: str = "full",
 ) -> Any:
     from lambda_inference.handler import Api  # noqa: PLC0415
     from lambda_inference.service import InferenceService  # noqa: PLC0415
     from mlsys.settings import Settings  # noqa: PLC0415
 
-    settings = Settings(registry_uri=registry_uri, log_uri=log_uri, log_delivery=delivery)
+    settings = Settings(
+        registry_uri=registry_uri, log_uri=log_uri, log_delivery=delivery, log_inputs=log_inputs
+    )
     return Api(InferenceService.from_settings(settings, emit_metrics=metrics, stdout=stdout))
 
 
@@ -373,6 +381,55 @@ def _run_cold(code: str, env: dict[str, str]) -> tuple[float, float]:
     return float(result.stdout.strip().splitlines()[-1]), wall
 
 
+def bench_large_batch_sample(registry_uri: str, workdir: Path) -> None:
+    """What keeping a record sample of a large request costs on the /batch path.
+
+    A 1,000-record /batch (array records, over the 64 KB logged-whole bound) through the
+    handler with stdout delivery (the AWS predict function, metrics off), its event line
+    serialised: ``full`` logging (sha256 + a 100-record sample, since issue 19) against
+    ``digest`` logging (sha256 only: what a body this large logged before), alternating
+    rounds in the same run so that machine load hits both alike. Reported, no target.
+    """
+    from lambda_inference.events import MAX_LOGGED_INPUT_BYTES, input_sample  # noqa: PLC0415
+    from mlsys.registry import ModelRegistry  # noqa: PLC0415
+
+    model = ModelRegistry.open(registry_uri, model_name="default").load_champion()
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    frame = load_diabetes(as_frame=True).data
+    rows = frame[[f.name for f in model.card.features]].to_numpy(dtype=np.float64)
+    records = np.resize(rows, (1000, rows.shape[1])).tolist()
+    body = orjson.dumps({"data": records})
+    assert len(body) > MAX_LOGGED_INPUT_BYTES
+    event = _event("/batch", body)
+    with open(os.devnull, "w") as devnull:
+        apis = {
+            mode: _build_api(
+                registry_uri,
+                f"sqlite:///{workdir}/sample-{mode}.sqlite3",
+                delivery="stdout",
+                stdout=devnull,
+                metrics=False,
+                log_inputs=mode,
+            )
+            for mode in ("digest", "full")
+        }
+        rounds: dict[str, list[float]] = {"digest": [], "full": []}
+        for _ in range(10):
+            for mode, api in apis.items():
+                rounds[mode].append(
+                    _p50(lambda api=api: api.handle_predict(event), repeat=40, warmup=5)
+                )
+    digest, full = (statistics.median(rounds[m]) * 1e6 for m in ("digest", "full"))
+    alone = _p50(lambda: input_sample(records, request_id="bench"), repeat=500) * 1e6
+    print(
+        f"  /batch 1,000 records ({len(body) / 1024:.0f} KB), stdout delivery: sample + digest "
+        f"{full:8.0f} us p50 vs digest only {digest:8.0f} us (same run): "
+        f"+{full - digest:.0f} us ({(full - digest) / digest:+.1%}); "
+        f"input_sample alone {alone:.0f} us"
+    )
+
+
 def bench_cold_start(registry_uri: str, workdir: Path) -> bool:
     from sklearn.datasets import load_diabetes  # noqa: PLC0415
     from sklearn.ensemble import GradientBoostingRegressor  # noqa: PLC0415
@@ -453,6 +510,7 @@ def main() -> int:
         source = _train_default(registry_uri)
         print(f"default model from: {source}")
         ok = bench_stream_and_batch(registry_uri, workdir)
+        bench_large_batch_sample(registry_uri, workdir)
         ok &= bench_cold_start(registry_uri, workdir)
     ok &= bench_package_size()
     print(f"inference benchmarks: {'all targets met' if ok else 'SOME TARGETS MISSED'}")
