@@ -417,7 +417,9 @@ def _challenger_score(prepared: PreparedData, metrics: dict[str, float]) -> floa
 class TrainingRun:
     """Runs one training as named steps: fit -> export -> evaluate -> decide -> publish.
 
-    Collaborators are injected so tests can use moto and tmp dirs.
+    Collaborators are injected so tests can use moto and tmp dirs, and ``clock``, which
+    times the phases and bounds the model search (:func:`training_job.search.search`), so
+    tests that assert a decision can stop time.
     """
 
     def __init__(
