@@ -17,6 +17,7 @@ from typing import Any
 from mlsys.cli import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
+from mlsys.metrics import METRICS
 from mlsys.registry import ModelRegistry
 from mlsys.rollout_cli import fraction
 from mlsys.settings import Settings, TrainingSettings
@@ -24,8 +25,6 @@ from training_job.cloudwatch import emit_training_metrics
 from training_job.run import TrainingRun, summary_lines
 from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS
 from training_job.search import CANDIDATES
-
-METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
 
 
 def _non_negative(raw: str) -> float:
@@ -94,7 +93,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metric",
-        choices=METRIC_CHOICES,
+        choices=tuple(METRICS),
         help="primary holdout metric (env MLSYS_METRIC; default r2 for "
         "regression, f1_macro for classification)",
     )

@@ -31,7 +31,7 @@ import pandas as pd
 
 from mlsys.contract import FeatureSpec, Task
 from mlsys.errors import MlsysError
-from training_job.evaluation import Metric
+from mlsys.metrics import Metric
 
 MAX_SEARCH_ROWS = 20_000
 FINAL_FIT_LIMIT_FACTOR = 10.0
