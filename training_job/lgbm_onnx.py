@@ -21,7 +21,7 @@ registered here rounds every ``<=`` threshold *down* instead
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,98 +54,42 @@ def float32_at_most(thresholds: npt.ArrayLike) -> npt.NDArray[np.float32]:
     return np.where(above, np.nextafter(nearest, np.float32(-np.inf)), nearest)
 
 
-def _graph_splits(attributes: Mapping[str, Sequence[Any]], tree: int) -> Iterator[int]:
-    """Positions of ``tree``'s branch nodes in the attribute lists, in pre-order (true
-    branch first: the order :func:`_booster_splits` walks LightGBM's left child first)."""
-    positions = [i for i, t in enumerate(attributes["nodes_treeids"]) if t == tree]
-    by_id = {attributes["nodes_nodeids"][i]: i for i in positions}
-    branches = [i for i in positions if attributes["nodes_modes"][i] != "LEAF"]
-    children = {attributes["nodes_truenodeids"][i] for i in branches} | {
-        attributes["nodes_falsenodeids"][i] for i in branches
-    }
-    stack = [by_id[node] for node in by_id if node not in children][:1]
-    while stack:
-        i = stack.pop()
-        if attributes["nodes_modes"][i] == "LEAF":
-            continue
-        yield i
-        stack.append(by_id[attributes["nodes_falsenodeids"][i]])
-        stack.append(by_id[attributes["nodes_truenodeids"][i]])
+def thresholds_rounded_down(values: Sequence[Any], modes: Sequence[Any]) -> list[float]:
+    """A tree ensemble's ``nodes_values`` with every ``BRANCH_LEQ`` threshold rounded down to
+    float32 (other nodes, leaves and categorical equalities, keep theirs)."""
+    result = [float(v) for v in values]
+    branches = [i for i, mode in enumerate(modes) if mode in ("BRANCH_LEQ", b"BRANCH_LEQ")]
+    rounded = float32_at_most([result[i] for i in branches])
+    for i, value in zip(branches, rounded.tolist(), strict=True):
+        result[i] = value
+    return result
 
 
-def _booster_splits(structure: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """A dumped LightGBM tree's split nodes in pre-order, left child first."""
-    stack = [structure]
-    while stack:
-        node = stack.pop()
-        if "split_feature" not in node:
-            continue
-        yield node
-        stack.append(node["right_child"])
-        stack.append(node["left_child"])
+class _RoundingDownContainer:
+    """skl2onnx's conversion container as onnxmltools' converter sees it: tree-ensemble
+    nodes get :func:`thresholds_rounded_down` of LightGBM's double thresholds before the
+    node stores them as float32; everything else passes through untouched."""
 
+    def __init__(self, container: Any) -> None:
+        self._container = container
 
-def exact_thresholds(
-    attributes: Mapping[str, Sequence[Any]], trees: Sequence[Mapping[str, Any]]
-) -> list[float]:
-    """``nodes_values`` of a converted tree ensemble with LightGBM's ``<=`` thresholds
-    (``trees``: the booster's dumped ``tree_info``, as the converter read it) rounded
-    down to float32 instead of to the nearest float32.
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
 
-    The graph and the dump are walked side by side; a node whose feature or (nearest)
-    threshold does not match raises ``ValueError`` rather than moving a threshold onto
-    the wrong node.
-    """
-    values = [float(v) for v in attributes["nodes_values"]]
-    for tree, dumped in enumerate(trees):
-        graph = list(_graph_splits(attributes, tree))
-        booster = list(_booster_splits(dumped["tree_structure"]))
-        if len(graph) != len(booster):
-            raise ValueError(f"tree {tree}: {len(graph)} graph splits, {len(booster)} in LightGBM")
-        for i, node in zip(graph, booster, strict=True):
-            if attributes["nodes_featureids"][i] != node["split_feature"]:
-                raise ValueError(f"tree {tree}: the graph and LightGBM split on other features")
-            if attributes["nodes_modes"][i] != "BRANCH_LEQ":
-                continue  # categorical equality: the value is a category, not a bound
-            threshold = float(node["threshold"])
-            with np.errstate(over="ignore"):
-                converted = np.float32(threshold)
-            if np.float32(values[i]) != converted:
-                raise ValueError(f"tree {tree}: threshold {values[i]} is not {threshold}")
-            values[i] = float(float32_at_most(threshold))
-    return values
-
-
-def _round_thresholds_down(node: Any, booster: Any) -> None:
-    """Rewrite a converted ``TreeEnsemble*`` node's ``nodes_values`` (see the module doc)."""
-    from onnx import helper  # noqa: PLC0415
-    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (  # noqa: PLC0415
-        modify_tree_for_rule_in_set,
-    )
-
-    dump = booster.dump_model()
-    # The converter unfolds "category in set" splits into chains; so must the walk.
-    modify_tree_for_rule_in_set(dump, use_float=True)
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    attributes["nodes_modes"] = [m.decode() for m in attributes["nodes_modes"]]
-    values = exact_thresholds(attributes, dump["tree_info"])
-    kept = [a for a in node.attribute if a.name != "nodes_values"]
-    del node.attribute[:]
-    node.attribute.extend([*kept, helper.make_attribute("nodes_values", values)])
+    def add_node(self, op_type: str, *args: Any, **attrs: Any) -> Any:
+        if op_type in TREE_ENSEMBLE_OPS:
+            values, modes = attrs["nodes_values"], attrs["nodes_modes"]
+            attrs["nodes_values"] = thresholds_rounded_down(values, modes)
+        return self._container.add_node(op_type, *args, **attrs)
 
 
 def convert_lightgbm_exactly(scope: Any, operator: Any, container: Any) -> None:
-    """onnxmltools' LightGBM converter, then :func:`_round_thresholds_down` on its trees."""
+    """onnxmltools' LightGBM converter, with the thresholds rounded down (see the module doc)."""
     from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (  # noqa: PLC0415
         convert_lightgbm,
     )
 
-    first = len(container.nodes)
-    convert_lightgbm(scope, operator, container)
-    ensembles = [n for n in container.nodes[first:] if n.op_type in TREE_ENSEMBLE_OPS]
-    if len(ensembles) != 1:
-        raise ValueError(f"expected one tree ensemble from LightGBM, got {len(ensembles)}")
-    _round_thresholds_down(ensembles[0], operator.raw_operator.booster_)
+    convert_lightgbm(scope, operator, _RoundingDownContainer(container))
 
 
 @functools.cache

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from training_job.lgbm_onnx import exact_thresholds, float32_at_most
+from training_job.lgbm_onnx import float32_at_most, thresholds_rounded_down
 
 
 def test_rounding_down_keeps_every_float32_comparison() -> None:
@@ -40,41 +39,10 @@ def test_thresholds_beyond_float32_keep_infinite_inputs_apart() -> None:
     assert low == -np.inf
 
 
-def _graph(value: float, *, feature: int = 0) -> dict[str, list[object]]:
-    """One tree: node 0 splits (true -> 1, false -> 2), nodes 1 and 2 are leaves."""
-    return {
-        "nodes_treeids": [0, 0, 0],
-        "nodes_nodeids": [0, 1, 2],
-        "nodes_featureids": [feature, 0, 0],
-        "nodes_modes": ["BRANCH_LEQ", "LEAF", "LEAF"],
-        "nodes_values": [value, 0.0, 0.0],
-        "nodes_truenodeids": [1, 0, 0],
-        "nodes_falsenodeids": [2, 0, 0],
-    }
-
-
-def _tree(threshold: float) -> dict[str, object]:
-    leaf = {"leaf_index": 0, "leaf_value": 0.0}
-    return {
-        "tree_structure": {
-            "split_feature": 0,
-            "threshold": threshold,
-            "decision_type": "<=",
-            "left_child": leaf,
-            "right_child": leaf,
-        }
-    }
-
-
-def test_the_graph_gets_the_rounded_down_threshold_of_the_same_node() -> None:
+def test_only_the_bounds_of_a_tree_ensemble_are_rounded_down() -> None:
     threshold = (float(np.float32(34.3)) + float(np.float32(34.5))) / 2
-    values = exact_thresholds(_graph(float(np.float32(threshold))), [_tree(threshold)])
-    assert values[0] == float(np.nextafter(np.float32(34.4), np.float32(-np.inf)))
-    assert values[1:] == [0.0, 0.0]
-
-
-def test_a_graph_that_does_not_match_the_booster_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"threshold 7\.0 is not 2\.5"):
-        exact_thresholds(_graph(7.0), [_tree(2.5)])
-    with pytest.raises(ValueError, match="other features"):
-        exact_thresholds(_graph(2.5, feature=1), [_tree(2.5)])
+    values = thresholds_rounded_down(
+        [threshold, 3.0, 0.0, threshold], ["BRANCH_LEQ", "BRANCH_EQ", "LEAF", b"BRANCH_LEQ"]
+    )
+    below = float(np.nextafter(np.float32(34.4), np.float32(-np.inf)))
+    assert values == [below, 3.0, 0.0, below]  # a category (BRANCH_EQ) keeps its value
