@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-import training_job.cli
+import mlsys.cli.train
 from mlsys.cli import main as mlsys_main
 from tests.inference_support import fake_aws_credentials
 from training_job.run import TrainingRun
@@ -39,7 +39,7 @@ def stopped_search_clock() -> Iterator[None]:
     """
     pinned = functools.partial(TrainingRun, clock=stopped_clock)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training_job.cli, "TrainingRun", pinned)
+        patch.setattr(mlsys.cli.train, "TrainingRun", pinned)
         yield
 
 
