@@ -102,7 +102,7 @@ def import_graph() -> dict[str, set[str]]:
 
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("mlsys", "mlsys.errors", "mlsys.names", "mlsys.contract"),
+    "foundation": ("mlsys", "mlsys.errors", "mlsys.names", "mlsys.knobs", "mlsys.contract"),
     "storage": ("mlsys.storage", "mlsys.registry", "mlsys.eventlog"),
     "settings": ("mlsys.settings",),
     "domain": ("mlsys.monitoring", "mlsys.rollout"),
