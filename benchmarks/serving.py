@@ -156,7 +156,7 @@ def burst(url: str, path: str, body: bytes, *, connections: int = BURST) -> dict
     """Open ``connections`` at once, send one request on each, count the outcomes."""
     address = _address(url)
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     outcome = {"ok": 0, "reset": 0, "other": 0}
@@ -200,7 +200,7 @@ def _send_big_body(address: tuple[str, int], path: str) -> None:
     try:
         with socket.create_connection(address, timeout=30) as conn:
             conn.sendall(
-                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {BIG_BODY_BYTES}\r\n\r\n".encode()
             )
             for _ in range(BIG_BODY_BYTES // len(chunk)):

@@ -95,6 +95,13 @@ class UnsupportedContentEncodingError(UnsupportedMediaTypeError):
     code = "unsupported_content_encoding"
 
 
+class ForbiddenError(MlsysError):
+    """The local server refuses a browser request from another origin or host name
+    (:mod:`lambda_inference.local.origin`)."""
+
+    code = "forbidden"
+
+
 class RouteNotFoundError(MlsysError):
     code = "not_found"
 

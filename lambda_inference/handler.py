@@ -76,7 +76,8 @@ from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
 from mlsys.settings import load_settings
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
+"""``nosniff``: no browser may sniff a JSON (error) body into HTML or script."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,13 @@ Route = Callable[[InferenceService, Request], tuple[int, Any]]
 def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return  # many clients omit it; the body must still parse as JSON
+        # Required: a browser can send a body without it (fetch with mode "no-cors")
+        # from any page, but not with application/json (that needs a CORS preflight).
+        raise UnsupportedMediaTypeError(
+            "Content-Type is required: send the body as application/json "
+            "(with curl, add -H 'Content-Type: application/json')",
+            details={"content_type": None},
+        )
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == GZIP_MEDIA_TYPE:
         return  # gzip-compressed JSON (how it passes API Gateway intact; _decoded_body)
@@ -312,6 +319,20 @@ class Api:
     def handle_local(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Every route in one process, as the local server exposes them."""
         return self._dispatch(ALL_ROUTES, event, context)
+
+    def handle_refused(
+        self, event: Mapping[str, Any], error: MlsysError, context: Any = None
+    ) -> dict[str, Any]:
+        """The error response for a request refused before routing (the local
+        server's browser checks), recorded in the log like any other error."""
+        try:
+            request = Request.from_event(event, context)
+        except InvalidEventError:
+            request = Request.placeholder(event, context)
+        try:
+            return self._error_response(error, request)
+        finally:
+            self.service.telemetry.flush()
 
     def handle_log_ingest(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Write events shipped by a CloudWatch Logs subscription to the system log.

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import uvicorn
+
+from lambda_inference.local.adapter import HttpAdapter
+from lambda_inference.local.protocol import protocol_class
 from mlsys.registry import ModelRegistry
 from tests.inference_support import build_regression, publish
 
@@ -30,7 +37,12 @@ class ServeProcess:
     """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM."""
 
     def __init__(
-        self, registry: str, log_uri: str, *flags: str, env: dict[str, str] | None = None
+        self,
+        registry: str,
+        log_uri: str,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        new_session: bool = False,
     ) -> None:
         self.process = subprocess.Popen(
             [
@@ -51,6 +63,7 @@ class ServeProcess:
             text=True,
             cwd=ROOT,
             env=None if env is None else {**os.environ, **env},
+            start_new_session=new_session,  # a process group of its own, to kill as one
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
@@ -103,7 +116,42 @@ class ServeProcess:
         finally:
             connection.close()
 
+    def workers(self) -> list[int]:
+        """Process ids of the server's worker processes (children of the master)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(child) for child in children.split()]
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def served_in_process(adapter: HttpAdapter) -> Iterator[str]:
+    """``adapter`` on uvicorn with mlsys serve's protocol, in a thread of this process
+    (the process manager and workers are tested through :class:`ServeProcess`)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    config = uvicorn.Config(
+        adapter,
+        http=protocol_class(request_timeout=30),
+        loop="asyncio",
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
