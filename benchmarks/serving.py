@@ -2,10 +2,20 @@
 
 * 4 keep-alive client threads on ``/stream`` (one record) and ``/batch`` (100
   records) vs a minimal app returning a constant JSON body on the same server
-  library and settings (gunicorn gthread; targets: ``/stream`` >= 1/2 of the
-  baseline's req/s with p50 < 3 ms and >= 900 req/s, ``/batch`` >= 1/3), plus the
-  same constant app on the standard library's ThreadingHTTPServer (the server
-  ``mlsys serve`` used before: its keep-alive Nagle stall is visible there);
+  (uvicorn workers under gunicorn, same settings, the same thread hand-off;
+  targets: ``/stream`` >= 1/2 of the baseline's req/s with p50 < 3 ms and >= 900
+  req/s, ``/batch`` >= 1/3), plus the constant app on gunicorn's ``gthread``
+  worker (the server ``mlsys serve`` ran before issue 18) and on the standard
+  library's ThreadingHTTPServer (before that: its keep-alive Nagle stall);
+* durable events (issue 18): ``/stream`` with the default ``sync`` delivery
+  (committed before the response) vs ``--log-delivery background`` (the previous
+  default, queued), same run (target >= 0.8x), and the acknowledged events each
+  loses when a worker and then the whole server are SIGKILLed under load
+  (target 0 for ``sync``);
+* slow clients (:mod:`benchmarks.hostile`): 600 connections trickling a header
+  line every 5 s, 100 ``/health`` probes (target: all answered, p99 < 1 s; every
+  stalled connection closed within the request timeout of its arrival), vs the
+  same attack on the ``gthread`` server;
 * sequential keep-alive requests, p50 (target < 2 ms), vs the constant app;
 * 500 simultaneous connections: resets and failures (target 0);
 * 8 concurrent 60 MB bodies: the server's RSS increase (target < 50 MB).
@@ -20,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,6 +46,8 @@ from typing import Any
 
 import orjson
 
+from benchmarks.hostile import SlowClientOutcome, slow_clients
+from benchmarks.hostile import summary as slow_summary
 from benchmarks.inference import ROOT, _train_default
 
 CLIENT_THREADS = 4
@@ -49,6 +63,11 @@ BURST = 500
 BIG_BODIES = 8
 BIG_BODY_BYTES = 60_000_000
 RSS_TARGET_MB = 50.0
+DURABLE_RATIO_TARGET = 0.8
+REQUEST_TIMEOUT = 30
+"""``mlsys serve``'s default; the slow-client attack watches for this long plus a margin."""
+KILL_STEP = 300
+"""Acknowledged requests before each SIGKILL (of one worker, then of the process group)."""
 JSON = {"Content-Type": "application/json"}
 
 
@@ -80,12 +99,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _gunicorn_constant(workers: int) -> Iterator[str]:
+def _gunicorn_constant(workers: int, *, gthread: bool = False) -> Iterator[str]:
+    """The constant app on ``mlsys serve``'s worker class, or on gunicorn's ``gthread``."""
     port = _free_port()
+    worker = (
+        ["--worker-class", "gthread", "--threads", "8", "benchmarks.constant_app:app"]
+        if gthread
+        else [
+            "--worker-class",
+            "lambda_inference.local.server.Worker",
+            "benchmarks.constant_app:asgi_app",
+        ]
+    )
     command = [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
-        "--threads", "8", "--backlog", "4096", "--keep-alive", "15", "--log-level", "warning",
-        "--bind", f"127.0.0.1:{port}", "benchmarks.constant_app:app",
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--backlog", "4096",
+        "--keep-alive", "15", "--log-level", "warning", "--bind", f"127.0.0.1:{port}", *worker,
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
@@ -264,6 +292,32 @@ def interleaved(
     }
 
 
+def _url_of(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    url = next(line for line in process.stdout if line.startswith("listening on ")).split()[-1]
+    _wait_ready(_address(url))
+    return url
+
+
+def _loads(urls: dict[str, str], stream: bytes, batch: bytes, figures: dict[str, Any]) -> None:
+    """The interleaved keep-alive loads; see the module docstring."""
+    pairs = {"const": urls["const"], "app": urls["app"]}
+    figures.update(
+        interleaved(
+            {
+                "stream": (urls["app"], "/stream", stream, CLIENT_THREADS),
+                "background": (urls["background"], "/stream", stream, CLIENT_THREADS),
+                "const": (urls["const"], "/stream", stream, CLIENT_THREADS),
+                "gthread": (urls["gthread"], "/stream", stream, CLIENT_THREADS),
+            }
+        )
+    )
+    for kind, body, threads in (("batch", batch, CLIENT_THREADS), ("seq", stream, 1)):
+        path = "/batch" if kind == "batch" else "/stream"
+        pair = interleaved({name: (url, path, body, threads) for name, url in pairs.items()})
+        figures[kind], figures[f"const_{kind}"] = pair["app"], pair["const"]
+
+
 def measure(workdir: Path) -> dict[str, Any]:
     registry = str(workdir / "registry")
     _train_default(registry)
@@ -272,30 +326,62 @@ def measure(workdir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {"workers": workers}
     with _process([sys.executable, "-m", "benchmarks.constant_app", "stdlib"]) as stdlib:
         figures["stdlib"] = load(stdlib, "/stream", stream, seconds=2.0)
-    command = _serve(registry, f"sqlite:///{workdir}/log.sqlite3")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        _serve(registry, f"sqlite:///{workdir}/log.sqlite3"), stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    background = subprocess.Popen(
+        [*_serve(registry, f"sqlite:///{workdir}/bg.sqlite3"), "--log-delivery", "background"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
     try:
-        assert process.stdout is not None
-        url = next(line for line in process.stdout if line.startswith("listening on ")).split()[-1]
-        _wait_ready(_address(url))
-        with _gunicorn_constant(workers) as constant:
-            for kind, body, threads in (
-                ("stream", stream, CLIENT_THREADS),
-                ("batch", batch, CLIENT_THREADS),
-                ("seq", stream, 1),
-            ):
-                path = "/batch" if kind == "batch" else "/stream"
-                pair = interleaved(
-                    {"const": (constant, path, body, threads), "app": (url, path, body, threads)}
-                )
-                figures[kind], figures[f"const_{kind}"] = pair["app"], pair["const"]
-        figures["const"] = figures.pop("const_stream")
+        url = _url_of(process)
+        with _gunicorn_constant(workers) as const, _gunicorn_constant(workers, gthread=True) as old:
+            urls = {"app": url, "background": _url_of(background), "const": const, "gthread": old}
+            _loads(urls, stream, batch, figures)
+            background.terminate()
+            watch = REQUEST_TIMEOUT + 5
+            figures["slow"] = slow_clients(_address(url), observe_seconds=watch)
+            figures["slow_gthread"] = slow_clients(_address(old), observe_seconds=watch)
         figures["burst"] = burst(url, "/stream", stream)
         figures["rss"] = big_bodies(url, process.pid)
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for server in (process, background):
+            server.terminate()
+            server.wait(timeout=60)
+    deliveries = ("sync", "background")
+    figures["killed"] = {name: killed_under_load(workdir / name, name) for name in deliveries}
     return figures
+
+
+def killed_under_load(workdir: Path, delivery: str) -> tuple[int, int]:
+    """(acknowledged, lost): SIGKILL of one worker, then of the whole server, under
+    4 keep-alive clients; lost = acknowledged requests whose event is not in the log."""
+    from tests.serve_support import (  # noqa: PLC0415
+        Load,
+        ServeProcess,
+        publish_regression,
+        stored_request_ids,
+    )
+
+    workdir.mkdir(parents=True)
+    registry, log_uri = publish_regression(workdir)
+    server = ServeProcess(registry, log_uri, "--log-delivery", delivery, new_session=True)
+    clients = Load(server.address)
+    try:
+        clients.wait_for(KILL_STEP)
+        os.kill(server.workers()[0], signal.SIGKILL)
+        clients.wait_for(len(clients.acknowledged) + KILL_STEP)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        time.sleep(0.2)
+    finally:
+        acknowledged = clients.stop()
+        server.process.wait(timeout=60)
+    try:
+        stored = stored_request_ids(log_uri)
+    except sqlite3.OperationalError:  # killed before it ever wrote: no table yet
+        stored = set()
+    return len(acknowledged), len(acknowledged - stored)
 
 
 Rate = tuple[float, float]
@@ -316,12 +402,16 @@ def _report_load(figures: dict[str, Any]) -> bool:
     )
     batch_ok = batch[0] >= BATCH_RATIO_TARGET * const_batch[0]
     seq_ok = seq[1] * 1e3 < SEQUENTIAL_P50_TARGET_MS
-    print(f"mlsys serve: gunicorn gthread, {figures['workers']} worker(s) x 8 threads")
+    print(
+        f"mlsys serve: uvicorn (httptools, uvloop) under gunicorn, {figures['workers']} "
+        "worker(s) x 8 request threads"
+    )
     print(
         f"{CLIENT_THREADS} keep-alive client threads, {SECONDS:.0f} s each, in {ROUNDS} slices "
         "alternating with the baseline (median req/s and p50)"
     )
-    _line("baseline: constant JSON, gunicorn", const)
+    _line("baseline: constant JSON, same server", const)
+    _line("baseline: constant JSON, gunicorn gthread (before)", figures["gthread"])
     _line("baseline: constant JSON, stdlib server", figures["stdlib"])
     _line(
         "/stream, one record",
@@ -342,8 +432,56 @@ def _report_load(figures: dict[str, Any]) -> bool:
     return stream_ok and batch_ok and seq_ok
 
 
+def _report_durability(figures: dict[str, Any]) -> bool:
+    durable, queued = figures["stream"], figures["background"]
+    ratio = durable[0] / queued[0]
+    ratio_ok = ratio >= DURABLE_RATIO_TARGET
+    print("durable events: /stream, 4 keep-alive clients, same run")
+    _line("  --log-delivery background (queued; the old default)", queued)
+    _line(
+        "  --log-delivery sync (committed before the answer)",
+        durable,
+        f" = {ratio:.2f}x background (target >= {DURABLE_RATIO_TARGET}x) {_verdict(ratio_ok)}",
+    )
+    killed = figures["killed"]
+    lost_ok = killed["sync"][1] == 0
+    for delivery, (acknowledged, lost) in killed.items():
+        verdict = f" (target 0) {_verdict(lost_ok)}" if delivery == "sync" else ""
+        print(
+            f"  SIGKILL of a worker, then of the whole server, under load ({delivery}): "
+            f"{lost} of {acknowledged} acknowledged events lost{verdict}"
+        )
+    return ratio_ok and lost_ok
+
+
+def _report_slow(figures: dict[str, Any]) -> bool:
+    slow: SlowClientOutcome = figures["slow"]
+    answered = len(slow.probe_seconds)
+    closed_in_time = sum(after <= REQUEST_TIMEOUT + 0.5 for after in slow.closed_after)
+    ok = (
+        slow.probes_failed == 0
+        and slow.p99() < 1.0
+        and closed_in_time == len(slow.closed_after)
+        and slow.still_open == 0
+    )
+    print(
+        "slow clients: 600 connections each sending a header line every 5 s, "
+        "100 /health probes (10 at a time)"
+    )
+    print(f"  baseline gunicorn gthread: {slow_summary(figures['slow_gthread'])}")
+    print(f"  mlsys serve: {slow_summary(slow)}")
+    print(
+        f"  targets: all probes answered ({answered}/100), p99 < 1 s, every stalled connection "
+        f"closed within {REQUEST_TIMEOUT} s of its arrival ({closed_in_time} of "
+        f"{len(slow.closed_after) + slow.still_open}) {_verdict(ok)}"
+    )
+    return ok
+
+
 def report(figures: dict[str, Any]) -> bool:
     ok = _report_load(figures)
+    ok &= _report_durability(figures)
+    ok &= _report_slow(figures)
     outcome = figures["burst"]
     burst_ok = outcome["reset"] == 0 and outcome["other"] == 0
     print(

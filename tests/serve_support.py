@@ -7,11 +7,13 @@ import http.client
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +25,9 @@ from mlsys.registry import ModelRegistry
 from tests.inference_support import build_regression, publish
 
 ROOT = Path(__file__).resolve().parents[1]
+STREAM_ROW = json.dumps({"data": [0.01] * 10}).encode()
+"""A /stream body for the regression model of :func:`publish_regression`."""
+CLIENTS = 4
 VERSION = "20260101T000000Z-ssssss"
 
 
@@ -155,3 +160,55 @@ def served_in_process(adapter: HttpAdapter) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+class Load:
+    """``CLIENTS`` keep-alive clients posting /stream until stopped; they reconnect
+    after a failure (a killed worker) and record the request id of every 200."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+        self.acknowledged: list[str] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
+        for thread in self._threads:
+            thread.start()
+
+    def _client(self) -> None:
+        connection = http.client.HTTPConnection(*self.address, timeout=10)
+        while not self._stop.is_set():
+            try:
+                connection.request(
+                    "POST", "/stream", body=STREAM_ROW, headers={"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                payload = json.loads(response.read())
+            except (OSError, http.client.HTTPException, ValueError):
+                with self._lock:
+                    self.failures += 1
+                connection.close()
+                time.sleep(0.01)
+                continue
+            if response.status == 200:
+                with self._lock:
+                    self.acknowledged.append(payload["request_id"])
+
+    def wait_for(self, count: int) -> None:
+        deadline = time.monotonic() + 120  # a hang guard, not a performance bound
+        while len(self.acknowledged) < count:
+            assert time.monotonic() < deadline, f"only {len(self.acknowledged)} answered"
+            time.sleep(0.01)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        return set(self.acknowledged)
+
+
+def stored_request_ids(log_uri: str) -> set[str]:
+    with closing(sqlite3.connect(log_uri.removeprefix("sqlite:///"))) as connection:
+        rows = connection.execute("SELECT body FROM events WHERE type = 'prediction'").fetchall()
+    return {json.loads(body)["request_id"] for (body,) in rows}

@@ -47,6 +47,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
+from lambda_inference.events import EventSink, StoreSink
 from lambda_inference.handler import Api
 from lambda_inference.local.adapter import THREADS, HttpAdapter
 from lambda_inference.local.origin import BrowserPolicy
@@ -63,6 +64,10 @@ BAD_INPUT_EXIT = 2
 BACKLOG = 4096
 """Pending connections the kernel queues (capped by ``net.core.somaxconn``)."""
 GRACEFUL_SECONDS = 20
+CHECKPOINT_SECONDS = 0.5
+"""How often a worker checkpoints the SQLite log's WAL, off the request path."""
+DEFAULT_REQUEST_TIMEOUT = 30
+"""``--request-timeout`` unless given."""
 """How long a stopping worker lets in-flight requests finish."""
 SERVE_LOG_DELIVERIES = ("sync", "background")
 """``stdout`` is left out: locally nothing would ingest the printed events."""
@@ -89,12 +94,14 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # gunicorn has no type hints
         "lifespan": "off",
         "server_header": False,
         "access_log": False,
+        "proxy_headers": False,  # the peer is the client: no X-Forwarded-For trusted
         "timeout_graceful_shutdown": GRACEFUL_SECONDS - 2,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.config.http = protocol_class(request_timeout=self.cfg.mlsys_request_timeout)
+        timeout = getattr(self.cfg, "mlsys_request_timeout", DEFAULT_REQUEST_TIMEOUT)
+        self.config.http = protocol_class(request_timeout=timeout)
 
 
 # --- the gunicorn application -------------------------------------------------------
@@ -157,10 +164,17 @@ def _drain_log(arbiter: Any, worker: Any) -> None:
 
 
 def build_api(settings: Settings, *, progress: SlotProgress | None = None) -> Api:
-    """The service one server process runs (metrics off: no CloudWatch agent locally)."""
-    sink = None
+    """The service one server process runs (metrics off: no CloudWatch agent locally).
+
+    Its events go through one connection whose WAL checkpoints run on a thread of
+    their own (an fsync in a checkpoint would otherwise stall the durable writes).
+    """
+    log = _cached(lambda: open_event_log_for(settings, checkpoint_seconds=CHECKPOINT_SECONDS))
+    sink: EventSink
     if settings.log_delivery == "background":
-        sink = BackgroundSink(_cached(lambda: open_event_log_for(settings)), shared=progress)
+        sink = BackgroundSink(log, shared=progress)
+    else:
+        sink = StoreSink(log)
     return Api(InferenceService.from_settings(settings, emit_metrics=False, sink=sink))
 
 
@@ -205,8 +219,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--request-timeout",
         type=_bounded_int(1, 30),
-        default=30,
-        help="seconds a request's headers and body may take to arrive (1-30, default 30)",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        help="seconds from a connection's arrival (or its next request's first byte) within "
+        "which the request line, headers and body must arrive; then 408 (1-30, default 30)",
     )
     parser.add_argument(
         "--log-delivery",
