@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
+import os
 import selectors
 import socket
 import statistics
@@ -150,3 +152,38 @@ def summary(outcome: SlowClientOutcome) -> str:
         f"closed ({outcome.answered_408} with a 408), latest {latest:.1f} s after arrival, "
         f"{outcome.still_open} still open"
     )
+
+
+GZIP_BOMB_MEMBERS = 295_000
+GZIP_TARGET_SECONDS = 1.0
+
+
+def gzip_bomb(record: bytes) -> bytes:
+    """Issue 18's body: 295,000 empty gzip members, then ``record`` (5.9 MB)."""
+    return gzip.compress(b"") * GZIP_BOMB_MEMBERS + gzip.compress(record)
+
+
+def inflate_baseline(size: int) -> float:
+    """Seconds ``gzip.decompress`` takes for one member of ``size`` compressed bytes
+    (incompressible data): what any linear pass over a body that size costs."""
+    one_member = gzip.compress(os.urandom(size), compresslevel=1)
+    start = time.perf_counter()
+    gzip.decompress(one_member)
+    return time.perf_counter() - start
+
+
+def post_gzip_bomb(address: tuple[str, int], path: str, bomb: bytes) -> tuple[int, float]:
+    """(status, seconds) of the bomb posted to a server with ``Content-Encoding: gzip``."""
+    connection = http.client.HTTPConnection(*address, timeout=600)
+    start = time.perf_counter()
+    connection.request(
+        "POST",
+        path,
+        body=bomb,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    response = connection.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return response.status, elapsed

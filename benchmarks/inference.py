@@ -373,6 +373,42 @@ def _run_cold(code: str, env: dict[str, str]) -> tuple[float, float]:
     return float(result.stdout.strip().splitlines()[-1]), wall
 
 
+def bench_gzip_bomb(registry_uri: str, workdir: Path) -> bool:
+    """Issue 18: the 295,000-member gzip body through the predict entry point as deployed."""
+    import base64  # noqa: PLC0415
+
+    from benchmarks.hostile import (  # noqa: PLC0415
+        GZIP_TARGET_SECONDS,
+        gzip_bomb,
+        inflate_baseline,
+    )
+
+    with open(os.devnull, "w") as devnull:
+        api = _build_api(
+            registry_uri, f"sqlite:///{workdir}/bomb.sqlite3", delivery="stdout",
+            stdout=devnull, metrics=False,
+        )  # fmt: skip
+        bomb = gzip_bomb(
+            b'{"data": [[0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01]]}'
+        )
+        event = _event("/batch", b"")
+        event.update(body=base64.b64encode(bomb).decode(), isBase64Encoded=True)
+        event["headers"] = {"Content-Type": "application/gzip"}
+        entry = _as_deployed(api)
+        start = time.perf_counter()
+        response = entry(event)
+        elapsed = time.perf_counter() - start
+    baseline = inflate_baseline(len(bomb))
+    ok = response["statusCode"] in (400, 413) and elapsed < GZIP_TARGET_SECONDS
+    print(f"gzip body of 295,000 empty members + one record ({len(bomb) / 1e6:.1f} MB, base64)")
+    print(f"  baseline gzip.decompress of one member that size: {baseline * 1e3:8.1f} ms")
+    print(
+        f"  predict entry point as deployed: HTTP {response['statusCode']} in "
+        f"{elapsed * 1e3:8.1f} ms (target 400/413 in < {GZIP_TARGET_SECONDS:.0f} s) {_verdict(ok)}"
+    )
+    return ok
+
+
 def bench_cold_start(registry_uri: str, workdir: Path) -> bool:
     from sklearn.datasets import load_diabetes  # noqa: PLC0415
     from sklearn.ensemble import GradientBoostingRegressor  # noqa: PLC0415
@@ -453,6 +489,7 @@ def main() -> int:
         source = _train_default(registry_uri)
         print(f"default model from: {source}")
         ok = bench_stream_and_batch(registry_uri, workdir)
+        ok &= bench_gzip_bomb(registry_uri, workdir)
         ok &= bench_cold_start(registry_uri, workdir)
     ok &= bench_package_size()
     print(f"inference benchmarks: {'all targets met' if ok else 'SOME TARGETS MISSED'}")
