@@ -47,6 +47,8 @@ from typing import Any
 import orjson
 
 from benchmarks.hostile import (
+    GZIP_BOMB_MEMBERS,
+    GZIP_FITTING_MEMBERS,
     GZIP_TARGET_SECONDS,
     SlowClientOutcome,
     gzip_bomb,
@@ -350,11 +352,11 @@ def measure(workdir: Path) -> dict[str, Any]:
             watch = REQUEST_TIMEOUT + 5
             figures["slow"] = slow_clients(_address(url), observe_seconds=watch)
             figures["slow_gthread"] = slow_clients(_address(old), observe_seconds=watch)
-        bomb = gzip_bomb(stream)
-        figures["gzip"] = (
-            post_gzip_bomb(_address(url), "/stream", bomb),
-            inflate_baseline(len(bomb)),
-        )
+        figures["gzip"] = [
+            (members, post_gzip_bomb(_address(url), "/stream", bomb), inflate_baseline(len(bomb)))
+            for members in (GZIP_BOMB_MEMBERS, GZIP_FITTING_MEMBERS)
+            for bomb in (gzip_bomb(stream, members),)
+        ]
         figures["burst"] = burst(url, "/stream", stream)
         figures["rss"] = big_bodies(url, process.pid)
     finally:
@@ -491,13 +493,16 @@ def _report_slow(figures: dict[str, Any]) -> bool:
 
 
 def _report_gzip(figures: dict[str, Any]) -> bool:
-    (status, seconds), baseline = figures["gzip"]
-    ok = status in (400, 413) and seconds < GZIP_TARGET_SECONDS
-    print(
-        f"gzip body of 295,000 empty members + one record over HTTP: {status} in "
-        f"{seconds * 1e3:.0f} ms (baseline: gzip.decompress of one member that size "
-        f"{baseline * 1e3:.0f} ms; target 400/413 in < {GZIP_TARGET_SECONDS:.0f} s) {_verdict(ok)}"
-    )
+    ok = True
+    for members, (status, seconds), baseline in figures["gzip"]:
+        fine = status in (400, 413) and seconds < GZIP_TARGET_SECONDS
+        ok &= fine
+        print(
+            f"gzip body of {members:,} empty members + one record over HTTP: {status} in "
+            f"{seconds * 1e3:.0f} ms (baseline: gzip.decompress of one member that size "
+            f"{baseline * 1e3:.0f} ms; target 400/413 in < {GZIP_TARGET_SECONDS:.0f} s) "
+            f"{_verdict(fine)}"
+        )
     return ok
 
 

@@ -33,15 +33,19 @@ a compressed body only arrives intact if the REST API lists its media type in
 ``binaryMediaTypes``, so that it is passed on base64-encoded: there, send it as
 ``Content-Type: application/gzip`` (:data:`GZIP_MEDIA_TYPE`, listed by infra/serving.py).
 
-Size limits on AWS: API Gateway accepts bodies up to 10 MB, but Lambda's
-synchronous invocation payload limit is 6 MB (the whole event, so the body
-somewhat less, and a third more if API Gateway base64-encodes it). A body
-between the two is refused by Lambda before this handler runs, so the caller
-gets a gateway 5xx (the stack's ``DEFAULT_5XX`` gateway response keeps it in
-the ``{"error": ...}`` shape, code ``gateway_error``), not this API's 413
-``payload_too_large``; ``MLSYS_MAX_BODY_BYTES`` (default 6,000,000) only
-governs bodies that reach the handler. Clients with large batches should
-split them (``MLSYS_MAX_BATCH_RECORDS`` per request) or gzip them.
+Size limits: Lambda's synchronous invocation payload is 6 MiB for the whole event,
+in which the body is base64-encoded (a gzip body: 4/3 of its size) or an escaped JSON
+string. A body that makes the event larger never reaches the function, and the
+caller would get API Gateway's error instead of this API's. So the handler refuses
+(413 ``payload_too_large``, ``details.event_bytes``) every body that takes more than
+:data:`~lambda_inference.edge.MAX_EVENT_BODY_BYTES` (6 MiB less 100 KB for the
+rest of the event) in the event, as well as bodies over ``MLSYS_MAX_BODY_BYTES``
+(default 6,000,000, counted decoded and decompressed); in practice a JSON body up to
+~6 MB of numbers, or a gzip body up to ~4.6 MB compressed, is served. The same
+limits apply locally (``mlsys serve`` builds the same event). A response, too, must
+fit 6 MiB: ``GET /log`` pages stop early with a ``next`` token
+(:data:`~lambda_inference.edge.MAX_LOG_RESPONSE_BYTES`). Clients with large batches
+should split them (``MLSYS_MAX_BATCH_RECORDS`` per request) or gzip them.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from typing import Any
 
 import orjson
 
-from lambda_inference.edge import parse_log_query, parse_predict_body
+from lambda_inference.edge import PredictBody, check_event_body, parse_log_query, parse_predict_body
 from lambda_inference.errors import (
     InvalidEncodingError,
     InvalidEventError,
@@ -90,6 +94,9 @@ class Request:
     query: Mapping[str, str]
     body: bytes
     request_id: str
+    raw_body: str = ""
+    """The body as the event carries it (base64 when ``base64_encoded``)."""
+    base64_encoded: bool = False
 
     @property
     def route(self) -> str:
@@ -122,7 +129,8 @@ class Request:
     def _from_event(cls, event: Mapping[str, Any], context: Any) -> Request:
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         raw_body = event.get("body") or ""
-        if event.get("isBase64Encoded"):
+        base64_encoded = bool(event.get("isBase64Encoded"))
+        if base64_encoded:
             body = base64.b64decode(raw_body, validate=True)
         else:
             body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
@@ -140,6 +148,8 @@ class Request:
             query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
             body=body,
             request_id=str(request_id),
+            raw_body=raw_body if isinstance(raw_body, str) else "",
+            base64_encoded=base64_encoded,
         )
 
 
@@ -254,10 +264,16 @@ def gunzip(data: bytes, *, limit: int, max_members: int = MAX_GZIP_MEMBERS) -> b
     return bytes(out)
 
 
-def _predict(endpoint: Endpoint, service: InferenceService, request: Request) -> tuple[int, Any]:
+def _body(service: InferenceService, request: Request) -> PredictBody:
+    """The parsed body of a POST route, within the body limit and Lambda's payload limit."""
     _require_json(request)
+    check_event_body(request.raw_body, base64_encoded=request.base64_encoded)
     limit = service.limits.max_body_bytes
-    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
+    return parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
+
+
+def _predict(endpoint: Endpoint, service: InferenceService, request: Request) -> tuple[int, Any]:
+    body = _body(service, request)
     return 200, service.predict(endpoint, body, request_id=request.request_id)
 
 
@@ -270,10 +286,7 @@ def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
 
 
 def _feedback(service: InferenceService, request: Request) -> tuple[int, Any]:
-    _require_json(request)
-    limit = service.limits.max_body_bytes
-    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
-    return 200, service.feedback(body, request_id=request.request_id)
+    return 200, service.feedback(_body(service, request), request_id=request.request_id)
 
 
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from lambda_inference.edge import LogQuery, PredictBody
+from lambda_inference.edge import LogQuery, PredictBody, fit_log_page
 from lambda_inference.events import (
     EventSink,
     StdoutSink,
@@ -309,7 +309,9 @@ class InferenceService:
             since=query.since,
             next_token=query.next_token,
         )
-        return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
+        # Within Lambda's 6 MB response: a page of large events stops early, with a token.
+        events, token = fit_log_page(page.events, page.next_token)
+        return {"result": [e.to_dict() for e in events], "next": token}
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

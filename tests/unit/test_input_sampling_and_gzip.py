@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lambda_inference.events import sampled_input_mode
 from lambda_inference.errors import PayloadTooLargeError
+from lambda_inference.events import sampled_input_mode
 from lambda_inference.handler import MAX_GZIP_MEMBERS, Api, gunzip
 from lambda_inference.service import InferenceService
 from mlsys.errors import ConfigError
@@ -122,12 +122,17 @@ def gzip_event(compressed: bytes) -> dict[str, Any]:
 def test_gzip_members_are_capped_so_inflating_stays_linear(
     tmp_path: Path, regression: BuiltModel
 ) -> None:
-    """Issue 18: 295,000 empty members and one record, 5.9 MB, under the body limit."""
+    """Issue 18: 295,000 empty members and one record, 5.9 MB, under the body limit
+    (its base64 form is over the event limit: a 413 before any inflating), and
+    200,000 (4 MB), which fits the event: a 400 after the 101st member."""
     api = make_api(tmp_path, regression)
     record = gzip.compress(json.dumps({"data": [[0.01] * 10]}).encode())
     bomb = gzip.compress(b"") * 295_000 + record
     assert len(bomb) < api.service.limits.max_body_bytes
     response = api.handle_predict(gzip_event(bomb))
+    error = body_of(response)["error"]
+    assert (response["statusCode"], error["code"]) == (413, "payload_too_large")
+    response = api.handle_predict(gzip_event(gzip.compress(b"") * 200_000 + record))
     error = body_of(response)["error"]
     assert (response["statusCode"], error["code"]) == (400, "invalid_content_encoding")
     assert error["details"] == {"max_members": MAX_GZIP_MEMBERS}
