@@ -93,19 +93,28 @@ def fit_log_page(
     return kept, next_token
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class PredictBody:
-    """A parsed predict request body."""
+    """A parsed predict request body (not frozen: a frozen dataclass pays a slow
+    ``object.__setattr__`` per field, and this is built once per request)."""
 
     data: Any
     """The ``data`` member: one record (``/stream``) or the records (``/batch``)."""
     raw: bytes
     """The body as received (logged as is, or as its digest)."""
-    has_booleans: bool
-    """Whether ``true``/``false`` occur in the raw body: without them an all-numeric
-    batch may take the encoder's vectorised path (booleans are not numbers)."""
     received_at: float
     """``time.perf_counter()`` when parsing began (the logged latency includes parsing)."""
+    booleans: bool | None = None
+    """:attr:`has_booleans`, once asked."""
+
+    @property
+    def has_booleans(self) -> bool:
+        """Whether ``true``/``false`` occur in the raw body: without them an all-numeric
+        batch may take the encoder's vectorised path (booleans are not numbers).
+        Scanned on first use: a few records take a path that checks types anyway."""
+        if self.booleans is None:
+            self.booleans = _has_booleans(self.raw)
+        return self.booleans
 
 
 def parse_predict_body(body: bytes, *, max_body_bytes: int) -> PredictBody:
@@ -116,12 +125,7 @@ def parse_predict_body(body: bytes, *, max_body_bytes: int) -> PredictBody:
             details={"bytes": len(body), "limit": max_body_bytes},
         )
     data = request_data(decode_json(body))
-    return PredictBody(
-        data=data,
-        raw=body,
-        has_booleans=_has_booleans(body),
-        received_at=received_at,
-    )
+    return PredictBody(data=data, raw=body, received_at=received_at)
 
 
 def _has_booleans(body: bytes) -> bool:

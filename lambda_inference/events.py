@@ -91,7 +91,7 @@ class EventSink(Protocol):
 
 
 def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
-    """One JSON line: the event under ``mlsys_event`` (its data bounded to
+    """One JSON line (with its newline): the event under ``mlsys_event`` (its data bounded to
     :data:`MAX_EVENT_DATA_BYTES`), beside any EMF metric members.
 
     Serialised once; only a line too long for the bound is re-serialised
@@ -100,13 +100,13 @@ def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
     document = dict(metrics) if metrics else {}
     document["mlsys_event"] = event.to_dict()
     try:
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=_LINE_OPTIONS)
     except (TypeError, ValueError) as exc:  # e.g. an integer beyond 64 bits
         document["mlsys_event"] = unserializable(event, exc).to_dict()
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=_LINE_OPTIONS)
     if len(line) > MAX_EVENT_DATA_BYTES:
         document["mlsys_event"] = bounded_event(event).to_dict()
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=_LINE_OPTIONS)
     return line.decode()
 
 
@@ -142,6 +142,7 @@ def metrics_line(metrics: Mapping[str, Any]) -> str:
 
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_LINE_OPTIONS = _ORJSON_OPTIONS | orjson.OPT_APPEND_NEWLINE
 
 
 class _NothingQueued:
@@ -165,12 +166,17 @@ class StdoutSink(_NothingQueued):
         self._lock = threading.Lock()
 
     def emit(self, event: Event, metrics: Mapping[str, Any] | None = None) -> None:
-        self.write_line(event_line(event, metrics))
+        self._write(event_line(event, metrics))
 
     def write_line(self, line: str) -> None:
+        self._write(line + "\n")
+
+    def _write(self, text: str) -> None:
+        """``text`` (ending in a newline), flushed: on Lambda the process may be
+        frozen right after the response, and the line is the event's only record."""
         stream = self._stream if self._stream is not None else sys.stdout
         with self._lock:
-            stream.write(line + "\n")
+            stream.write(text)
             stream.flush()
 
     def describe(self) -> dict[str, Any]:

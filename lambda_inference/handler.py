@@ -85,8 +85,10 @@ JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "n
 """``nosniff``: no browser may sniff a JSON (error) body into HTML or script."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
+    """One API Gateway request, read once (not frozen: see :class:`PredictBody`)."""
+
     method: str
     path: str
     headers: Mapping[str, str]
