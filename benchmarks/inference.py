@@ -352,7 +352,7 @@ def _time_peer(
     session: Any, one_row: list[list[float]], batch_rows: list[list[float]]
 ) -> tuple[float, float] | None:
     """(one-record p50, 10,000-array-record p50) of the peer handler on the same model,
-    or None when ``MLSYS_BENCH_PEER`` names no checkout (see :mod:`benchmarks.peer`)."""
+    or None when ``BENCH_PEER_CHECKOUT`` names no checkout (see :mod:`benchmarks.peer`)."""
     from benchmarks.peer import call_peer, load_peer, peer_event, peer_root  # noqa: PLC0415
 
     root = peer_root()

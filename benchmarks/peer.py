@@ -3,7 +3,7 @@
 The peer is aws-samples/sample-serverless-ml-inference-pipeline's
 ``lambdas/inference/handler.py``: an API Gateway Lambda handler with Powertools'
 logger, metrics and tracer decorators around ``InferenceSession.run``. Its code is
-not part of this repository: point ``MLSYS_BENCH_PEER`` at a checkout of it (the
+not part of this repository: point ``BENCH_PEER_CHECKOUT`` at a checkout of it (the
 directory holding ``lambdas/``) and ``make bench`` loads the handler from there;
 without it the peer comparisons are reported as not measured.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-PEER_ENV = "MLSYS_BENCH_PEER"
+PEER_ENV = "BENCH_PEER_CHECKOUT"
 PEER_HANDLER = Path("lambdas") / "inference" / "handler.py"
 _PEER_SETTINGS = {
     "CACHE_ENABLED": "false",
@@ -50,7 +50,7 @@ class PeerContext:
 
 
 def peer_root() -> Path | None:
-    """The peer checkout named by ``MLSYS_BENCH_PEER``, if it holds the handler."""
+    """The peer checkout named by ``BENCH_PEER_CHECKOUT``, if it holds the handler."""
     raw = os.environ.get(PEER_ENV)
     if not raw or not (Path(raw) / PEER_HANDLER).is_file():
         return None

@@ -8,10 +8,11 @@
   worker (the server ``mlsys serve`` ran before issue 18) and on the standard
   library's ThreadingHTTPServer (before that: its keep-alive Nagle stall);
 * durable events (issue 18): ``/stream`` with the default ``sync`` delivery
-  (committed before the response) vs ``--log-delivery background`` (the previous
-  default, queued), same run (target >= 0.8x), and the acknowledged events each
-  loses when a worker and then the whole server are SIGKILLed under load
-  (target 0 for ``sync``);
+  (committed before the response) vs today's server (the ``mlsys serve`` of the
+  commit before issue 18, run from ``git archive``: gthread, ``background``
+  delivery; target >= 0.8x) and vs ``--log-delivery background`` on this server,
+  same run, and the acknowledged events each delivery loses when a worker and then
+  the whole server are SIGKILLed under load (target 0 for ``sync``);
 * slow clients (:mod:`benchmarks.hostile`): 600 connections trickling a header
   line every 5 s, 100 ``/health`` probes (target: all answered, p99 < 1 s; every
   stalled connection closed within the request timeout of its arrival), vs the
@@ -311,20 +312,53 @@ def _url_of(process: subprocess.Popen[str]) -> str:
 def _loads(urls: dict[str, str], stream: bytes, batch: bytes, figures: dict[str, Any]) -> None:
     """The interleaved keep-alive loads; see the module docstring."""
     pairs = {"const": urls["const"], "app": urls["app"]}
-    figures.update(
-        interleaved(
-            {
-                "stream": (urls["app"], "/stream", stream, CLIENT_THREADS),
-                "background": (urls["background"], "/stream", stream, CLIENT_THREADS),
-                "const": (urls["const"], "/stream", stream, CLIENT_THREADS),
-                "gthread": (urls["gthread"], "/stream", stream, CLIENT_THREADS),
-            }
+    stream_runs = {
+        name: (urls[url_name], "/stream", stream, CLIENT_THREADS)
+        for name, url_name in (
+            ("stream", "app"),
+            ("background", "background"),
+            ("previous", "previous"),
+            ("const", "const"),
+            ("gthread", "gthread"),
         )
-    )
+        if url_name in urls
+    }
+    figures.update(interleaved(stream_runs))
     for kind, body, threads in (("batch", batch, CLIENT_THREADS), ("seq", stream, 1)):
         path = "/batch" if kind == "batch" else "/stream"
         pair = interleaved({name: (url, path, body, threads) for name, url in pairs.items()})
         figures[kind], figures[f"const_{kind}"] = pair["app"], pair["const"]
+
+
+PREVIOUS_SERVER_COMMIT = "0e01912c82bd35c89ff03e80e70e92b450aff84c"
+"""The last commit before issue 18: ``mlsys serve`` on gunicorn's gthread workers with
+``background`` delivery ("today's" server in the issue). The durable default is
+compared with it in the same run."""
+
+
+def _previous_server(workdir: Path, registry: str) -> subprocess.Popen[str] | None:
+    """That commit's ``mlsys serve`` (from ``git archive``, on this environment's
+    packages), or None where the history is not available (a shallow clone)."""
+    tree = workdir / "previous"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", PREVIOUS_SERVER_COMMIT],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    command = [
+        sys.executable, "-m", "mlsys.cli", "serve", "--registry", registry,
+        "--log", f"sqlite:///{workdir}/previous.sqlite3", "--port", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=tree, env=env)
+
+
+def _start(command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def measure(workdir: Path) -> dict[str, Any]:
@@ -335,20 +369,21 @@ def measure(workdir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {"workers": workers}
     with _process([sys.executable, "-m", "benchmarks.constant_app", "stdlib"]) as stdlib:
         figures["stdlib"] = load(stdlib, "/stream", stream, seconds=2.0)
-    process = subprocess.Popen(
-        _serve(registry, f"sqlite:///{workdir}/log.sqlite3"), stdout=subprocess.PIPE, text=True,
-        cwd=ROOT,
-    )  # fmt: skip
-    background = subprocess.Popen(
-        [*_serve(registry, f"sqlite:///{workdir}/bg.sqlite3"), "--log-delivery", "background"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+    process = _start(_serve(registry, f"sqlite:///{workdir}/log.sqlite3"))
+    background = _start(
+        [*_serve(registry, f"sqlite:///{workdir}/bg.sqlite3"), "--log-delivery", "background"]
+    )
+    previous = _previous_server(workdir, registry)
+    others = [server for server in (background, previous) if server is not None]
     try:
         url = _url_of(process)
         with _gunicorn_constant(workers) as const, _gunicorn_constant(workers, gthread=True) as old:
             urls = {"app": url, "background": _url_of(background), "const": const, "gthread": old}
+            if previous is not None:
+                urls["previous"] = _url_of(previous)
             _loads(urls, stream, batch, figures)
-            background.terminate()
+            for server in others:
+                server.terminate()
             watch = REQUEST_TIMEOUT + 5
             figures["slow"] = slow_clients(_address(url), observe_seconds=watch)
             figures["slow_gthread"] = slow_clients(_address(old), observe_seconds=watch)
@@ -360,7 +395,7 @@ def measure(workdir: Path) -> dict[str, Any]:
         figures["burst"] = burst(url, "/stream", stream)
         figures["rss"] = big_bodies(url, process.pid)
     finally:
-        for server in (process, background):
+        for server in (process, *others):
             server.terminate()
             server.wait(timeout=60)
     deliveries = ("sync", "background")
@@ -448,14 +483,26 @@ def _report_load(figures: dict[str, Any]) -> bool:
 
 def _report_durability(figures: dict[str, Any]) -> bool:
     durable, queued = figures["stream"], figures["background"]
-    ratio = durable[0] / queued[0]
-    ratio_ok = ratio >= DURABLE_RATIO_TARGET
+    previous = figures.get("previous")
     print("durable events: /stream, 4 keep-alive clients, same run")
-    _line("  --log-delivery background (queued; the old default)", queued)
+    if previous is None:
+        print(f"  today's server (commit {PREVIOUS_SERVER_COMMIT[:7]}): not measured (no history)")
+        ratio_ok = True
+    else:
+        _line(f"  today's server ({PREVIOUS_SERVER_COMMIT[:7]}: gthread, background)", previous)
+        ratio = durable[0] / previous[0]
+        ratio_ok = ratio >= DURABLE_RATIO_TARGET
+    _line("  this server, --log-delivery background (queued)", queued)
     _line(
-        "  --log-delivery sync (committed before the answer)",
+        "  this server, sync (the default: committed first)",
         durable,
-        f" = {ratio:.2f}x background (target >= {DURABLE_RATIO_TARGET}x) {_verdict(ratio_ok)}",
+        f" = {durable[0] / queued[0]:.2f}x background"
+        + (
+            ""
+            if previous is None
+            else f", {durable[0] / previous[0]:.2f}x today's (target >= "
+            f"{DURABLE_RATIO_TARGET}x) {_verdict(ratio_ok)}"
+        ),
     )
     killed = figures["killed"]
     lost_ok = killed["sync"][1] == 0

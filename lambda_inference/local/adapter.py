@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -251,17 +251,29 @@ class HttpAdapter:
         if request.method in ("GET", "HEAD") and request.path.rstrip("/") == MONITOR_PATH:
             query = {k: v[-1] for k, v in parse_qs(request.query).items()}
             return monitor_page(self.api.service, query)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         event = self._event(request, body, request_id)
         response = self.api.handle_local(event, LocalContext(aws_request_id=request_id))
         return _lambda_response(response)
 
     def _forbidden(self, request: HttpRequest, reason: str) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         event = self._event(request, b"", request_id)
         error = ForbiddenError(reason, details={"path": request.path[:200]})
         response = self.api.handle_refused(event, error, LocalContext(aws_request_id=request_id))
         return _lambda_response(response)
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID, as API Gateway's request ids are, from :mod:`random`
+    (reseeded in each forked worker): ``uuid.uuid4()`` reads the OS's random source,
+    a system call per request. An id, not a secret."""
+    digits = f"{random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+_UUID4_MASK = ~(0xF000 << 64 | 0xC000 << 48)
+_UUID4_BITS = 0x4000 << 64 | 0x8000 << 48
 
 
 class _DisconnectedError(Exception):
