@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from lambda_inference.local.monitor_page import PATH as MONITOR_PATH
 from lambda_inference.local.monitor_page import monitor_page
 from lambda_inference.local.origin import BrowserPolicy
 from lambda_inference.local.protocol import SECURITY_HEADERS
+from lambda_inference.observability import logger
 
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -167,6 +169,18 @@ class HttpAdapter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no websockets, no lifespan events
+        try:
+            await self._serve(scope, receive, send)
+        except Exception:
+            # A bug here, not in a handler (the Api answers its own errors): still the
+            # API's JSON shape, never uvicorn's plain-text 500.
+            logger.exception("unhandled error in the HTTP adapter")
+            payload = error_body("internal_error", "internal error; see the server's log")
+            response = (500, to_json(payload).encode(), JSON_HEADERS)
+            with contextlib.suppress(Exception):  # the response may have started
+                await _send(send, str(scope.get("method")), response, close=True)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HttpRequest.from_scope(scope)
         loop = asyncio.get_running_loop()
         try:

@@ -175,6 +175,18 @@ def test_browser_requests_from_elsewhere_are_403_and_logged(
     ]
 
 
+def test_a_bug_in_the_adapter_is_still_a_json_500(
+    adapter: HttpAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(adapter, "_handle", broken)
+    status, headers, body = call_adapter(adapter, "GET", "/health")
+    assert (status, body["error"]["code"]) == (500, "internal_error")
+    assert headers["content-type"] == "application/json"
+
+
 def test_same_origin_and_non_browser_requests_pass_the_browser_checks() -> None:
     policy = BrowserPolicy.for_server("my-box.lan", ["ml.internal"])
     for headers in (
