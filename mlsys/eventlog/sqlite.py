@@ -132,7 +132,8 @@ class _Checkpointer:
         self._start_lock = threading.Lock()
 
     def written(self) -> None:
-        self._dirty.set()
+        if not self._dirty.is_set():  # set() takes a lock and notifies: not per write
+            self._dirty.set()
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
