@@ -26,6 +26,7 @@ exported with skl2onnx.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sqlite3
@@ -85,12 +86,12 @@ def _verdict(ok: bool) -> str:
 def _train_default(registry_uri: str) -> str:
     """Train the default model with ``mlsys train``; fall back to skl2onnx Ridge."""
     try:
-        import training_job.cli  # noqa: F401, PLC0415
+        import training_job.run  # noqa: F401, PLC0415
     except ImportError:
         pass
     else:
         result = subprocess.run(
-            [sys.executable, "-m", "mlsys.cli", "train", "--registry", registry_uri],
+            [sys.executable, "-m", "mlsys", "train", "--registry", registry_uri],
             capture_output=True,
             text=True,
             check=False,
@@ -122,12 +123,21 @@ def _event(path: str, body: bytes) -> dict[str, Any]:
 def _build_api(
     registry_uri: str, log_uri: str, *, delivery: str, stdout: Any, metrics: bool
 ) -> Any:
+    from lambda_inference.events import StdoutSink  # noqa: PLC0415
     from lambda_inference.handler import Api  # noqa: PLC0415
+    from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
     from lambda_inference.service import InferenceService  # noqa: PLC0415
+    from mlsys.eventlog import open_event_log_for  # noqa: PLC0415
     from mlsys.settings import Settings  # noqa: PLC0415
 
     settings = Settings(registry_uri=registry_uri, log_uri=log_uri, log_delivery=delivery)
-    return Api(InferenceService.from_settings(settings, emit_metrics=metrics, stdout=stdout))
+    sink = None
+    if delivery == "background":  # the service cannot build it (see InferenceService._sink_for)
+        log = functools.cache(lambda: open_event_log_for(settings))
+        sink = BackgroundSink(log, fallback=StdoutSink(stdout))
+    return Api(
+        InferenceService.from_settings(settings, emit_metrics=metrics, stdout=stdout, sink=sink)
+    )
 
 
 class _LambdaContext:
@@ -391,7 +401,7 @@ def _report_peer(peer: tuple[float, float] | None, ours_stream: float, ours_rate
 _COLD_HANDLER = """
 import time
 start = time.perf_counter()
-from lambda_inference.handler import handle_predict
+from lambda_inference.entrypoints import handle_predict
 response = handle_predict({EVENT}, None)
 elapsed = time.perf_counter() - start
 assert response["statusCode"] == 200, response

@@ -53,7 +53,7 @@ class ServeProcess:
             [
                 sys.executable,
                 "-m",
-                "mlsys.cli",
+                "mlsys",
                 "serve",
                 "--registry",
                 registry,

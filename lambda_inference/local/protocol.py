@@ -32,8 +32,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lambda_inference.handler import ALL_ROUTES
 from lambda_inference.http import error_body, to_json
-from lambda_inference.routes import ROUTES, method_table
 
 MAX_HEAD_BYTES = 64 * 1024
 """Request line plus headers (gunicorn allowed 100 fields of 8 KB; browsers send ~1-2 KB)."""
@@ -50,7 +50,6 @@ SERVER_ERRORS = {
     431: ("Request Header Fields Too Large", "headers_too_large"),
 }
 """Statuses the server answers itself, before any handler runs: reason phrase and error code."""
-_ROUTE_METHODS = method_table(ROUTES)
 
 
 class _RefusedError(Exception):
@@ -198,7 +197,7 @@ class MlsysHttpProtocol(HttpToolsProtocol):
         """``CONNECT`` (a tunnel request): the 405 of any other unserved method."""
         method = self.parser.get_method().decode("latin-1")
         path = self.url.decode("latin-1").split("?", 1)[0]
-        methods = _ROUTE_METHODS.get(path.rstrip("/") if len(path) > 1 else path)
+        methods = ALL_ROUTES.get(path.rstrip("/") if len(path) > 1 else path)
         if methods is None:
             self._refuse(404, f"no route {path[:200]}", code="not_found")
             return
