@@ -6,10 +6,6 @@ dependencies; a name changed here changes for the code that reads it and for the
 stack that sets or graphs it.
 """
 
-DEFAULT_MODEL_NAME = "default"
-"""The model name when none is given (``MLSYS_MODEL_NAME`` unset, ``--model-name`` left
-out), and the model that system-log events written before events named one read as."""
-
 # --- environment variables (read only in mlsys.settings; set by infra/) ------------
 
 ENV_PREFIX = "MLSYS_"

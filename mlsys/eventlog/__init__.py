@@ -16,6 +16,7 @@ only the model) and :mod:`~mlsys.eventlog.factory` (URI -> store).
 
 from mlsys.eventlog.factory import open_event_log, open_event_log_for, parse_log_uri
 from mlsys.eventlog.model import (
+    DEFAULT_MODEL_NAME,
     EVENT_TYPES,
     Event,
     EventLog,
@@ -34,6 +35,7 @@ from mlsys.eventlog.model import (
 from mlsys.eventlog.sqlite import SqliteEventLog
 
 __all__ = [
+    "DEFAULT_MODEL_NAME",
     "EVENT_TYPES",
     "Event",
     "EventLog",

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlsys.errors import ConfigError
 from mlsys.eventlog.model import (
+    DEFAULT_MODEL_NAME,
     EVENT_TYPES,
     Event,
     EventLogError,
@@ -51,7 +52,6 @@ from mlsys.eventlog.model import (
     new_event_id,
     token_after,
 )
-from mlsys.names import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

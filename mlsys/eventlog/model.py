@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from mlsys.errors import MlsysError
-from mlsys.names import DEFAULT_MODEL_NAME
+from mlsys.knobs import default_of
 
 EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow"]
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -70,16 +70,22 @@ def new_event_id(now_ns: int | None = None) -> str:
 
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+DEFAULT_MODEL_NAME: str = default_of("runtime", "model_name")
+"""The model of an event that names none: what ``MLSYS_MODEL_NAME`` defaults to, so
+events written before events named their model read as the default model's."""
 
 
-@dataclass(frozen=True, kw_only=True)
+_now_ns = time.time_ns
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
 class Event:
     """One log entry. ``id`` sorts in time order; ``data`` is type-specific."""
 
     type: EventType
     model: str = DEFAULT_MODEL_NAME
     """The model (registry name) the event is about; events stored before events named
-    their model read as :data:`~mlsys.names.DEFAULT_MODEL_NAME`."""
+    their model read as :data:`DEFAULT_MODEL_NAME`."""
     data: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
     """Defaults to :func:`new_event_id` now."""
@@ -89,17 +95,40 @@ class Event:
     request_id: str | None = None
     model_version: str | None = None
 
-    def __post_init__(self) -> None:
-        if not self.id:
-            now_ns = time.time_ns()
-            object.__setattr__(self, "id", new_event_id(now_ns))
-            if not self.time:
+    def __init__(
+        self,
+        *,
+        type: EventType,
+        model: str = DEFAULT_MODEL_NAME,
+        data: Mapping[str, Any] | None = None,
+        id: str = "",
+        time: str = "",
+        request_id: str | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        if not id:
+            now_ns = _now_ns()
+            id = new_event_id(now_ns)
+            if not time:
                 seconds, nanos = divmod(now_ns, 1_000_000_000)
-                object.__setattr__(self, "time", f"{_iso_second(seconds)}.{nanos // 1000:06d}Z")
-        elif not self.time:
-            object.__setattr__(self, "time", _iso_from_id(self.id))
+                time = f"{_iso_second(seconds)}.{nanos // 1000:06d}Z"
+        elif not time:
+            time = _iso_from_id(id)
+        # Frozen: the fields are set once, in one call (the generated __init__ makes a
+        # slow object.__setattr__ per field; events are built on the request path).
+        self.__dict__.update(
+            type=type,
+            model=model,
+            data={} if data is None else data,
+            id=id,
+            time=time,
+            request_id=request_id,
+            model_version=model_version,
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready members; ``data`` is the event's own dict (not a copy)."""
+        data = self.data
         return {
             "id": self.id,
             "type": self.type,
@@ -107,7 +136,7 @@ class Event:
             "request_id": self.request_id,
             "model": self.model,
             "model_version": self.model_version,
-            "data": dict(self.data),
+            "data": data if type(data) is dict else dict(data),
         }
 
     def to_json(self) -> str:

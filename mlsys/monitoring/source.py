@@ -23,8 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mlsys.eventlog import EventLog, EventLogError, EventType, SqliteEventLog
-from mlsys.names import DEFAULT_MODEL_NAME
+from mlsys.eventlog import (
+    DEFAULT_MODEL_NAME,
+    EventLog,
+    EventLogError,
+    EventType,
+    SqliteEventLog,
+)
 
 if TYPE_CHECKING:
     from mlsys.eventlog.dynamodb import DynamoDBEventLog

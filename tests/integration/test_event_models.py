@@ -14,10 +14,9 @@ import orjson
 import pytest
 from moto import mock_aws
 
-from mlsys.eventlog import Event, SqliteEventLog
+from mlsys.eventlog import DEFAULT_MODEL_NAME, Event, SqliteEventLog
 from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from mlsys.monitoring.source import iter_events
-from mlsys.names import DEFAULT_MODEL_NAME
 from tests.inference_support import create_log_table, fake_aws_credentials
 
 TABLE = "mlsys-log"
