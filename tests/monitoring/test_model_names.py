@@ -14,6 +14,7 @@ import pytest
 
 from lambda_inference.handler import Api
 from lambda_inference.local.monitor_page import monitor_page
+from mlsys.eventlog import SqliteEventLog
 from tests.inference_support import api_event, body_of
 from tests.monitoring.support import Trained, make_api, records, send_batches
 from tests.training_support import run_main
@@ -131,3 +132,11 @@ def test_the_monitor_page_shows_the_served_model_or_the_one_asked_for(
     assert json.loads(body)["error"]["details"]["models"] == ["cls", "reg"]
     status, body, _ = monitor_page(service, {"model": "../x"})
     assert status == 400
+
+
+def test_training_names_its_model_in_the_log(regressor: Trained, classifier: Trained) -> None:
+    for trained in (regressor, classifier):
+        log = SqliteEventLog(trained.registry.parent / "train-log.sqlite3")
+        (event,) = log.query(event_type="training").events
+        assert event.model == trained.model_name
+        assert log.models() == [trained.model_name]
