@@ -117,7 +117,7 @@ def test_prediction_bodies_are_validated_against_json_schema_models(
     assert batch["properties"]["data"]["type"] == "array"
     log_parameters = found[("GET", "/log")]["RequestParameters"]
     assert sorted(log_parameters) == [
-        f"method.request.querystring.{name}" for name in ("limit", "next", "since", "type")
+        f"method.request.querystring.{name}" for name in ("limit", "model", "next", "since", "type")
     ]
 
 
