@@ -351,9 +351,11 @@ class InferenceService:
         return {"result": [e.to_dict() for e in events], "next": token}
 
     def _require_known_model(self, log: EventLog, model: str) -> None:
-        """A model is known when the log has its events, or it is the one served here or
-        the default (the model events from before models were named read as)."""
-        known = sorted({*log.models(), self.model_name, DEFAULT_MODEL_NAME})
+        """A model is known when the log has its events or it is the one served here; the
+        default model always is (events from before models were named read as it)."""
+        if model == DEFAULT_MODEL_NAME:
+            return
+        known = sorted({*log.models(), self.model_name})
         if model not in known:
             raise UnknownModelError(
                 f"no model {preview(model)} in the log; models: {', '.join(known)}",
