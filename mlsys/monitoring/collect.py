@@ -128,6 +128,9 @@ class VersionStats:
     """Records whose inputs reached the feature counts (every record, or a request's sample)."""
     unlogged: int = 0
     """Records of requests logged as a digest only because they were too large."""
+    shadowed: int = 0
+    """Records of ``shadow`` events: they carry no inputs (the request's inputs are in the
+    champion's ``prediction`` event), so they are not part of the version's coverage."""
     features: dict[str, Counts] = field(default_factory=dict)
     prediction: Counts | None = None
     predictions_seen: int = 0
@@ -145,11 +148,14 @@ class VersionStats:
         stats.prediction = counts_for(card.baseline_stats.get("prediction"))
         return stats
 
-    def add_event(self, data: Mapping[str, Any], *, endpoint: str) -> None:
+    def add_event(self, data: Mapping[str, Any], *, endpoint: str, shadow: bool = False) -> None:
         single = endpoint == "stream"
         records = int(data.get("records") or 1)
         self.records += records
-        self._add_inputs(data, single=single, records=records)
+        if shadow:
+            self.shadowed += records
+        else:
+            self._add_inputs(data, single=single, records=records)
         if self.prediction is None:
             return
         if "outputs" in data:

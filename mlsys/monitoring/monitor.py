@@ -82,7 +82,7 @@ class Coverage:
     """Records whose inputs were read: every record of a request logged whole, the
     sampled records of a larger one."""
     of: int
-    """Records answered in the window."""
+    """Records answered in the window (shadow predictions aside: they log no inputs)."""
     unlogged: int
     """Records of requests logged as a digest only because they were too large."""
 
@@ -223,7 +223,9 @@ def run_monitor(
         version = str(event.get("model_version"))
         if str(event.get("time")) >= since:  # older ones only serve the join
             data = event.get("data") or {}
-            stats_for(version).add_event(data, endpoint=str(data.get("endpoint")))
+            stats_for(version).add_event(
+                data, endpoint=str(data.get("endpoint")), shadow=event.get("type") == "shadow"
+            )
         join.add_prediction(event, version)
     unmatched = join.unmatched()
     for seen in [*join.joined, *unmatched]:
@@ -295,7 +297,9 @@ def _version_report(
     return VersionReport(
         version=stats.version,
         records=stats.records,
-        coverage=Coverage(records=stats.observed, of=stats.records, unlogged=stats.unlogged),
+        coverage=Coverage(
+            records=stats.observed, of=stats.records - stats.shadowed, unlogged=stats.unlogged
+        ),
         features=features,
         prediction=prediction,
         quality=live_quality(card, joined) if card is not None and joined else None,

@@ -146,3 +146,11 @@ def test_a_live_value_on_a_float32_training_edge_falls_in_the_training_bin(value
     live.flush()
     expected = np.array(baseline["proportions"]) * 20
     assert live.counts.tolist() == pytest.approx(expected.tolist())
+
+
+def test_shadow_predictions_are_not_counted_as_records_without_inputs() -> None:
+    stats = VersionStats.start("v", _card())
+    stats.add_event(
+        {"records": 500, "candidate": {"outputs": [1.0] * 500}}, endpoint="batch", shadow=True
+    )
+    assert (stats.records, stats.observed, stats.unlogged, stats.shadowed) == (500, 0, 0, 500)
