@@ -21,6 +21,9 @@ DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
 DEFAULT_MODEL_NAME = "default"
 LOG_DELIVERIES = ("sync", "background", "stdout")
 LOG_INPUTS = ("full", "digest", "sampled")
+LOCAL_REFRESH_SECONDS = 1.0
+"""How often ``mlsys serve`` re-reads a directory registry's champion pointer at most (a
+small file read, so a promotion shows up at once rather than after the Lambda interval)."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -122,7 +125,8 @@ class Settings:
     log_shards: int = 8
     """MLSYS_LOG_SHARDS: write shards per event type in DynamoDB."""
     model_refresh_seconds: float = 30.0
-    """MLSYS_MODEL_REFRESH_SECONDS: how often a warm container re-checks the champion."""
+    """MLSYS_MODEL_REFRESH_SECONDS: how often a warm container re-checks the champion
+    (``mlsys serve`` on a directory registry: at most :data:`LOCAL_REFRESH_SECONDS`)."""
     max_batch_records: int = 10_000
     """MLSYS_MAX_BATCH_RECORDS: records per POST /batch."""
     max_body_bytes: int = 6_000_000
@@ -204,6 +208,9 @@ class TrainingSettings:
     candidates: tuple[str, ...] | None = None
     """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
     Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
+    drop_columns: tuple[str, ...] = ()
+    """Columns left out of the features (``--drop COL``, repeatable), e.g. an ID column;
+    recorded in the model card. A name the data does not have is a :class:`DataError`."""
     git_commit: str | None = None
     """MLSYS_GIT_COMMIT: source revision recorded in model cards (set at image build time;
     unset = read from ``.git`` if there is one)."""

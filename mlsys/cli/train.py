@@ -20,11 +20,17 @@ from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings, TrainingSettings
 from training_job.cloudwatch import emit_training_metrics
+from training_job.progress import SilentProgress, StreamProgress, TrainingProgress
 from training_job.run import TrainingRun, summary_lines
 from training_job.schema import AUTO_CLASSIFICATION_MAX_LEVELS
 from training_job.search import CANDIDATES
 
 METRIC_CHOICES = ("r2", "rmse", "mae", "f1_macro", "accuracy", "log_loss", "roc_auc")
+EXAMPLES = """examples:
+  mlsys train                                the bundled diabetes data, default settings
+  mlsys train --data churn.parquet --target churned --metric roc_auc
+  mlsys train --data s3://bucket/data/ --drop customer_id --time-budget 600
+  mlsys train --json --quiet | jq .promoted  only the result, as JSON"""
 
 
 def _non_negative(raw: str) -> float:
@@ -82,6 +88,14 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target", metavar="COL", help="target column (env MLSYS_TARGET; default: the last column)"
+    )
+    parser.add_argument(
+        "--drop",
+        action="append",
+        metavar="COL",
+        dest="drop_columns",
+        help="leave column COL out of the features, e.g. an ID (repeatable; recorded in the "
+        "model card)",
     )
     parser.add_argument(
         "--task",
@@ -172,7 +186,16 @@ def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="print CloudWatch EMF metrics on stdout (the training container passes "
         "--emf: its stdout goes to CloudWatch Logs; default off)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (progress: stderr)"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default: a line per phase, a bar on a terminal, and "
+        "a leaderboard of the candidates at the end)",
+    )
 
 
 class DeferredEventLog:
@@ -208,6 +231,7 @@ FLAG_FIELDS = {
     "time_budget": "time_budget_seconds",
     "max_fit_rows": "max_fit_rows",
     "models": "candidates",
+    "drop_columns": "drop_columns",
     "min_baseline_lift": "min_baseline_lift",
     "rollout": "rollout",
     "canary_fraction": "canary_fraction",
@@ -218,6 +242,8 @@ FLAG_FIELDS = {
 def config_from(args: argparse.Namespace, settings: Settings) -> TrainingSettings:
     """Flags over ``MLSYS_*`` defaults; a bad training variable is a :class:`ConfigError`."""
     flags = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items()}
+    if flags["drop_columns"] is not None:
+        flags["drop_columns"] = tuple(flags["drop_columns"])
     return replace(settings.training(), **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -230,7 +256,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model_name=_pick(args.model_name, settings.model_name),
     )
     event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri), settings=settings)
-    outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
+    progress: TrainingProgress = (
+        SilentProgress() if args.quiet else StreamProgress.for_stream(sys.stderr)
+    )
+    try:
+        outcome = TrainingRun(
+            config, registry=registry, event_log=event_log, progress=progress
+        ).execute()
+    finally:
+        progress.close()
     result = outcome.to_dict()
     for warning in result["data_checks"]:
         print(
