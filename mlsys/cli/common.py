@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+from mlsys.settings import LOCAL_REFRESH_SECONDS, Settings
+
+if TYPE_CHECKING:
+    from mlsys.registry import ModelRegistry
 
 BAD_INPUT_EXIT = 2
 """Bad input or configuration (a one-line error names it)."""
 FAILURE_EXIT = 1
 """An operational failure (or "no champion yet": a state, not bad input)."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help pages as written (an epilog's example lines keep their breaks), with
+    ``(default: X)`` added to every option whose help does not already state its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) -> None:
@@ -38,3 +62,14 @@ def fraction(raw: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
     return value
+
+
+def pickup_note(registry: ModelRegistry, settings: Settings) -> str:
+    """When running servers see a champion change (they re-read the pointer, not the CLI)."""
+    if registry.uri.startswith("s3://"):
+        return (
+            f"warm servers switch within {settings.model_refresh_seconds:g} s "
+            "(MLSYS_MODEL_REFRESH_SECONDS on the function); new ones load it at once"
+        )
+    local = min(settings.model_refresh_seconds, LOCAL_REFRESH_SECONDS)
+    return f"a running `mlsys serve` on this registry switches within {local:g} s"
