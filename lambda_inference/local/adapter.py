@@ -11,7 +11,8 @@ socket server needs before any handler runs:
 * ``HEAD`` is answered like any method the route does not serve (405 with
   ``Allow``), without a body;
 * ``GET /monitor`` (local only, not a Lambda route) is the monitor's HTML report
-  (:mod:`lambda_inference.local.monitor_page`).
+  (:mod:`lambda_inference.local.monitor_page`);
+* ``GET /`` lists every route this server answers (:func:`route_index`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from lambda_inference.handler import JSON_HEADERS, Api
+from lambda_inference.handler import JSON_HEADERS, Api, route_listing
 from lambda_inference.http import error_body, to_json
 from lambda_inference.local.monitor_page import PATH as MONITOR_PATH
 from lambda_inference.local.monitor_page import monitor_page
@@ -43,6 +44,16 @@ HTTP_REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+MONITOR_SUMMARY = "Drift and live-quality report (HTML; ?since=24h), local server only"
+
+
+def route_index() -> dict[str, Any]:
+    """``GET /``: every route of the local server, the Lambda ones and ``/monitor``."""
+    routes = route_listing()
+    routes.append({"method": "GET", "path": MONITOR_PATH, "summary": MONITOR_SUMMARY})
+    return {"service": "mlsys", "routes": routes}
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,8 @@ class HttpAdapter:
                 self.api.service, {k: v[-1] for k, v in parse_qs(query).items()}
             )
             return self._respond(start_response, method, status, page, page_headers)
+        if method in ("GET", "HEAD") and path == "/":
+            return self._respond(start_response, method, 200, to_json(route_index()), JSON_HEADERS)
         request_id = str(uuid.uuid4())
         event = build_event(
             method=method,
