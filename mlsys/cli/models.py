@@ -351,7 +351,10 @@ def history_sentence(entry: Mapping[str, Any]) -> str:
         what = f"aborted the rollout of {candidate}; {version} stays champion"
     else:
         what = f"{action}: champion {version}"
-    return f"{entry.get('actor') or 'someone'} {what}: {entry.get('reason') or 'no reason given'}"
+    actor = str(entry.get("actor") or "someone")
+    # Training runs sign as training_job:<their version>, which the sentence already names.
+    who = "training" if actor.startswith("training_job") else actor
+    return f"{who} {what}: {entry.get('reason') or 'no reason given'}"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -119,7 +119,8 @@ def report_start(
         args,
         rollout_state(pointer),
         f"{rollout.mode} started: {rollout.candidate} {share} next to champion "
-        f"{pointer.version} (champion change #{pointer.sequence})",
+        f"{pointer.version} (champion change #{pointer.sequence})\n"
+        f"note: {pickup_note(registry, settings)}",
     )
     return 0
 
