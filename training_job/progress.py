@@ -177,7 +177,10 @@ class _TimeBar:
             file=stream,
             leave=False,
             dynamic_ncols=True,
-            bar_format=bar_format.replace("{total_time}", format_seconds(expected_seconds or 0)),
+            # Elapsed, total and ETA all as tqdm writes times (00:19 of ~00:20, ETA 00:01).
+            bar_format=bar_format.replace(
+                "{total_time}", tqdm.format_interval(expected_seconds or 0)
+            ),
         )
         self._expected = expected_seconds
         self._clock = clock
