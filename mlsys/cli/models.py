@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlsys.cli import rollout as rollout_cli
@@ -117,35 +117,42 @@ CHAMPION_ACTIONS = frozenset({"promote", "rollback", "rollout_complete"})
 
 
 def version_status(
-    card: ModelCard, pointer: ChampionPointer | None, *, former_champions: Set[str]
+    card: ModelCard, pointer: ChampionPointer | None, *, past: Mapping[str, str]
 ) -> str:
     """What a version is now, in a few words: ``champion``, ``canary 10%``, ``shadow``,
-    ``former champion``, ``refused: below baseline``, or ``not promoted``."""
+    ``former champion``, ``rollout aborted``, ``refused: below baseline``, or
+    ``not promoted``. ``past`` is :func:`past_roles` of the history."""
     if pointer is not None and pointer.version == card.version:
         return "champion"
     rollout = pointer.rollout if pointer else None
     if rollout is not None and rollout.candidate == card.version:
         return f"canary {rollout.fraction:.0%}" if rollout.fraction else "shadow"
-    if card.version in former_champions:
-        return "former champion"
+    if card.version in past:
+        return past[card.version]
     code = card.decision.get("code")
     if card.decision.get("promote") is False and isinstance(code, str):
         return f"refused: {code.replace('_', ' ')}"
-    if code == "rollout_started" or card.decision.get("rollout"):
-        return "rollout ended"
     return "not promoted"
 
 
-def former_champions(history: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Every version the history shows as champion at some point."""
-    return {str(e["version"]) for e in history if e.get("action") in CHAMPION_ACTIONS}
+def past_roles(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Version -> its last role in the history: ``former champion`` or ``rollout aborted``."""
+    roles: dict[str, str] = {}
+    for entry in history:
+        if entry.get("action") in CHAMPION_ACTIONS:
+            roles[str(entry["version"])] = "former champion"
+        elif entry.get("action") == "rollout_abort" and entry.get("candidate"):
+            roles[str(entry["candidate"])] = "rollout aborted"
+    return roles
 
 
-def _row(card: ModelCard, champion: ChampionPointer | None, formers: Set[str]) -> dict[str, Any]:
+def _row(
+    card: ModelCard, champion: ChampionPointer | None, past: Mapping[str, str]
+) -> dict[str, Any]:
     return {
         "version": card.version,
         "champion": champion is not None and champion.version == card.version,
-        "status": version_status(card, champion, former_champions=formers),
+        "status": version_status(card, champion, past=past),
         "created_at": card.created_at,
         "task": card.task,
         "estimator": card.training.get("estimator"),
@@ -363,8 +370,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.action == "list":
         champion = registry.champion()
-        formers = former_champions(registry.history())
-        rows = [_row(registry.card(v), champion, formers) for v in registry.versions()]
+        past = past_roles(registry.history())
+        rows = [_row(registry.card(v), champion, past) for v in registry.versions()]
         print(json.dumps(rows, default=str) if args.json else "\n".join(table_lines(rows)))
         return 0
     if args.action == "show":

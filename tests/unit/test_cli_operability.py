@@ -11,7 +11,7 @@ from lambda_inference.routes import ROUTES
 from mlsys import __version__
 from mlsys.cli import SUBCOMMANDS, build_parser
 from mlsys.cli.common import pickup_note
-from mlsys.cli.models import history_sentence, table_lines, version_status
+from mlsys.cli.models import history_sentence, past_roles, table_lines, version_status
 from mlsys.cli.rollout import live_quality_line
 from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.registry import ChampionPointer, ModelRegistry, Rollout
@@ -50,14 +50,21 @@ CANARY = Rollout(mode="canary", candidate="v3", started="2026-12-03T00:00:00Z", 
         ("v0", {"promote": True, "code": "no_champion"}, None, "former champion"),
         ("v4", {"promote": False, "code": "below_baseline"}, None, "refused: below baseline"),
         ("v5", {"promote": False, "code": "not_significant"}, None, "refused: not significant"),
-        ("v6", {"promote": True, "code": "rollout_started"}, None, "rollout ended"),
+        ("v6", {"promote": True, "code": "improved"}, None, "rollout aborted"),
+        ("v7", {"promote": True, "code": "improved"}, None, "not promoted"),
     ],
 )  # fmt: skip
 def test_every_version_says_what_it_is_now(
     version: str, decision: dict[str, Any], rollout: Rollout | None, status: str
 ) -> None:
+    history = [
+        {"action": "promote", "version": "v0", "from_version": None},
+        {"action": "rollout_canary", "version": "v0", "candidate": "v6"},
+        {"action": "rollout_abort", "version": "v0", "candidate": "v6"},
+        {"action": "promote", "version": "v1", "from_version": "v0"},
+    ]
     current = pointer("v1", rollout)
-    assert version_status(card(version, **decision), current, former_champions={"v0"}) == status
+    assert version_status(card(version, **decision), current, past=past_roles(history)) == status
 
 
 def test_models_list_is_a_table_with_a_header() -> None:
