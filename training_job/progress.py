@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
-from training_job.evaluation import METRICS
+from mlsys.metrics import METRICS
 from training_job.search import CandidateResult, SearchObserver, SilentObserver
 
 PHASES = (

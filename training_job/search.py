@@ -32,7 +32,7 @@ import pandas as pd
 
 from mlsys.contract import FeatureSpec, Task
 from mlsys.errors import MlsysError
-from training_job.evaluation import Metric
+from mlsys.metrics import Metric
 
 MAX_SEARCH_ROWS = 20_000
 FINAL_FIT_LIMIT_FACTOR = 10.0
@@ -307,6 +307,10 @@ class SilentObserver:
         return None
 
 
+SILENT = SilentObserver()
+"""The observer of a search nobody watches (it holds no state)."""
+
+
 def _folds(y: npt.NDArray[Any], task: Task, seed: int) -> Any:
     from sklearn.model_selection import KFold, StratifiedKFold  # noqa: PLC0415
 
@@ -434,11 +438,15 @@ def search(
     observer: SearchObserver | None = None,
 ) -> SearchResult:
     """Cross-validate the candidates on (a sample of) ``x`` and fit the best one on all rows
-    (at most ``max_fit_rows``). With ``release_rows`` the final fit may delete ``x``'s
-    columns once copied into the model's matrix (the caller hands ``x`` over: on large
-    data that saves a whole copy of the training rows). ``observer`` hears of each
-    candidate and of the final fit as they happen."""
-    observer = observer or SilentObserver()
+    (at most ``max_fit_rows``); ``observer`` hears of each candidate and the final fit. With
+    ``release_rows`` the final fit may delete ``x``'s columns once copied into the model's
+    matrix (the caller hands ``x`` over: on large data that saves a whole copy of the rows).
+
+    ``clock`` is the only source of time: it decides when the budget is used up (candidates
+    ``skipped``, folds cut short: ``partial``) and measures the fold fits that project the
+    final fit (``too_slow``). With a clock that stands still, every candidate is judged on
+    every fold and the winner depends on the data and ``seed`` alone, not on the machine's
+    load: tests that assert a decision pin it so."""
     started = clock()
     rng = np.random.default_rng(seed)
     sample = _subsample(len(y), MAX_SEARCH_ROWS, rng)
@@ -455,7 +463,7 @@ def search(
         fit_rows=fit_rows,
         limit_seconds=FINAL_FIT_LIMIT_FACTOR * time_budget_seconds,
         clock=clock,
-        observer=observer,
+        observer=observer or SILENT,
         training_rows=len(y),
     )
     return _final_fit(
@@ -472,7 +480,7 @@ def search(
         search_rows=len(sample),
         search_seconds=clock() - started,
         clock=clock,
-        observer=observer,
+        observer=observer or SILENT,
     )
 
 
