@@ -20,7 +20,8 @@ FAILURE_EXIT = 1
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help pages as written (an epilog's example lines keep their breaks), with
-    ``(default: X)`` added to every option whose help does not already state its default."""
+    ``(default X)`` added to every option whose help does not already state its default
+    (the style of the settings' own flags: ``(env MLSYS_SEED; default 0)``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -31,9 +32,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or default is None
             or default is False
             or default is argparse.SUPPRESS
+            or default == []
         ):
             return text
-        return f"{text} (default: %(default)s)"
+        return f"{text} (default %(default)s)"
 
 
 def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) -> None:

@@ -155,9 +155,9 @@ def test_every_help_page_has_examples_and_no_markup(command: str | None) -> None
 def test_defaults_are_shown(capsys: pytest.CaptureFixture[str]) -> None:
     parser, _ = build_parser(["serve"])
     page = " ".join(_subparser(parser, "serve").format_help().split())
-    assert "(0 picks a free one) (default: 8080)" in page
-    assert "address to bind (default: 127.0.0.1)" in page
-    assert "stays open (1-30) (default: 15)" in page
+    assert "(0 picks a free one) (default 8080)" in page
+    assert "address to bind (default 127.0.0.1)" in page
+    assert "stays open (1-30) (default 15)" in page
 
 
 def _subparser(parser: Any, command: str) -> Any:
