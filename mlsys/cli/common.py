@@ -49,15 +49,20 @@ def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) ->
     )
     log = BY_FIELD[("runtime", "log_uri")]
     parser.add_argument(
-        "--log", metavar="URI", dest="log_uri", help=f"{log_help}; " + knob_help(log)
+        "--log", metavar="URI", dest="log_uri", help=knob_help(log, subject=log_help)
     )
 
 
-def knob_help(knob: Knob) -> str:
-    """The declared help, with where else the value can come from and its default."""
+def knob_help(knob: Knob, *, subject: str | None = None) -> str:
+    """The declared help, with where else the value can come from and its default.
+    ``subject`` replaces what the help names before its first colon (``"system log: ..."``
+    reads ``"system log to read: ..."`` for ``mlsys monitor --log``)."""
+    text = knob.help
+    if subject is not None and ": " in text:
+        text = f"{subject}: {text.split(': ', 1)[1]}"
     if knob.default is None:
-        return f"{knob.help} (env {knob.env})"
-    return f"{knob.help} (env {knob.env}; default {_shown(knob.default)})"
+        return f"{text} (env {knob.env})"
+    return f"{text} (env {knob.env}; default {_shown(knob.default)})"
 
 
 def _shown(value: Any) -> str:
