@@ -52,7 +52,7 @@ def create_resources(
     stack: str,
     region: str,
     session: Any,
-    endpoint_url: str,
+    endpoint_url: str | None,
 ) -> Created:
     """Create each resource of ``wanted`` (logical ID -> type) in the moto server."""
     unsupported = sorted(f"{k} ({t})" for k, t in wanted.items() if t not in SUPPORTED)
