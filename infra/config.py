@@ -79,7 +79,8 @@ key (default)                                  meaning
 ``monitor_retrain_on_alarm`` (false)           a drift or quality alarm submits a training
                                                job on the newest data (as the schedule does)
 ``github_repository`` ("owner/repo")           repository allowed to assume the deploy role,
-                                               from its GitHub environment named ``<stage>``
+                                               from its GitHub environment named ``<stage>``;
+                                               the placeholder is refused: set OWNER/NAME
 ``github_oidc_provider`` ("create")            ``create`` the account's GitHub OIDC provider,
                                                or reuse it: ``existing`` (this account's) or
                                                its ARN (an account holds one)
@@ -407,9 +408,7 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             retrain_on_alarm=read.flag("monitor_retrain_on_alarm"),
         ),
         ci=CiConfig(
-            github_repository=read.text(
-                "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
-            ),
+            github_repository=_github_repository(read),
             github_oidc_provider=read.text(
                 "github_oidc_provider",
                 pattern=r"create|existing|arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+",
@@ -418,6 +417,28 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
         ),
     )
+
+
+PLACEHOLDER_REPOSITORY = "owner/repo"
+"""cdk.json's stand-in for the user's repository; synthesis refuses it (see below)."""
+
+
+def _github_repository(read: _Reader) -> str:
+    """OWNER/NAME of the repository whose GitHub environment may assume the deploy role.
+
+    The placeholder is refused: the role would trust ``repo:owner/repo:environment:<stage>``,
+    i.e. whoever owns that GitHub repository could deploy into the account.
+    """
+    value = read.text(
+        "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
+    )
+    if value.lower() == PLACEHOLDER_REPOSITORY:
+        raise ContextError(
+            f"context github_repository is the placeholder {PLACEHOLDER_REPOSITORY!r}: set your "
+            'repository in cdk.json ("github_repository": "OWNER/NAME") or pass '
+            "-c github_repository=OWNER/NAME"
+        )
+    return value
 
 
 def _training_config(read: _Reader) -> TrainingConfig:
