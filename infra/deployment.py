@@ -10,9 +10,13 @@ the deploy workflow). Provisioned concurrency stays on the alias: Lambda splits 
 the two versions by their routing weights during the shift, and the alias's autoscaling
 target keeps scaling it.
 
-The alarms watch the new version only: Lambda publishes alias invocations with the
-``ExecutedVersion`` dimension, so errors of the old version (still serving 90 %) cannot
-roll back a good release.
+The alarms watch the new version only, so errors of the old version (still serving 90 %)
+cannot roll back a good release: Lambda publishes alias invocations with the
+``ExecutedVersion`` dimension (invocation errors: crashes, timeouts, and the p99
+duration), and the handlers publish ``ServerErrors`` by ``FunctionVersion`` for every 5xx
+response (lambda_inference/observability.py). The second is what sees a release that fails
+every request: the handlers turn failures into JSON responses, so those invocations succeed
+as far as Lambda's ``Errors`` metric is concerned.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.common import acknowledge
+from infra.common import METRICS_NAMESPACE, acknowledge
+from mlsys import names
 
 DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
     "LambdaCanary10Percent5Minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
@@ -74,6 +79,9 @@ class PredictDeployment(Construct):
             "ExecutedVersion": version.version,
         }
         self.alarms = self._rollback_alarms(dimensions, latency_p99_ms=latency_p99_ms)
+        self.alarms["NewVersionServerErrors"] = self._server_errors_alarm(
+            function=function, version=version
+        )
         self.group = codedeploy.LambdaDeploymentGroup(
             self,
             "Group",
@@ -90,6 +98,33 @@ class PredictDeployment(Construct):
             "AWSCodeDeployRoleForLambdaLimited]",
             "CodeDeploy's service role for Lambda deployments: the AWS-maintained policy "
             "only lets it read alarms and update the aliases it shifts.",
+        )
+
+    def _server_errors_alarm(
+        self, *, function: lambda_.IFunction, version: lambda_.IVersion
+    ) -> cloudwatch.Alarm:
+        """Any 5xx response of the version being deployed, in a one-minute period (like
+        ``NewVersionErrors``: a canary of a low-traffic stage may see only a few requests)."""
+        return cloudwatch.Alarm(
+            self,
+            "NewVersionServerErrors",
+            metric=cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=names.METRIC_SERVER_ERRORS,
+                dimensions_map={
+                    "service": names.INFERENCE_SERVICE,
+                    names.DIMENSION_FUNCTION_NAME: function.function_name,
+                    names.DIMENSION_FUNCTION_VERSION: version.version,
+                },
+                statistic="Sum",
+                period=ONE_MINUTE,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="The predict version being deployed answered a request with a "
+            "5xx; CodeDeploy rolls the live alias back to the previous version.",
         )
 
     def _rollback_alarms(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
 
+from lambda_inference.observability import count_server_error
 from tests.infra.conftest import VARIANT_STACK, Assembly
 from tests.infra.templates import logical_id, of_type, one
 
@@ -36,6 +38,7 @@ def test_the_live_alias_is_shifted_by_a_canary_deployment_group_with_alarms(
     assert alarms == {
         logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionErrors"),
         logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionLatency"),
+        logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionServer"),
     }
     del alias_id
 
@@ -61,6 +64,40 @@ def test_rollback_alarms_watch_the_new_version_through_the_alias(
         logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionLatency")
     ]["Properties"]
     assert (latency["ExtendedStatistic"], latency["Threshold"]) == ("p99", 1000)
+
+
+def test_a_release_that_answers_5xx_is_rolled_back_by_its_own_server_errors(
+    main_template: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The handler turns failures into JSON responses, so Lambda's Errors stay at zero for a
+    # release that fails every request: the alarm counts the 5xx the new version answered,
+    # in the metric the handler emits (same namespace, name and dimensions).
+    function = logical_id(main_template, "AWS::Lambda::Function", "ServingPredictFunction")
+    version = one(main_template, "AWS::Lambda::Version")[0]
+    name = logical_id(main_template, "AWS::CloudWatch::Alarm", "PredictDeploymentNewVersionServer")
+    alarm = main_template["Resources"][name]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dimensions == {
+        "service": "inference",
+        "FunctionName": {"Ref": function},
+        "FunctionVersion": {"Fn::GetAtt": [version, "Version"]},
+    }
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Sum", 60, 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+    class Executed:
+        function_name = "mlsys-dev-ServingPredictFunction"
+        function_version = "12"
+
+    count_server_error(Executed())
+    (emitted,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (directive,) = emitted["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == alarm["Namespace"]
+    assert [m["Name"] for m in directive["Metrics"]] == [alarm["MetricName"]]
+    assert set(directive["Dimensions"][0]) == set(dimensions)
+    assert emitted["FunctionVersion"] == "12"
+    assert emitted["service"] == dimensions["service"]
 
 
 def test_provisioned_concurrency_and_autoscaling_stay_on_the_shifted_alias(
