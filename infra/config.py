@@ -50,7 +50,8 @@ key (default)                                  meaning
 ``provisioned_concurrency_min`` (0)            provisioned concurrency floor (0 = none, no
                                                idle cost; > 0 needs an account concurrency
                                                quota above 100 + this value)
-``provisioned_concurrency_max`` (10)           autoscaling ceiling
+``provisioned_concurrency_max`` (10)           autoscaling ceiling; = min: a fixed pool, the
+                                               only one a canary/linear deploy allows
 ``provisioned_utilization_target`` (0.7)       target tracking on utilisation
 ``reserved_concurrency`` (0)                   hard cap on the predict function; 0 = none
                                                (a fresh account's quota cannot reserve any)
@@ -338,12 +339,7 @@ def _serving_config(read: _Reader) -> ServingConfig:
             f"context reserved_concurrency ({reserved}) must be 0 (none) or >= "
             f"provisioned_concurrency_max ({pc_max})"
         )
-    deployment = read.text("predict_deployment", empty_ok=False)
-    if deployment not in PREDICT_DEPLOYMENTS:
-        raise ContextError(
-            f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
-            f"got {deployment!r}"
-        )
+    deployment = _predict_deployment(read, pc_min=pc_min, pc_max=pc_max)
     log_inputs = read.text("log_inputs")
     if log_inputs not in _LOG_INPUTS:
         raise ContextError(
@@ -369,6 +365,33 @@ def _serving_config(read: _Reader) -> ServingConfig:
         log_inputs_sample_rate=read.number("log_inputs_sample_rate", minimum=0.0, maximum=1.0),
         lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
     )
+
+
+ALL_AT_ONCE = "LambdaAllAtOnce"
+
+
+def _predict_deployment(read: _Reader, *, pc_min: int, pc_max: int) -> str:
+    """CodeDeploy's config for the predict alias, in the one combination with provisioned
+    concurrency that works: while a canary or linear shift weights the ``live`` alias,
+    Lambda refuses every change of its provisioned concurrency ("Alias with weights can not
+    be used with Provisioned Concurrency"), so autoscaling (min < max) would fail on each
+    step of every shift. An autoscaled pool therefore deploys all at once; a canary needs
+    a fixed pool (min == max, no scaling) or none."""
+    deployment = read.text("predict_deployment", empty_ok=False)
+    if deployment not in PREDICT_DEPLOYMENTS:
+        raise ContextError(
+            f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
+            f"got {deployment!r}"
+        )
+    if 0 < pc_min < pc_max and deployment != ALL_AT_ONCE:
+        raise ContextError(
+            f"context predict_deployment={deployment} weights the live alias, and Lambda "
+            f"refuses provisioned-concurrency changes on a weighted alias, so autoscaling "
+            f"provisioned_concurrency_min={pc_min} to provisioned_concurrency_max={pc_max} "
+            f"would fail during every shift: use predict_deployment={ALL_AT_ONCE}, or a "
+            f"fixed pool (provisioned_concurrency_max={pc_min})"
+        )
+    return deployment
 
 
 def config_from_context(context: Mapping[str, object]) -> AppConfig:

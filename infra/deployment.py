@@ -7,8 +7,9 @@ publishes a new version; CloudFormation hands the alias update to CodeDeploy (th
 version, watches the alarms below and then shifts the rest -- or routes everything back
 to the old version and fails the deployment, which fails the CloudFormation update (and so
 the deploy workflow). Provisioned concurrency stays on the alias: Lambda splits it across
-the two versions by their routing weights during the shift, and the alias's autoscaling
-target keeps scaling it.
+the two versions by their routing weights during the shift. Lambda refuses any change of it
+while the alias is weighted, so a canary or linear deployment comes with a fixed pool or
+none, and an autoscaled pool with all-at-once deployments (infra/config.py enforces it).
 
 The alarms watch the new version only, so errors of the old version (still serving 90 %)
 cannot roll back a good release: Lambda publishes alias invocations with the

@@ -40,10 +40,11 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "account": "123456789012",
     "region": "eu-west-1",
     "predict_auth": "iam",
-    # A quota-raised account: a warm pool, autoscaled, under a reserved cap.
+    # A quota-raised account: a warm pool, autoscaled, under a reserved cap; an autoscaled
+    # pool deploys all at once (Lambda refuses pool changes while a canary weights the alias).
     "provisioned_concurrency_min": 2,
     "reserved_concurrency": 20,
-    "predict_deployment": "LambdaLinear10PercentEvery1Minute",
+    "predict_deployment": "LambdaAllAtOnce",
     "log_inputs": "digest",
     "training_image_tag": "v1.2.3",
     "training_schedule": "",

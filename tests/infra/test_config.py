@@ -41,6 +41,31 @@ def test_defaults_deploy_on_a_fresh_account() -> None:
     assert config.serving.deployment == "LambdaCanary10Percent5Minutes"
 
 
+def test_provisioned_concurrency_comes_in_combinations_that_a_deploy_cannot_break() -> None:
+    def serving(**context: object) -> tuple[int, int, str]:
+        config = config_from_context({**REPOSITORY, **context}).serving
+        return (
+            config.provisioned_concurrency_min,
+            config.provisioned_concurrency_max,
+            config.deployment,
+        )
+
+    # A canary with a fixed pool, an autoscaled pool deployed all at once, or no pool.
+    assert serving(provisioned_concurrency_min=3, provisioned_concurrency_max=3) == (
+        3,
+        3,
+        "LambdaCanary10Percent5Minutes",
+    )
+    autoscaled = {"provisioned_concurrency_min": 2, "predict_deployment": "LambdaAllAtOnce"}
+    assert serving(**autoscaled) == (2, 10, "LambdaAllAtOnce")
+    assert serving(predict_deployment="LambdaLinear10PercentEvery1Minute")[0] == 0
+    with pytest.raises(ContextError, match=r"use predict_deployment=LambdaAllAtOnce, or a "
+                       r"fixed pool \(provisioned_concurrency_max=2\)$"):  # fmt: skip
+        serving(
+            provisioned_concurrency_min=2, predict_deployment="LambdaLinear10PercentEvery1Minute"
+        )
+
+
 def test_command_line_strings_are_converted() -> None:
     # `cdk synth -c key=value` delivers every value as a string.
     config = config_from_context(
@@ -67,10 +92,19 @@ def test_command_line_strings_are_converted() -> None:
         ({"lambda_timeout_seconds": 29}, "lambda_timeout_seconds must be between 1 and 28"),
         ({"reserved_concurrency": 5}, "reserved_concurrency (5) must be 0 (none) or >= "),
         (
-            {"minimal_idle_cost": True, "provisioned_concurrency_min": 1},
+            {
+                "minimal_idle_cost": True,
+                "provisioned_concurrency_min": 1,
+                "provisioned_concurrency_max": 1,
+            },
             "minimal_idle_cost=true needs provisioned_concurrency_min=0",
         ),
         ({"predict_deployment": "Canary50"}, "predict_deployment must be one of"),
+        (
+            {"provisioned_concurrency_min": 2, "provisioned_concurrency_max": 10},
+            "context predict_deployment=LambdaCanary10Percent5Minutes weights the live alias, "
+            "and Lambda refuses provisioned-concurrency changes on a weighted alias",
+        ),
         ({"log_inputs": "some"}, "log_inputs must be 'sampled', 'digest' or 'full'"),
         ({"log_inputs_sample_rate": 1.5}, "log_inputs_sample_rate must be between 0.0 and 1.0"),
         ({"github_oidc_provider": "make"}, "github_oidc_provider='make' does not match"),

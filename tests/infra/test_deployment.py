@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from infra.config import config_from_context
+from infra.stacks import build_app
 from lambda_inference.observability import count_server_error
-from tests.infra.conftest import VARIANT_STACK, Assembly
+from tests.infra.conftest import ROOT, TEST_REPOSITORY, VARIANT_STACK, Assembly
 from tests.infra.templates import logical_id, of_type, one
 
 
@@ -100,9 +102,10 @@ def test_a_release_that_answers_5xx_is_rolled_back_by_its_own_server_errors(
     assert emitted["service"] == dimensions["service"]
 
 
-def test_provisioned_concurrency_and_autoscaling_stay_on_the_shifted_alias(
-    variant: Assembly,
-) -> None:
+def test_an_autoscaled_warm_pool_deploys_all_at_once(variant: Assembly) -> None:
+    # While a canary or linear shift weights the alias, Lambda refuses every change of its
+    # provisioned concurrency: autoscaling would fail on each step. So an autoscaled pool
+    # comes with all-at-once deploys (infra/config.py refuses the other combinations).
     template = variant.templates[VARIANT_STACK]
     alias_id, alias = one(template, "AWS::Lambda::Alias")
     assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
@@ -112,4 +115,26 @@ def test_provisioned_concurrency_and_autoscaling_stay_on_the_shifted_alias(
     (target,) = of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
     assert f'"{alias_id}"' in json.dumps(target["Properties"]["ResourceId"])
     group = one(template, "AWS::CodeDeploy::DeploymentGroup")[1]["Properties"]
-    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+
+
+def test_a_canary_keeps_a_fixed_warm_pool_that_nothing_scales() -> None:
+    from aws_cdk import App  # noqa: PLC0415 - starts jsii
+
+    import app as cdk_app  # noqa: PLC0415
+
+    context = {**cdk_app.cdk_json_context(), "github_repository": TEST_REPOSITORY,
+               "provisioned_concurrency_min": 3, "provisioned_concurrency_max": 3}  # fmt: skip
+    config = config_from_context(context)
+    assert config.serving.deployment == "LambdaCanary10Percent5Minutes"
+    app = App(context={**context, "aws:cdk:disable-asset-staging": True})
+    system, _ = build_app(app, config=config, bundle_dir=ROOT / config.serving.lambda_bundle_dir)
+    template = Template.from_stack(system).to_json()
+    _, alias = one(template, "AWS::Lambda::Alias")
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 3
+    }
+    assert of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+    assert of_type(template, "AWS::ApplicationAutoScaling::ScalingPolicy") == {}
+    group = one(template, "AWS::CodeDeploy::DeploymentGroup")[1]["Properties"]
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
