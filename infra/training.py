@@ -27,6 +27,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.alerts import TopicTarget
 from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
@@ -364,7 +365,7 @@ class Training(Construct):
                 detail={"status": ["FAILED"], "jobQueue": [self.job_queue.job_queue_arn]},
             ),
             targets=[
-                targets.SnsTopic(
+                TopicTarget(
                     topic,
                     message=events.RuleTargetInput.from_text(
                         f"mlsys training job {job_id} failed: {reason}. "

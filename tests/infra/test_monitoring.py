@@ -152,6 +152,34 @@ def test_alarm_topic_is_encrypted_tls_only_and_subscribes_the_optional_email(
     del topic_id
 
 
+def test_only_this_accounts_alarms_and_rules_may_publish_to_the_topic(
+    assembly: Assembly, minimal: Assembly
+) -> None:
+    # Without aws:SourceAccount, the service principals would publish on behalf of any
+    # account's alarm or rule (the confused deputy).
+    for template in (assembly.templates["mlsys-dev"], minimal.templates[MINIMAL_STACK]):
+        topic_id = one(template, "AWS::SNS::Topic")[0]
+        policy = one(template, "AWS::SNS::TopicPolicy")[1]["Properties"]["PolicyDocument"]
+        allowed = {
+            s["Principal"]["Service"]: s
+            for s in policy["Statement"]
+            if s["Effect"] == "Allow" and "Service" in s.get("Principal", {})
+        }
+        assert set(allowed) == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+        for statement in allowed.values():
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+            }
+            assert statement["Action"] == "sns:Publish"
+            assert statement["Resource"] == {"Ref": topic_id}
+        # The training-failure rule still publishes there, through that statement.
+        failed = logical_id(template, "AWS::Events::Rule", "TrainingJobFailed")
+        (target,) = template["Resources"][failed]["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": topic_id}
+        assert "RoleArn" not in target
+        assert "failed: <detail-statusReason>" in target["InputTransformer"]["InputTemplate"]
+
+
 def dashboard_body(template: dict[str, Any]) -> str:
     body = one(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"]
     return json.dumps(body)
