@@ -60,7 +60,7 @@ ONE_MINUTE = Duration.minutes(1)
 
 
 class PredictDeployment(Construct):
-    """The deployment group of the ``live`` alias and its two rollback alarms."""
+    """The deployment group of the ``live`` alias and its three rollback alarms."""
 
     def __init__(
         self,
