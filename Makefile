@@ -6,6 +6,8 @@
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 #   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
 #   make aws-local-test  the synthesized stack end to end in SAM's Lambda emulator + moto (root, Docker)
+#   make deploy-localstack  cdk bootstrap/deploy/destroy onto LocalStack on this host (Python 3.13)
+#   make destroy  delete a deployed stage (STAGE=dev) and print what it keeps and how to remove it
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -20,7 +22,7 @@ LAMBDA_BUILD := .build/lambda
 # Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check aws-local-test
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check aws-local-test deploy-localstack destroy
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -138,6 +140,25 @@ aws-local-test: $(VENV)/.dev node_modules/.installed lambda-package $(AWS_LOCAL_
 		-c github_repository=mlsys-local/aws-local-test >/dev/null
 	LAMBDA_PYTHON=$(LAMBDA_PYTHON) AWS_LOCAL_ARCH=$(AWS_LOCAL_ARCH) \
 		scripts/aws_local_test.sh $(AWS_LOCAL_SYNTH) $(AWS_LOCAL_BUNDLE)
+
+# Opt-in, not in CI: the app deployed onto LocalStack running on this host, then destroyed
+# (scripts/deploy_localstack.sh: needs Python 3.13; prints what was created and what mocked).
+deploy-localstack: $(VENV)/.dev node_modules/.installed lambda-package
+	scripts/deploy_localstack.sh
+
+# Deletes the stage's two stacks from the AWS account of your credentials (cdk asks first),
+# then lists what they keep on purpose -- model store, system log, image repository, the
+# account's shared API Gateway logging role and GitHub OIDC provider -- with the commands
+# that remove them (scripts/retained.py). FORCE=1 skips cdk's question (no terminal).
+STAGE ?= dev
+CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk
+destroy: $(VENV)/.dev node_modules/.installed lambda-package
+	@set -e; out="$$(mktemp -d)"; trap 'rm -rf "$$out"' EXIT; \
+	$(CDK) synth --quiet --output "$$out/cdk.out" -c stage=$(STAGE) >/dev/null; \
+	$(PY) scripts/retained.py record --template-dir "$$out/cdk.out" \
+		--stack mlsys-$(STAGE) --stack mlsys-$(STAGE)-ci > "$$out/retained.json"; \
+	$(CDK) destroy --all --app "$$out/cdk.out" $(if $(FORCE),--force); \
+	$(PY) scripts/retained.py show "$$out/retained.json"
 
 clean:
 	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache

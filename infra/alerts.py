@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -40,8 +40,16 @@ class Alerts(Construct):
             return
         # A customer-managed key, because the AWS-managed SNS key cannot be granted to
         # CloudWatch alarms or EventBridge, which would then fail to publish.
+        # Deleted with the stack (after KMS's shortest waiting period): it only encrypts
+        # messages in flight, so nothing needs it once the topic is gone, and a retained
+        # key would bill USD 1 a month forever (CDK's default keeps keys).
         self.key = kms.Key(
-            self, "Key", enable_key_rotation=True, description="mlsys alarm topic encryption"
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="mlsys alarm topic encryption",
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(

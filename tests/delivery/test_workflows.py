@@ -84,7 +84,7 @@ def _shell_scripts() -> list[tuple[str, str]]:
                 # same length, so shellcheck sees the script the runner will run.
                 script = EXPRESSION.sub(lambda m: "_" * len(m.group()), step["run"])
                 scripts.append((f"{path.name} step {index + 1} ({step.get('name', '')})", script))
-    for path in [ROOT / ".ci" / "run", *sorted((ROOT / "scripts").glob("*.sh"))]:
+    for path in [ROOT / ".ci" / "run", *sorted((ROOT / "scripts").rglob("*.sh"))]:
         if path.exists():
             scripts.append((str(path.relative_to(ROOT)), path.read_text()))
     return scripts
