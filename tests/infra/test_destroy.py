@@ -83,4 +83,4 @@ def test_make_destroy_records_before_it_destroys_and_shows_after() -> None:
     show = recipe.index("retained.py show")
     assert record < destroy < show
     # cdk asks before deleting a stage, unless asked not to (FORCE=1, no terminal).
-    assert "destroy --all --app \"$$out/cdk.out\" $(if $(FORCE),--force)" in recipe
+    assert 'destroy --all --app "$$out/cdk.out" $(if $(FORCE),--force)' in recipe
