@@ -126,11 +126,11 @@ image-check:
 
 # The synthesized stack run on this machine (scripts/aws_local_test.sh): installs Docker,
 # debootstrap and the SAM CLI when missing, so it needs root (or sudo); not part of
-# `make test`, run by .ci/run after it. Functions run as x86_64, the machine's own
-# architecture, from a bundle built by the same recipe (AWS_LOCAL_ARCH=arm64 runs the
-# deployed arm64 bundle under qemu-user-static instead). The synthesized CI stack is not
-# used, so the placeholder-free repository name below only lets synthesis pass.
-AWS_LOCAL_ARCH ?= x86_64
+# `make test`, run by .ci/run after it. Functions run in the machine's own architecture:
+# on x86_64 from a bundle built by the same recipe for x86_64, on arm64 from the deployed
+# bundle itself (an emulated arm64 under qemu-user-static 7.2 segfaults in the runtime).
+# The synthesized CI stack is not used, so the repository name below only lets synthesis pass.
+AWS_LOCAL_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 AWS_LOCAL_SYNTH := .build/aws-local-synth
 AWS_LOCAL_BUNDLE := $(if $(filter arm64,$(AWS_LOCAL_ARCH)),$(LAMBDA_BUILD),$(LAMBDA_BUILD)-x86_64)
 aws-local-test: $(VENV)/.dev node_modules/.installed lambda-package $(AWS_LOCAL_BUNDLE)/.built

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 synth_dir="$1"
 bundle="$2"
-arch="${AWS_LOCAL_ARCH:-x86_64}"
+arch="${AWS_LOCAL_ARCH:?set AWS_LOCAL_ARCH to x86_64 or arm64, the machine architecture}"
 python_version="${LAMBDA_PYTHON:?set LAMBDA_PYTHON (the Makefile does)}"
 stack="${AWS_LOCAL_STACK:-mlsys-dev}"
 cache="${MLSYS_AWS_LOCAL_CACHE:-/var/cache/mlsys-aws-local}"
@@ -33,9 +33,6 @@ install_missing() {
   local packages=()
   command -v dockerd >/dev/null || packages+=(docker.io)
   command -v debootstrap >/dev/null || packages+=(debootstrap)
-  if [ "$arch" = arm64 ] && [ ! -e /usr/bin/qemu-aarch64-static ]; then
-    packages+=(qemu-user-static binfmt-support)
-  fi
   if [ "${#packages[@]}" -gt 0 ]; then
     say "installing ${packages[*]}"
     $sudo apt-get update -qq

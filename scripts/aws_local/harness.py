@@ -31,6 +31,7 @@ from pathlib import Path
 
 from scripts.aws_local.processes import HarnessError
 from scripts.aws_local.session import LocalSession
+from scripts.smoke_test import SmokeTestError
 
 STEPS = (
     "start moto server, create the stack's bucket, table and topic",
@@ -51,7 +52,7 @@ def step(number: int, timings: list[tuple[str, float]]) -> Iterator[None]:
     started = time.monotonic()
     try:
         yield
-    except HarnessError as error:
+    except (HarnessError, SmokeTestError) as error:
         raise HarnessError(f"step {number} ({title}): {error}") from None
     seconds = time.monotonic() - started
     timings.append((title, seconds))

@@ -37,7 +37,7 @@ FUNCTION_KEYS = ("Handler", "Runtime", "MemorySize", "Timeout", "Description", "
 
 REWRITES = (
     "functions: Code -> the local bundle built by the same recipe for the emulated architecture",
-    "functions: Architectures -> the emulated architecture",
+    "functions: Architectures -> the machine's own (x86_64 here; arm64 on an arm64 machine)",
     "functions: intrinsic values in Environment resolved to the local resources' names",
     "functions: AWS_ENDPOINT_URL added (the moto server), plus the harness's setting overrides",
     "API methods on the predict alias -> the predict function (SAM has no alias versions)",
