@@ -104,12 +104,10 @@ class PredictDeployment(Construct):
     def _server_errors_alarm(
         self, *, function: lambda_.IFunction, version: lambda_.IVersion
     ) -> cloudwatch.Alarm:
-        """Any 5xx response of the version being deployed, in a one-minute period (like
-        ``NewVersionErrors``: a canary of a low-traffic stage may see only a few requests)."""
-        return cloudwatch.Alarm(
-            self,
+        """Any 5xx response of the version being deployed (the handlers' metric)."""
+        return self._any_in_a_minute(
             "NewVersionServerErrors",
-            metric=cloudwatch.Metric(
+            cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=names.METRIC_SERVER_ERRORS,
                 dimensions_map={
@@ -120,12 +118,24 @@ class PredictDeployment(Construct):
                 statistic="Sum",
                 period=ONE_MINUTE,
             ),
+            "The predict version being deployed answered a request with a 5xx; CodeDeploy "
+            "rolls the live alias back to the previous version.",
+        )
+
+    def _any_in_a_minute(
+        self, alarm_id: str, metric: cloudwatch.Metric, description: str
+    ) -> cloudwatch.Alarm:
+        """Fires on one count in a one-minute period: a canary of a low-traffic stage may
+        see only a few requests of the new version."""
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            metric=metric,
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="The predict version being deployed answered a request with a "
-            "5xx; CodeDeploy rolls the live alias back to the previous version.",
+            alarm_description=description,
         )
 
     def _rollback_alarms(
@@ -134,22 +144,17 @@ class PredictDeployment(Construct):
         """Errors and p99 duration of the version being deployed (one-minute periods, so
         they can fire within a five-minute canary)."""
         return {
-            "NewVersionErrors": cloudwatch.Alarm(
-                self,
+            "NewVersionErrors": self._any_in_a_minute(
                 "NewVersionErrors",
-                metric=cloudwatch.Metric(
+                cloudwatch.Metric(
                     namespace="AWS/Lambda",
                     metric_name="Errors",
                     dimensions_map=dimensions,
                     statistic="Sum",
                     period=ONE_MINUTE,
                 ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description="The predict version being deployed raised; CodeDeploy "
-                "rolls the live alias back to the previous version.",
+                "The predict version being deployed raised; CodeDeploy rolls the live alias "
+                "back to the previous version.",
             ),
             "NewVersionLatencyP99": cloudwatch.Alarm(
                 self,
