@@ -67,7 +67,14 @@ env XDG_CACHE_HOME="$work/cache" GATEWAY_LISTEN="127.0.0.1:$port" DNS_ADDRESS=0 
 localstack_pid=$!
 # shellcheck disable=SC2329  # called by the EXIT trap
 stop_localstack() {
-  kill "$localstack_pid" 2>/dev/null || true
+  kill "$localstack_pid" 2>/dev/null || return 0
+  # LocalStack's host-mode runtime does not always exit on SIGTERM: 20 s, then SIGKILL.
+  for _ in $(seq 20); do
+    [ "$(ps -o stat= -p "$localstack_pid" 2>/dev/null | cut -c1)" = Z ] && break
+    kill -0 "$localstack_pid" 2>/dev/null || break
+    sleep 1
+  done
+  kill -KILL "$localstack_pid" 2>/dev/null || true
   wait "$localstack_pid" 2>/dev/null || true
 }
 trap stop_localstack EXIT
