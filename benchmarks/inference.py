@@ -80,12 +80,12 @@ def _verdict(ok: bool) -> str:
 def _train_default(registry_uri: str) -> str:
     """Train the default model with ``mlsys train``; fall back to skl2onnx Ridge."""
     try:
-        import training_job.cli  # noqa: F401, PLC0415
+        import training_job.run  # noqa: F401, PLC0415
     except ImportError:
         pass
     else:
         result = subprocess.run(
-            [sys.executable, "-m", "mlsys.cli", "train", "--registry", registry_uri],
+            [sys.executable, "-m", "mlsys", "train", "--registry", registry_uri],
             capture_output=True,
             text=True,
             check=False,
@@ -344,7 +344,7 @@ def bench_stream_and_batch(registry_uri: str, workdir: Path) -> bool:
 _COLD_HANDLER = """
 import time
 start = time.perf_counter()
-from lambda_inference.handler import handle_predict
+from lambda_inference.entrypoints import handle_predict
 response = handle_predict({EVENT}, None)
 elapsed = time.perf_counter() - start
 assert response["statusCode"] == 200, response

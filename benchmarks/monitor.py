@@ -97,7 +97,8 @@ def _train(workdir: Path) -> str:
         [
             sys.executable,
             "-m",
-            "training_job",
+            "mlsys",
+            "train",
             "--no-emf",
             "--registry",
             str(workdir / "registry"),

@@ -232,7 +232,7 @@ def _verdict(ok: bool) -> str:
 
 def _serve(registry: str, log: str) -> list[str]:
     return [
-        sys.executable, "-m", "mlsys.cli", "serve", "--registry", registry, "--log", log,
+        sys.executable, "-m", "mlsys", "serve", "--registry", registry, "--log", log,
         "--port", "0",
     ]  # fmt: skip
 

@@ -98,7 +98,8 @@ def train_argv(workdir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "training_job",
+        "mlsys",
+        "train",
         "--no-emf",
         "--json",
         "--registry",

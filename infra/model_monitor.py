@@ -2,7 +2,7 @@
 and (optionally) retraining when an alarm fires.
 
 An EventBridge schedule (``monitor_schedule``, hourly by default) invokes a function
-from the shared Lambda bundle (``mlsys.monitoring.scheduled.handle_monitor``). It
+from the shared Lambda bundle (``lambda_inference.entrypoints.handle_monitor``). It
 streams the last ``monitor_window_minutes`` of the system-log table, publishes
 ``FeatureDrift``, ``PredictionDrift`` and ``LiveQuality`` to CloudWatch, writes the
 report under ``reports/`` in the model-store bucket and appends a ``monitor`` event.
@@ -30,6 +30,7 @@ from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.serving import InferenceFunction, lambda_code
 from infra.system_log import SystemLog
 from infra.training import Training
+from lambda_inference.routes import MONITOR_ENTRY_POINT
 from mlsys import names
 
 REPORTS_PREFIX = "reports/"
@@ -87,7 +88,7 @@ class ModelMonitor(Construct):
             self,
             "Monitor",
             code=lambda_code(bundle_dir),
-            handler="mlsys.monitoring.scheduled.handle_monitor",
+            handler=MONITOR_ENTRY_POINT,
             description="mlsys model monitor: drift, live quality, report",
             environment={
                 names.REGISTRY_URI: model_store.registry_uri,

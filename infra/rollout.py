@@ -1,9 +1,9 @@
 """The rollout evaluator: a scheduled function that completes or aborts staged rollouts.
 
 Every ``schedule_minutes`` an EventBridge rule invokes
-``lambda_inference.rollout_job.handle_rollout_evaluate``, which reads the champion
+``lambda_inference.entrypoints.handle_rollout_evaluate``, which reads the champion
 pointer (with its rollout) from the model store and the rollout's evidence from the
-system log table, applies the pure policy (:func:`mlsys.rollout.decide_rollout`), and
+system log table, applies the pure policy (:func:`mlsys.rollout.policy.decide_rollout`), and
 on complete/abort rewrites the pointer with compare-and-swap and notifies the alarm
 topic. Serving picks the change up on its next model refresh; nothing is redeployed.
 """
@@ -25,9 +25,9 @@ from infra.common import METRICS_NAMESPACE
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.serving import InferenceFunction, lambda_code
 from infra.system_log import SystemLog
+from lambda_inference.routes import ROLLOUT_EVALUATOR_ENTRY_POINT
 from mlsys import names
 
-HANDLER = "lambda_inference.rollout_job.handle_rollout_evaluate"
 DEFAULT_SCHEDULE_MINUTES = 5
 
 
@@ -54,7 +54,7 @@ class RolloutEvaluator(Construct):
             self,
             "Evaluate",
             code=lambda_code(bundle_dir),
-            handler=HANDLER,
+            handler=ROLLOUT_EVALUATOR_ENTRY_POINT,
             description="mlsys rollout evaluator: complete or abort canary/shadow rollouts",
             environment={
                 names.REGISTRY_URI: model_store.registry_uri,

@@ -141,9 +141,10 @@ class Training(Construct):
             image=self.image,
             cpu=config.job_vcpus,
             memory=Size.mebibytes(config.job_memory_mib),
-            # The image's entrypoint is `python -m training_job`; Batch substitutes the
-            # data URI per submission (default: newest object under data/).
-            command=["--data", f"Ref::{DATA_PARAMETER}"],
+            # The image's entrypoint is `python -m mlsys`; Batch substitutes the data URI
+            # per submission (default: newest object under data/). --emf: the job's stdout
+            # is CloudWatch Logs, which turns the printed EMF lines into metrics.
+            command=["train", "--emf", "--data", f"Ref::{DATA_PARAMETER}"],
             environment=_job_environment(
                 config,
                 model_store=model_store,

@@ -33,24 +33,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol, TextIO
 
-import numpy as np
 import orjson
 
 from lambda_inference.observability import logger
-from mlsys.contract import Prediction
 from mlsys.eventlog import Event, EventLog
+from mlsys.eventlog.fields import MAX_EVENT_DATA_BYTES, ORJSON_OPTIONS, bounded_data
 
 MAX_LOGGED_INPUT_BYTES = 64 * 1024
 """Larger inputs are logged as a sha256 digest: a DynamoDB item holds at most
 400 KB and a CloudWatch Logs event 256 KB."""
-MAX_LOGGED_OUTPUTS = 1000
-"""Larger batches log a summary of their outputs instead of every value."""
-MAX_EVENT_DATA_BYTES = 100_000
-"""The most an event's ``data`` may take as compact JSON (UTF-8); larger members
-are replaced by a note with their size and sha256 (:func:`bounded_data`).
-CloudWatch Logs drops an event over 256 KB and DynamoDB refuses an item over
-400 KB; the DynamoDB log stores ASCII-escaped JSON, which can triple non-ASCII
-text, so 100 KB keeps both limits with room for the envelope."""
 
 
 class EventSink(Protocol):
@@ -98,13 +89,13 @@ def event_line(event: Event, metrics: Mapping[str, Any] | None = None) -> str:
     document = dict(metrics) if metrics else {}
     document["mlsys_event"] = event.to_dict()
     try:
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=ORJSON_OPTIONS)
     except (TypeError, ValueError) as exc:  # e.g. an integer beyond 64 bits
         document["mlsys_event"] = unserializable(event, exc).to_dict()
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=ORJSON_OPTIONS)
     if len(line) > MAX_EVENT_DATA_BYTES:
         document["mlsys_event"] = bounded_event(event).to_dict()
-        line = orjson.dumps(document, default=str, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(document, default=str, option=ORJSON_OPTIONS)
     return line.decode()
 
 
@@ -136,10 +127,7 @@ def unserializable(event: Event, error: Exception) -> Event:
 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:
-    return orjson.dumps(metrics, option=_ORJSON_OPTIONS).decode()
-
-
-_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    return orjson.dumps(metrics, option=ORJSON_OPTIONS).decode()
 
 
 class _NothingQueued:
@@ -225,56 +213,3 @@ def inputs_field(data: Any, body: bytes, *, mode: str) -> dict[str, Any]:
     if mode == "full":
         digest["inputs_truncated"] = True
     return digest
-
-
-def outputs_field(
-    prediction: Prediction, *, single: bool, classes: list[Any] | None
-) -> dict[str, Any]:
-    values = prediction.values
-    if single:
-        fields: dict[str, Any] = {"outputs": values[0]}
-        if prediction.probabilities is not None and classes is not None:
-            fields["probabilities"] = dict(
-                zip(classes, prediction.probabilities[0].tolist(), strict=True)
-            )
-        return fields
-    if len(values) <= MAX_LOGGED_OUTPUTS:
-        return {"outputs": values}
-    return {"outputs_summary": summarize(prediction, classes=classes)}
-
-
-def summarize(prediction: Prediction, *, classes: list[Any] | None) -> dict[str, Any]:
-    raw = prediction.raw
-    assert raw is not None
-    if classes is None:
-        return {
-            "count": int(raw.size),
-            "mean": float(raw.mean()),
-            "min": float(raw.min()),
-            "max": float(raw.max()),
-        }
-    counts = np.bincount(raw, minlength=len(classes))
-    return {
-        "count": int(raw.size),
-        "classes": dict(zip(map(str, classes), counts.tolist(), strict=True)),
-    }
-
-
-def bounded_data(data: dict[str, Any], *, limit: int = MAX_EVENT_DATA_BYTES) -> dict[str, Any]:
-    """``data``, or a copy whose largest members are replaced by
-    ``{"omitted_bytes": n, "sha256": ...}`` until it fits in ``limit`` bytes."""
-    size = len(orjson.dumps(data, default=str, option=_ORJSON_OPTIONS))
-    if size <= limit:
-        return data
-    encoded = {
-        key: orjson.dumps(value, default=str, option=_ORJSON_OPTIONS) for key, value in data.items()
-    }
-    bounded = dict(data)
-    for key in sorted(encoded, key=lambda k: len(encoded[k]), reverse=True):
-        raw = encoded[key]
-        note = {"omitted_bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-        bounded[key] = note
-        size -= len(raw) - len(orjson.dumps(note))
-        if size <= limit:
-            break
-    return bounded

@@ -1,4 +1,7 @@
-"""Lambda entry points: API Gateway REST (v1 proxy) events in, proxy responses out.
+"""The HTTP API over API Gateway REST (v1 proxy) events: events in, proxy responses out.
+
+:class:`Api` serves the routes of :mod:`lambda_inference.routes` for the Lambda entry
+points (:mod:`lambda_inference.entrypoints`) and the local server:
 
 ``handle_predict``
     POST /stream, POST /batch, POST /feedback
@@ -19,9 +22,9 @@ measured, the resolver adds ~11 us per request (the whole /stream budget is
 server would overwrite. Powertools still provides logging and EMF metrics.
 
 The service is created once per container on first use from
-:func:`mlsys.settings.load_settings`; tests build an :class:`Api` around their
-own service instead. Reading the event and building the service happen inside
-the same error mapping as the routes, so a malformed event is a JSON 400
+:func:`mlsys.settings.load_settings` (:mod:`lambda_inference.entrypoints`); tests build
+an :class:`Api` around their own service instead. Reading the event and building the
+service happen inside the same error mapping as the routes, so a malformed event is a JSON 400
 (``invalid_event``) and a bad environment variable a JSON 503
 (``invalid_config``, naming the variable), never a Lambda error that API
 Gateway would turn into a bare 502.
@@ -48,7 +51,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import threading
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
@@ -68,13 +70,12 @@ from lambda_inference.errors import (
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
-from lambda_inference.observability import count_server_error, inject_request_context, logger
+from lambda_inference.observability import count_server_error, logger
 from lambda_inference.routes import ROUTES, AuthClass, method_table, routes_for
 from lambda_inference.service import Endpoint, InferenceService
 from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
-from mlsys.settings import load_settings
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -113,7 +114,7 @@ class Request:
             headers={},
             query={},
             body=b"",
-            request_id=_request_id(event, context),
+            request_id=request_id_of(event, context),
         )
 
     @classmethod
@@ -124,7 +125,7 @@ class Request:
             body = base64.b64decode(raw_body, validate=True)
         else:
             body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
-        request_id = _request_id(event, context)
+        request_id = request_id_of(event, context)
         # A resource like /stream is the route itself; with a {proxy+} resource (or a
         # custom-domain base path in `path`) fall back to the request path.
         resource = str(event.get("resource") or "")
@@ -141,7 +142,8 @@ class Request:
         )
 
 
-def _request_id(event: Any, context: Any) -> str:
+def request_id_of(event: Any, context: Any) -> str:
+    """API Gateway's request id, else the Lambda request id, else a new one."""
     try:
         found = (event.get("requestContext") or {}).get("requestId")
     except AttributeError:
@@ -282,9 +284,7 @@ ADMIN_ROUTES = _dispatch_table("admin")
 ALL_ROUTES = _dispatch_table()
 
 
-def _respond(
-    status: int, payload: Any, headers: Mapping[str, str] = JSON_HEADERS
-) -> dict[str, Any]:
+def respond(status: int, payload: Any, headers: Mapping[str, str] = JSON_HEADERS) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": dict(headers),
@@ -353,7 +353,7 @@ class Api:
                     allowed=tuple(methods),
                 )
             status, payload = route(self.service, request)
-            return _respond(status, payload)
+            return respond(status, payload)
         except MlsysError as error:
             request = request or Request.placeholder(event, context)
             return self._error_response(error, request, context=context)
@@ -389,74 +389,4 @@ class Api:
         headers = dict(JSON_HEADERS)
         if isinstance(error, MethodNotAllowedError):
             headers["Allow"] = ", ".join(error.allowed)
-        return _respond(status, error_body(code, error.message, error.details), headers)
-
-
-# --- module-level entry points (one service per container) -----------------------
-
-_default_api: Api | None = None
-_default_lock = threading.Lock()
-
-
-def default_api() -> Api:
-    """The container's :class:`Api`, built from the environment on first use."""
-    global _default_api  # noqa: PLW0603 - the per-container singleton Lambda reuses
-    api = _default_api
-    if api is None:
-        with _default_lock:
-            if _default_api is None:
-                _default_api = Api(InferenceService.from_settings(load_settings()))
-            api = _default_api
-    return api
-
-
-def reset_default_api() -> None:
-    """Forget the container's service (tests that change the environment)."""
-    global _default_api  # noqa: PLW0603
-    with _default_lock:
-        _default_api = None
-
-
-def _unavailable(error: Exception, event: Any, context: Any) -> dict[str, Any]:
-    """The response when the container's service cannot be built (no service,
-    so no event log: the Powertools log line is the record)."""
-    request_id = _request_id(event, context)
-    if isinstance(error, MlsysError):
-        status, code, message = status_for(error), error.code, error.message
-        logger.error(message, extra={"code": code, "request_id": request_id})
-    else:
-        status, code = INTERNAL_ERROR, "internal_error"
-        message = "internal error; see the function's logs for the request id"
-        logger.exception("could not start the service", extra={"request_id": request_id})
-    if status >= INTERNAL_ERROR:
-        count_server_error(context)
-    return _respond(status, error_body(code, message, {"request_id": request_id}))
-
-
-def _entry_point(
-    serve: Callable[[Api, Mapping[str, Any], Any], dict[str, Any]], *, retry_on_startup_error: bool
-) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
-    """A Lambda entry point: the container's :class:`Api` (built on first use), then ``serve``.
-
-    If the service cannot be built, HTTP entry points answer with the JSON error;
-    ``retry_on_startup_error`` entry points (log ingestion) raise instead, so that
-    Lambda retries the batch rather than dropping its events.
-    """
-
-    @inject_request_context
-    def entry_point(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        try:
-            api = default_api()
-        except Exception as error:
-            if retry_on_startup_error:
-                logger.exception("could not start the service; the batch will be retried")
-                raise
-            return _unavailable(error, event, context)
-        return serve(api, event, context)
-
-    return entry_point
-
-
-handle_predict = _entry_point(Api.handle_predict, retry_on_startup_error=False)
-handle_admin = _entry_point(Api.handle_admin, retry_on_startup_error=False)
-handle_log_ingest = _entry_point(Api.handle_log_ingest, retry_on_startup_error=True)
+        return respond(status, error_body(code, error.message, error.details), headers)

@@ -34,8 +34,8 @@ from lambda_inference.observability import logger
 from lambda_inference.validation import RecordEncoder, preview
 from mlsys.contract import LoadedModel, ModelCard, Prediction
 from mlsys.errors import MlsysError, NoChampionError
-from mlsys.registry import ChampionPointer, ModelRegistry
-from mlsys.rollout import Rollout, routes_to_candidate
+from mlsys.registry import ChampionPointer, ModelRegistry, Rollout
+from mlsys.rollout.state import routes_to_candidate
 
 Clock = Callable[[], float]
 SMALL_BATCH = 16

@@ -1,4 +1,4 @@
-"""The HTTP API's routes, declared once: path, method, handler, auth class.
+"""The HTTP API's routes and the Lambda entry points, declared once.
 
 Imported by the Lambda handler (dispatch), the OpenAPI generator (which paths and
 methods the document lists) and the CDK construct (API Gateway resources and
@@ -51,13 +51,19 @@ ROUTES: tuple[Route, ...] = (
           summary="This API's OpenAPI document"),
 )  # fmt: skip
 
+ENTRYPOINTS_MODULE = "lambda_inference.entrypoints"
+"""The one module every Lambda function's handler lives in."""
 ENTRY_POINTS: dict[AuthClass, str] = {
-    "predict": "lambda_inference.handler.handle_predict",
-    "admin": "lambda_inference.handler.handle_admin",
+    "predict": f"{ENTRYPOINTS_MODULE}.handle_predict",
+    "admin": f"{ENTRYPOINTS_MODULE}.handle_admin",
 }
 """The Lambda function handler serving each auth class's routes."""
-LOG_INGEST_ENTRY_POINT = "lambda_inference.handler.handle_log_ingest"
+LOG_INGEST_ENTRY_POINT = f"{ENTRYPOINTS_MODULE}.handle_log_ingest"
 """The CloudWatch Logs subscription target (not an HTTP route)."""
+MONITOR_ENTRY_POINT = f"{ENTRYPOINTS_MODULE}.handle_monitor"
+"""The scheduled model monitor."""
+ROLLOUT_EVALUATOR_ENTRY_POINT = f"{ENTRYPOINTS_MODULE}.handle_rollout_evaluate"
+"""The scheduled rollout evaluator."""
 
 LOG_QUERY_PARAMETERS = ("limit", "type", "since", "next")
 """Query parameters ``GET /log`` accepts."""

@@ -29,23 +29,22 @@ from lambda_inference.events import (
     EventSink,
     StdoutSink,
     StoreSink,
-    bounded_data,
     inputs_field,
-    outputs_field,
     sampled_input_mode,
 )
 from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.shadow import shadow_event
 from lambda_inference.validation import (
     batch_records,
 )
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
+from mlsys.eventlog.fields import bounded_data, outputs_field
 from mlsys.registry import ModelRegistry
+from mlsys.rollout.shadow import shadow_event
 from mlsys.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,18 +92,13 @@ class InferenceService:
     def _sink_for(self, delivery: str, *, stdout: TextIO | None) -> EventSink:
         if delivery == "stdout":
             return StdoutSink(stdout)
-        if delivery == "background":
-            # Local-only (a writer thread cannot run while Lambda is frozen); not in the bundle.
-            from lambda_inference.local.sink import BackgroundSink  # noqa: PLC0415
-
-            return BackgroundSink(
-                self.event_log,
-                fallback=StdoutSink(stdout),
-                on_write_failure=lambda events: self.telemetry.log_write_failed(events=events),
-            )
         if delivery == "sync":
             return StoreSink(self.event_log, fallback=StdoutSink(stdout))
-        raise ValueError(f"unknown log delivery {delivery!r}; use sync, background or stdout")
+        # ``background`` needs a writer thread, which only a long-lived process can run: the
+        # local server builds that sink itself and passes it in (it is not in the Lambda bundle).
+        raise ValueError(
+            f"log delivery {delivery!r} needs its sink passed in; sync and stdout are built here"
+        )
 
     @classmethod
     def from_settings(

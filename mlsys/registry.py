@@ -14,8 +14,9 @@ Promotion and rollback only rewrite ``champion.json``, with compare-and-swap on
 the ETag read before the decision, so a reader sees the old champion or the new
 one, never a mix, and two concurrent promotions cannot both win. A crash at any
 step before the pointer write leaves the previous champion serving. A staged
-rollout (:mod:`mlsys.rollout`) lives in the same pointer object, so starting,
-completing or aborting one is the same single compare-and-swap.
+rollout (:mod:`mlsys.rollout`; its stored form is :class:`Rollout`) lives in the same
+pointer object, so starting, completing or aborting one is the same single
+compare-and-swap.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from mlsys.contract import CARD_FILE, MODEL_FILE, LoadedModel, ModelCard
 from mlsys.errors import (
@@ -35,11 +36,11 @@ from mlsys.errors import (
     RegistryError,
     VersionNotFoundError,
 )
-from mlsys.rollout import Rollout
 from mlsys.storage import ObjectNotFoundError, ObjectStore, open_store
 
 MAX_PREVIOUS = 20
 """How many earlier champions the pointer remembers for ``rollback``."""
+RolloutMode = Literal["canary", "shadow"]
 
 
 def utc_now() -> datetime:
@@ -58,6 +59,54 @@ def new_version_id(now: datetime | None = None) -> str:
     """
     now = (now or utc_now()).astimezone(UTC)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """An ongoing rollout of ``candidate`` next to the champion: the ``rollout`` member of
+    ``champion.json``. What a rollout does (routing, evidence, decisions, transitions) is
+    :mod:`mlsys.rollout`; this is only its stored form."""
+
+    mode: RolloutMode
+    candidate: str
+    started: str
+    """ISO-8601 UTC time the rollout began; evidence is read from this time on."""
+    fraction: float | None = None
+    """Canary only: share of requests the candidate answers, in (0, 1)."""
+    reason: str = ""
+    actor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode == "canary":
+            if self.fraction is None or not 0.0 < self.fraction < 1.0:
+                raise ValueError(f"canary fraction must be in (0, 1), got {self.fraction}")
+        elif self.mode == "shadow":
+            if self.fraction is not None:
+                raise ValueError("a shadow rollout has no fraction")
+        else:
+            raise ValueError(f"unknown rollout mode {self.mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "candidate": self.candidate,
+            "fraction": self.fraction,
+            "started": self.started,
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Rollout:
+        fraction = raw.get("fraction")
+        return cls(
+            mode=raw["mode"],
+            candidate=str(raw["candidate"]),
+            started=str(raw["started"]),
+            fraction=None if fraction is None else float(fraction),
+            reason=str(raw.get("reason", "")),
+            actor=str(raw.get("actor", "")),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,13 +11,10 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mlsys import names
 from mlsys.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mlsys.rollout import RolloutPolicy
 
 DEFAULT_REGISTRY_URI = ".mlsys/registry"
 DEFAULT_LOG_URI = "sqlite:///.mlsys/log.sqlite3"
@@ -146,22 +143,21 @@ class Settings:
         """The training defaults; :class:`ConfigError` names a bad variable."""
         return load_training_settings(self.training_env)
 
-    def rollout_policy(self) -> RolloutPolicy:
-        """The automatic rollout policy: MLSYS_ROLLOUT_MIN_REQUESTS (200),
-        MLSYS_ROLLOUT_MIN_BAKE_SECONDS (900), MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE (0.02),
-        MLSYS_ROLLOUT_MAX_P99_RATIO (1.5), MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION (0.25),
-        MLSYS_ROLLOUT_MAX_QUALITY_DROP (0.02)."""
-        from mlsys.rollout import RolloutPolicy  # noqa: PLC0415 - only rollout users pay
-
+    def rollout_margins(self) -> dict[str, Any]:
+        """The automatic rollout policy's margins, by :class:`~mlsys.rollout.policy.RolloutPolicy`
+        field: MLSYS_ROLLOUT_MIN_REQUESTS (200), MLSYS_ROLLOUT_MIN_BAKE_SECONDS (900),
+        MLSYS_ROLLOUT_MAX_ERROR_RATE_INCREASE (0.02), MLSYS_ROLLOUT_MAX_P99_RATIO (1.5),
+        MLSYS_ROLLOUT_MAX_SHADOW_DEVIATION (0.25), MLSYS_ROLLOUT_MAX_QUALITY_DROP (0.02).
+        :class:`ConfigError` names a bad variable."""
         env = self.rollout_env
-        return RolloutPolicy(
-            min_requests=_int(env, names.ROLLOUT_MIN_REQUESTS, 200, minimum=1),
-            min_bake_seconds=_float(env, names.ROLLOUT_MIN_BAKE_SECONDS, 900.0),
-            max_error_rate_increase=_float(env, names.ROLLOUT_MAX_ERROR_RATE_INCREASE, 0.02),
-            max_p99_latency_ratio=_float(env, names.ROLLOUT_MAX_P99_RATIO, 1.5, minimum=1.0),
-            max_shadow_deviation=_float(env, names.ROLLOUT_MAX_SHADOW_DEVIATION, 0.25),
-            max_quality_drop=_float(env, names.ROLLOUT_MAX_QUALITY_DROP, 0.02),
-        )
+        return {
+            "min_requests": _int(env, names.ROLLOUT_MIN_REQUESTS, 200, minimum=1),
+            "min_bake_seconds": _float(env, names.ROLLOUT_MIN_BAKE_SECONDS, 900.0),
+            "max_error_rate_increase": _float(env, names.ROLLOUT_MAX_ERROR_RATE_INCREASE, 0.02),
+            "max_p99_latency_ratio": _float(env, names.ROLLOUT_MAX_P99_RATIO, 1.5, minimum=1.0),
+            "max_shadow_deviation": _float(env, names.ROLLOUT_MAX_SHADOW_DEVIATION, 0.25),
+            "max_quality_drop": _float(env, names.ROLLOUT_MAX_QUALITY_DROP, 0.02),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)

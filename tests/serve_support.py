@@ -36,7 +36,7 @@ class ServeProcess:
             [
                 sys.executable,
                 "-m",
-                "mlsys.cli",
+                "mlsys",
                 "serve",
                 "--registry",
                 registry,

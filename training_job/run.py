@@ -36,9 +36,8 @@ import pandas as pd
 from mlsys.contract import JsonScalar, LoadedModel, ModelCard
 from mlsys.errors import ConcurrentUpdateError, ConfigError, DataError, MlsysError
 from mlsys.eventlog import Event
-from mlsys.registry import ChampionPointer, ModelRegistry, iso, new_version_id, utc_now
-from mlsys.rollout import ROLLOUT_CHOICES, RolloutMode
-from mlsys.rollout_control import start_rollout
+from mlsys.registry import ChampionPointer, ModelRegistry, RolloutMode, iso, new_version_id, utc_now
+from mlsys.rollout.state import ROLLOUT_CHOICES, start_rollout
 from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
 from training_job.baseline import BEST_POSSIBLE, FloorEvidence, floor_evidence

@@ -34,17 +34,13 @@ What this module adds to gunicorn:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
-import ipaddress
 import os
-import re
 import socket
-import sys
 import time
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -56,13 +52,9 @@ from lambda_inference.http import error_body, to_json
 from lambda_inference.local.adapter import HttpAdapter
 from lambda_inference.local.sink import BackgroundSink, SharedProgress, SlotProgress
 from lambda_inference.service import InferenceService
-from mlsys.cli import add_location_arguments
 from mlsys.eventlog import EventLog, open_event_log_for
 from mlsys.settings import Settings
 
-MAX_PORT = 65535
-BAD_INPUT_EXIT = 2
-"""The CLI's exit status for bad input or configuration (see :mod:`mlsys.cli`)."""
 BACKLOG = 4096
 """Pending connections the kernel queues (capped by ``net.core.somaxconn``)."""
 THREADS_PER_WORKER = 8
@@ -81,7 +73,7 @@ SERVER_ERROR_CODES = {
     501: "not_implemented",
 }
 """Codes for the errors gunicorn answers itself (before any handler runs)."""
-_BAD_ADDRESS_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+BAD_ADDRESS_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,88 +268,6 @@ def _cached(open_log: Any) -> Any:
     return get
 
 
-# --- the command ---------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_location_arguments(parser, log_help="system log")
-    parser.add_argument(
-        "--host",
-        type=host_argument,
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port", type=port_argument, default=8080, help="port 0-65535 (0 picks a free one)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=_bounded_int(1, 256),
-        default=None,
-        help="worker processes (default: one per available core)",
-    )
-    parser.add_argument(
-        "--keepalive",
-        type=_bounded_int(1, 30),
-        default=15,
-        help="seconds an idle kept-alive connection stays open (1-30, default 15)",
-    )
-    parser.add_argument(
-        "--request-timeout",
-        type=_bounded_int(1, 30),
-        default=30,
-        help="seconds a request's headers and body may take to arrive (1-30, default 30)",
-    )
-    parser.add_argument(
-        "--log-delivery",
-        choices=SERVE_LOG_DELIVERIES,
-        default="background",
-        help="how requests write system-log events: background (default; queued and "
-        "written in batches by a writer thread per worker) or sync (written in the request)",
-    )
-
-
-def _bounded_int(low: int, high: int) -> Any:
-    def parse(raw: str) -> int:
-        value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"must be an integer from {low} to {high}, got {raw!r}"
-            )
-        return value
-
-    return parse
-
-
-def port_argument(raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_PORT}, got {raw!r}")
-    return port
-
-
-def host_argument(raw: str) -> str:
-    """An IP address or a DNS host name (resolved when binding)."""
-    host = raw.strip()
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _HOST_NAME.fullmatch(host):
-            raise argparse.ArgumentTypeError(
-                f"must be an IP address or host name, got {raw!r}"
-            ) from None
-    return host
-
-
-_HOST_NAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-
-
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
@@ -379,48 +289,10 @@ def listen(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socket:
     return sock
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    settings = replace(
-        settings,
-        registry_uri=args.registry or settings.registry_uri,
-        log_uri=args.log_uri or settings.log_uri,
-        model_name=args.model_name or settings.model_name,
-        log_delivery=args.log_delivery,
-    )
-    build_api(settings)  # a bad registry or log URI is the CLI's error, before listening
-    try:
-        listener = listen(args.host, args.port)
-    except (OSError, OverflowError) as exc:
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-        print(
-            f"mlsys serve: error: cannot listen on {args.host}:{args.port}: {reason}",
-            file=sys.stderr,
-        )
-        # In use, not an address of this machine, privileged port, unknown host
-        # name: the user's choice of address. Anything else is an operational failure.
-        bad_address = isinstance(exc, socket.gaierror | OverflowError) or (
-            isinstance(exc, OSError) and exc.errno in _BAD_ADDRESS_ERRNOS
-        )
-        return BAD_INPUT_EXIT if bad_address else 1
-    options = ServeOptions(
-        workers=args.workers or default_workers(),
-        keepalive_seconds=args.keepalive,
-        request_timeout_seconds=args.request_timeout,
-    )
-    host, port = listener.getsockname()[:2]
-    print(
-        f"mlsys serve: model {settings.model_name!r} from {settings.registry_uri}, "
-        f"log {settings.log_uri} ({settings.log_delivery} delivery), "
-        f"{options.workers} worker(s)",
-        flush=True,
-    )
-    print(f"listening on http://{_url_host(str(host))}:{port}", flush=True)
+def serve(settings: Settings, options: ServeOptions, listener: socket.socket) -> int:
+    """Run the server on ``listener`` until it is stopped; the master's exit status."""
     try:
         MlsysApplication(settings, options, listener).run()
     except SystemExit as stopped:  # gunicorn's master exits through sys.exit
         return int(stopped.code or 0)
     return 0
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

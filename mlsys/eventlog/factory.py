@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
 from mlsys.errors import ConfigError
 from mlsys.eventlog.model import EventLog
 from mlsys.eventlog.sqlite import SqliteEventLog
 
-if TYPE_CHECKING:
-    from mlsys.settings import Settings
+
+class LogSettings(Protocol):
+    """The operator's log settings a writer opens the log with (:class:`mlsys.settings.Settings`
+    has them; the log does not need to know where they come from)."""
+
+    @property
+    def log_uri(self) -> str: ...
+
+    @property
+    def log_retention_days(self) -> int: ...
+
+    @property
+    def log_shards(self) -> int: ...
 
 
 def parse_log_uri(uri: str) -> tuple[Literal["sqlite", "dynamodb"], str]:
@@ -44,7 +55,7 @@ def open_event_log(uri: str, **kwargs: Any) -> EventLog:
 
 
 def open_event_log_for(
-    settings: Settings, uri: str | None = None, *, client: Any = None
+    settings: LogSettings, uri: str | None = None, *, client: Any = None
 ) -> EventLog:
     """Open ``uri`` (default ``settings.log_uri``) with the operator's log settings.
 

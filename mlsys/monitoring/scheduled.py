@@ -14,18 +14,17 @@ window of the DynamoDB log (streamed page by page), then
 
 The schedule's input carries the run's parameters (``window_minutes``,
 ``reports_uri``, ``threshold``), set by ``infra/model_monitor.py``; where the
-registry and the log are comes from the usual settings.
+registry and the log are comes from the usual settings. The Lambda entry point is
+:func:`lambda_inference.entrypoints.handle_monitor`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-from aws_lambda_powertools import Logger
 
 from mlsys import names
 from mlsys.errors import ConfigError
@@ -35,12 +34,10 @@ from mlsys.monitoring.monitor import MonitorReport, VersionReport, run_monitor
 from mlsys.monitoring.report import render_html
 from mlsys.monitoring.window import iso_z
 from mlsys.registry import ModelRegistry
-from mlsys.settings import Settings, load_settings
+from mlsys.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-logger = Logger(service=names.MONITOR_SERVICE)
 
 METRICS_PER_CALL = 500
 """PutMetricData takes up to 1,000 values per request."""
@@ -173,7 +170,6 @@ def run_scheduled(
         )
     summary = {**report.to_json(), "champion": champion, "report": key, "metrics": len(data)}
     log.append(Event(type="monitor", model_version=champion, data=summary))
-    logger.info("monitor run", extra={"versions": len(report.versions), "report": key})
     return summary
 
 
@@ -188,10 +184,3 @@ def _write_report(uri: str, model_name: str, report: MonitorReport, s3: S3Client
             Bucket=parsed.netloc, Key=key, Body=body, ContentType="text/html; charset=utf-8"
         )
     return f"s3://{parsed.netloc}/{base}/{stamp}.html"
-
-
-def handle_monitor(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point of the scheduled monitor."""
-    return run_scheduled(
-        MonitorJob.from_event(event or {}), settings=load_settings(), now=datetime.now(UTC)
-    )

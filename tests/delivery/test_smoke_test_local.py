@@ -14,7 +14,7 @@ import pytest
 from scripts import smoke_test
 
 pytestmark = pytest.mark.slow
-MLSYS = [sys.executable, "-m", "mlsys.cli"]
+MLSYS = [sys.executable, "-m", "mlsys"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

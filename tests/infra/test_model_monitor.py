@@ -41,7 +41,7 @@ def test_monitor_function_runs_the_scheduled_handler_from_the_shared_bundle(
     main_template: dict[str, Any],
 ) -> None:
     _, function = _function(main_template)
-    assert function["Handler"] == "mlsys.monitoring.scheduled.handle_monitor"
+    assert function["Handler"] == "lambda_inference.entrypoints.handle_monitor"
     assert function["Architectures"] == ["arm64"]
     assert function["Timeout"] == 900
     assert function["MemorySize"] == 1024

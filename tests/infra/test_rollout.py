@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from infra.rollout import HANDLER
+from lambda_inference.routes import ROLLOUT_EVALUATOR_ENTRY_POINT as HANDLER
 from tests.infra.templates import actions, logical_id, of_type, one, resources, role_statements
 from tests.infra.test_monitoring import dashboard_body
 

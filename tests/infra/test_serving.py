@@ -142,9 +142,9 @@ def makefile_lambda_python() -> str:
 @pytest.mark.parametrize(
     ("name", "handler", "delivery"),
     [
-        ("Predict", "lambda_inference.handler.handle_predict", "stdout"),
-        ("Admin", "lambda_inference.handler.handle_admin", "sync"),
-        ("LogIngest", "lambda_inference.handler.handle_log_ingest", "sync"),
+        ("Predict", "lambda_inference.entrypoints.handle_predict", "stdout"),
+        ("Admin", "lambda_inference.entrypoints.handle_admin", "sync"),
+        ("LogIngest", "lambda_inference.entrypoints.handle_log_ingest", "sync"),
     ],
 )
 def test_functions_run_the_bundle_on_arm64_with_the_contract_environment(
@@ -389,3 +389,23 @@ def test_the_api_exposes_exactly_the_route_table(main: Template) -> None:
         if "Handler" in value["Properties"]
     }
     assert set(ENTRY_POINTS.values()) <= handlers
+
+
+def test_every_function_in_every_stack_starts_in_the_one_entry_points_module(
+    assembly: Assembly, variant: Assembly
+) -> None:
+    import lambda_inference.entrypoints as entrypoints  # noqa: PLC0415
+    from lambda_inference.routes import ENTRYPOINTS_MODULE  # noqa: PLC0415
+
+    handlers = {
+        resource["Properties"]["Handler"]
+        for built in (assembly, variant)
+        for template in built.templates.values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function" and "Handler" in resource["Properties"]
+    }
+    assert len(handlers) == 5  # predict, admin, log ingest, monitor, rollout evaluator
+    for handler in handlers:
+        module, _, function = handler.rpartition(".")
+        assert module == ENTRYPOINTS_MODULE
+        assert callable(getattr(entrypoints, function))

@@ -65,7 +65,7 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
                 {
                     "Image": Match.any_value(),
                     "JobRoleArn": {"Fn::GetAtt": [job_role, "Arn"]},
-                    "Command": ["--data", "Ref::data"],
+                    "Command": ["train", "--emf", "--data", "Ref::data"],
                 }
             ),
         },
@@ -77,7 +77,7 @@ def test_job_definition_runs_the_ecr_image_at_the_context_tag_with_the_job_role(
     assert container["JobRoleArn"] == {"Fn::GetAtt": [job_role, "Arn"]}
     trust = main_template["Resources"][job_role]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-    assert container["Command"] == ["--data", "Ref::data"]
+    assert container["Command"] == ["train", "--emf", "--data", "Ref::data"]
     assert definition["Parameters"]["data"] == {
         "Fn::Join": ["", ["s3://", {"Ref": BUCKET_LOGICAL_ID}, "/data/"]]
     }

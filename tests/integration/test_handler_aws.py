@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambda_inference import handler
+from lambda_inference import entrypoints as handler
 from lambda_inference.handler import Api
 from lambda_inference.service import InferenceService
 from mlsys.registry import ModelRegistry

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sklearn.datasets import load_diabetes
 
-from mlsys.rollout import routes_to_candidate
+from mlsys.rollout.state import routes_to_candidate
 from tests.serve_support import ServeProcess
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def mlsys(workdir: Path, *args: str) -> Any:
         [
             sys.executable,
             "-m",
-            "mlsys.cli",
+            "mlsys",
             *args,
             "--registry",
             str(workdir / "registry"),

@@ -10,10 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambda_inference.rollout_job import evaluate_once
+from lambda_inference.entrypoints import handle_rollout_evaluate
 from mlsys.eventlog import Event, open_event_log
 from mlsys.registry import ModelRegistry
-from mlsys.rollout_control import start_rollout
+from mlsys.rollout.scheduled import evaluate_once
+from mlsys.rollout.state import start_rollout
 from mlsys.settings import load_settings
 from tests.inference_support import create_log_table, fake_aws_credentials
 from tests.unit.test_registry_store import make_card
@@ -81,7 +82,7 @@ def canary(champion_requests: int, candidate_requests: int, candidate_errors: in
 
 def test_pending_changes_nothing_and_notifies_nobody(aws: dict[str, Any]) -> None:
     canary(champion_requests=50, candidate_requests=5, candidate_errors=0)
-    result = evaluate_once(settings_for(aws["topic"]), metrics=False)
+    result = evaluate_once(settings_for(aws["topic"])).to_dict()
     assert (result["state"], result["action"], result["applied"]) == ("canary", "pending", False)
     assert "5/20 candidate requests" in result["verdict"]["reason"]
     assert notifications(aws) == []
@@ -89,7 +90,7 @@ def test_pending_changes_nothing_and_notifies_nobody(aws: dict[str, Any]) -> Non
 
 def test_a_healthy_canary_completes_and_the_alarm_topic_hears_of_it(aws: dict[str, Any]) -> None:
     canary(champion_requests=80, candidate_requests=30, candidate_errors=0)
-    result = evaluate_once(settings_for(aws["topic"]), metrics=False)
+    result = evaluate_once(settings_for(aws["topic"])).to_dict()
     assert (result["action"], result["applied"]) == ("complete", True)
     assert result["now"] == {
         "state": "none",
@@ -111,7 +112,7 @@ def test_a_healthy_canary_completes_and_the_alarm_topic_hears_of_it(aws: dict[st
 
 def test_a_failing_canary_is_aborted_and_reported(aws: dict[str, Any]) -> None:
     canary(champion_requests=80, candidate_requests=30, candidate_errors=10)
-    result = evaluate_once(settings_for(aws["topic"]), metrics=False)
+    result = evaluate_once(settings_for(aws["topic"])).to_dict()
     assert (result["action"], result["applied"]) == ("abort", True)
     registry = ModelRegistry.open(f"s3://{BUCKET}", model_name="m")
     pointer = registry.require_champion()
@@ -127,15 +128,24 @@ def test_without_a_rollout_the_evaluator_reports_none(aws: dict[str, Any]) -> No
     registry = ModelRegistry.open(f"s3://{BUCKET}", model_name="m")
     registry.register(make_card("v1"), b"onnx")
     registry.promote("v1", reason="first", actor="t", expected=None)
-    result = evaluate_once(settings_for(aws["topic"]), metrics=False)
+    result = evaluate_once(settings_for(aws["topic"])).to_dict()
     assert (result["state"], result["action"], result["champion"]) == ("none", "none", "v1")
 
 
 def test_the_rollout_state_is_published_as_a_metric_for_the_dashboard(
-    aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     canary(champion_requests=50, candidate_requests=5, candidate_errors=1)
-    evaluate_once(settings_for(aws["topic"]), metrics=True)
+    for name, value in {
+        "MLSYS_REGISTRY_URI": f"s3://{BUCKET}",
+        "MLSYS_MODEL_NAME": "m",
+        "MLSYS_LOG_URI": f"dynamodb://{TABLE}",
+        "MLSYS_ALARM_TOPIC_ARN": aws["topic"],
+        "MLSYS_ROLLOUT_MIN_REQUESTS": "20",
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = handle_rollout_evaluate({}, None)
+    assert (result["state"], result["action"]) == ("canary", "pending")
     documents = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line
     ]

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def mlsys(*args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "mlsys.cli", *args],
+        [sys.executable, "-m", "mlsys", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

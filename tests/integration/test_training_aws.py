@@ -153,7 +153,7 @@ def test_container_entry_point_reads_environment_and_prints_emf(tmp_path: Path) 
         "MLSYS_SEED": "3",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "training_job", "--models", "linear"],
+        [sys.executable, "-m", "mlsys", "train", "--emf", "--models", "linear"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -173,7 +173,7 @@ def test_container_entry_point_reads_environment_and_prints_emf(tmp_path: Path) 
 
     env["MLSYS_DATA"] = str(tmp_path / "missing.csv")
     failed = subprocess.run(
-        [sys.executable, "-m", "training_job"],
+        [sys.executable, "-m", "mlsys", "train", "--emf"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -11,10 +11,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from lambda_inference.entrypoints import handle_monitor
 from mlsys.eventlog import Event
 from mlsys.eventlog.dynamodb import DynamoDBEventLog
 from mlsys.monitoring.monitor import run_monitor
-from mlsys.monitoring.scheduled import MonitorJob, handle_monitor, metric_data, run_scheduled
+from mlsys.monitoring.scheduled import MonitorJob, metric_data, run_scheduled
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 from tests.inference_support import create_log_table, fake_aws_credentials

@@ -3,10 +3,14 @@
 * No function longer than :data:`MAX_FUNCTION_LINES` lines, counted from its ``def`` line to
   the last line of its body (decorators excluded; docstring and comments included, since they
   are part of what a reader must hold in mind).
-* No import cycle between project modules. The graph uses module-level imports only
-  (including those under ``if TYPE_CHECKING:``, which mypy follows): an import inside a
-  function body runs when the function is called, after every module is initialised, so it
-  cannot deadlock initialisation -- it is the sanctioned way to defer a heavy dependency.
+* No import cycle between project modules, counting every import: module level (including
+  ``if TYPE_CHECKING:``, which mypy follows), inside functions (the sanctioned way to defer a
+  heavy dependency, but still a dependency) and ``importlib.import_module("...")`` strings.
+* Imports point one way, between layers (:data:`LAYERS`): the foundation and the storage
+  layer (registry, event log, storage) import no domain code; the domain (monitoring,
+  rollout) no pipeline stage; training and the Lambda code not each other, the command
+  line or local-only code; infrastructure only the names it shares with the runtime
+  (:mod:`lambda_inference.routes`, :mod:`mlsys.names`).
 * No class name defined twice: two classes with one name make imports, logs and tracebacks
   ambiguous (``ConfigError`` from where?).
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,35 +62,101 @@ def long_functions() -> list[str]:
     return found
 
 
-def module_level_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Imports not inside a function (so also those under ``if``/``try`` at module level)."""
-    pending: list[ast.AST] = list(tree.body)
-    while pending:
-        node = pending.pop()
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
-        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            pending.extend(ast.iter_child_nodes(node))
+def imported_names(tree: ast.Module, package: str, modules: Collection[str] = ()) -> Iterator[str]:
+    """Every module name ``tree`` imports, wherever the import sits, and every string
+    literal passed to ``import_module`` (``importlib.import_module("x")`` hides an import
+    from a scan of import statements). ``from pkg import name`` is ``pkg.name`` when that
+    is one of ``modules``, else ``pkg``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                yield submodule if submodule in modules else base
+        elif isinstance(node, ast.Call) and _calls_import_module(node) and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield first.value
+
+
+def _calls_import_module(node: ast.Call) -> bool:
+    function = node.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    return name in ("import_module", "__import__")
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Project module -> project modules it imports at module level."""
+    """Project module -> project modules it imports."""
     modules = {module_name(path): path for path in source_files()}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in module_level_imports(parse(path)):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            else:
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join([*anchor, *([base] if base else [])])
-                # ``from pkg import mod`` imports the submodule pkg.mod when there is one.
-                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-            graph[name].update(t for t in targets if t in modules and t != name)
+        targets = imported_names(parse(path), package, modules)
+        graph[name].update(t for t in targets if t in modules and t != name)
     return graph
+
+
+LAYERS: dict[str, tuple[str, ...]] = {
+    "foundation": ("mlsys", "mlsys.errors", "mlsys.names", "mlsys.contract"),
+    "storage": ("mlsys.storage", "mlsys.registry", "mlsys.eventlog"),
+    "settings": ("mlsys.settings",),
+    "domain": ("mlsys.monitoring", "mlsys.rollout"),
+    "training": ("training_job",),
+    "lambda": ("lambda_inference",),
+    "local server": ("lambda_inference.local",),
+    "command line": ("mlsys.cli", "mlsys.__main__"),
+    "shared with infrastructure": ("lambda_inference.routes",),
+    "infrastructure": ("infra", "app"),
+}
+"""Layer -> the module name prefixes in it (the longest matching prefix decides)."""
+
+ALLOWED: dict[str, set[str]] = {
+    "foundation": set(),
+    "storage": {"foundation"},
+    "settings": {"foundation"},
+    "domain": {"foundation", "storage", "settings"},
+    "training": {"foundation", "storage", "settings", "domain"},
+    "lambda": {"foundation", "storage", "settings", "domain", "shared with infrastructure"},
+    "shared with infrastructure": set(),
+    "local server": {"foundation", "storage", "settings", "domain", "lambda"},
+    "command line": {
+        "foundation",
+        "storage",
+        "settings",
+        "domain",
+        "training",
+        "lambda",
+        "local server",
+    },
+    "infrastructure": {"foundation", "shared with infrastructure"},
+}
+"""Layer -> the other layers it may import (a layer may always import itself)."""
+
+
+def layer_of(module: str) -> str:
+    matches = [
+        (len(prefix), layer)
+        for layer, prefixes in LAYERS.items()
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(matches)[1]
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        source = layer_of(module)
+        for target in sorted(targets):
+            layer = layer_of(target)
+            if layer != source and layer not in ALLOWED[source]:
+                found.append(f"{module} ({source}) imports {target} ({layer})")
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -147,7 +217,40 @@ def test_no_function_is_longer_than_the_limit() -> None:
 def test_no_import_cycle_between_project_modules() -> None:
     graph = import_graph()
     assert "mlsys.contract" in graph["training_job.run"]  # the graph sees real imports
+    assert "mlsys.cli.train" in graph["mlsys.cli"]  # ...including those inside functions
     assert cycles(graph) == []
+
+
+def test_imports_point_one_way_between_layers() -> None:
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_layer_check_refuses_an_arrow_the_wrong_way() -> None:
+    graph = {
+        "mlsys.registry": {"mlsys.rollout.state"},
+        "lambda_inference.service": {"lambda_inference.local.sink"},
+        "infra.serving": {"lambda_inference.routes", "lambda_inference.handler"},
+        "mlsys.rollout.state": {"mlsys.registry"},
+    }
+    assert layer_violations(graph) == [
+        "infra.serving (infrastructure) imports lambda_inference.handler (lambda)",
+        "lambda_inference.service (lambda) imports lambda_inference.local.sink (local server)",
+        "mlsys.registry (storage) imports mlsys.rollout.state (domain)",
+    ]
+
+
+def test_the_import_scan_sees_imports_in_functions_and_import_module_strings() -> None:
+    tree = ast.parse(
+        "import importlib\n"
+        "def later():\n"
+        "    from mlsys.cli import train\n"
+        "    return importlib.import_module('lambda_inference.local.server')\n"
+    )
+    assert set(imported_names(tree, "mlsys", {"mlsys.cli.train"})) == {
+        "importlib",
+        "mlsys.cli.train",
+        "lambda_inference.local.server",
+    }
 
 
 def test_no_class_name_is_defined_twice() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lambda_inference import handler
+from lambda_inference import entrypoints as handler
 from lambda_inference.events import MAX_EVENT_DATA_BYTES
 from lambda_inference.handler import Api
 from lambda_inference.service import InferenceService

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ import pytest
 
 from lambda_inference.events import StdoutSink
 from lambda_inference.handler import Api
-from lambda_inference.local import server
 from lambda_inference.local.sink import BackgroundSink, SharedProgress
 from lambda_inference.service import InferenceService
+from mlsys.cli import serve
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, EventLogError, SqliteEventLog, events_from_lines
 from mlsys.registry import ModelRegistry
@@ -248,8 +249,7 @@ def regression() -> BuiltModel:
 
 def lingering_service(settings: Settings) -> InferenceService:
     """The service ``log_delivery=background`` builds, with a writer that waits for a flush."""
-    service = InferenceService.from_settings(settings, emit_metrics=False)
-    assert isinstance(service.sink, BackgroundSink)
+    service = InferenceService.from_settings(settings, emit_metrics=False, sink=StdoutSink())
     service.sink = BackgroundSink(service.event_log, linger_seconds=LINGER)
     return service
 
@@ -310,7 +310,9 @@ def test_clearing_through_the_api_orders_with_queued_events(
     call(api, "POST", "/stream", body={"data": record}, request_id="after")
     api.close()  # drains: nothing queued before the clear comes back
 
-    reopened = Api(InferenceService.from_settings(settings, emit_metrics=False))
+    reopened = Api(
+        InferenceService.from_settings(replace(settings, log_delivery="sync"), emit_metrics=False)
+    )
     assert [e["request_id"] for e in call(reopened, "GET", "/log")[1]["result"]] == ["after"]
     reopened.close()
 
@@ -353,7 +355,7 @@ def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
     import argparse  # noqa: PLC0415
 
     parser = argparse.ArgumentParser()
-    server.add_arguments(parser)
+    serve.add_arguments(parser)
     assert parser.parse_args([]).log_delivery == "background"
     assert parser.parse_args(["--log-delivery", "sync"]).log_delivery == "sync"
 

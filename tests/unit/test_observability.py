@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lambda_inference import entrypoints
 from lambda_inference.handler import Api
 from lambda_inference.observability import inject_request_context, logger
 from lambda_inference.service import InferenceService
@@ -133,14 +134,14 @@ def test_a_5xx_counts_for_the_function_version_that_answered(
 def test_a_container_that_cannot_start_its_service_counts_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lambda_inference import handler  # noqa: PLC0415 - the module-level entry points
-
     monkeypatch.setenv("MLSYS_LOG_DELIVERY", "carrier-pigeon")
-    handler.reset_default_api()
+    entrypoints.reset_default_api()
     try:
-        response = handler.handle_predict(api_event("POST", "/stream", body={}), LiveAliasContext())
+        response = entrypoints.handle_predict(
+            api_event("POST", "/stream", body={}), LiveAliasContext()
+        )
     finally:
-        handler.reset_default_api()
+        entrypoints.reset_default_api()
     assert response["statusCode"] == 503
     assert body_of(response)["error"]["code"] == "invalid_config"
     (metric,) = server_errors(capsys.readouterr().out)

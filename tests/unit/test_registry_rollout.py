@@ -9,7 +9,7 @@ import pytest
 
 from mlsys.errors import ConcurrentUpdateError, ConfigError, RegistryError
 from mlsys.registry import ModelRegistry
-from mlsys.rollout_control import NoRolloutError, end_rollout, rollout_state, start_rollout
+from mlsys.rollout.state import NoRolloutError, end_rollout, rollout_state, start_rollout
 from mlsys.storage import ObjectStore, open_store
 from tests.training_support import mocked_bucket
 from tests.unit.test_registry_store import make_card

@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-from mlsys.rollout import (
+from mlsys.registry import Rollout
+from mlsys.rollout.policy import (
     Evidence,
     LiveQuality,
-    Rollout,
     RolloutPolicy,
     TrafficStats,
     collect_evidence,
     decide_rollout,
     percentile,
-    prediction_deviation,
-    routes_to_candidate,
 )
+from mlsys.rollout.shadow import prediction_deviation
+from mlsys.rollout.state import routes_to_candidate
 
 POLICY = RolloutPolicy(min_requests=100, min_bake_seconds=600, min_breach_samples=30)
 STARTED = "2026-01-01T00:00:00.000Z"

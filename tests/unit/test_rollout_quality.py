@@ -6,9 +6,10 @@ from pathlib import Path
 
 from mlsys.eventlog import Event, SqliteEventLog
 from mlsys.registry import ModelRegistry
-from mlsys.rollout import RolloutPolicy
-from mlsys.rollout_control import evaluate_rollout, start_rollout
-from mlsys.rollout_quality import feedback_live_quality
+from mlsys.rollout.evaluation import evaluate_rollout
+from mlsys.rollout.policy import RolloutPolicy
+from mlsys.rollout.quality import feedback_live_quality
+from mlsys.rollout.state import start_rollout
 from tests.unit.test_registry_store import make_card
 
 POLICY = RolloutPolicy(min_requests=10, min_bake_seconds=0.0, min_breach_samples=30)

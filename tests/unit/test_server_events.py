@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from lambda_inference.local import server
 from lambda_inference.local.adapter import HttpAdapter, build_event
 from lambda_inference.local.server import build_api
+from mlsys.cli import serve
 from mlsys.settings import Settings
 
 
@@ -87,7 +87,7 @@ def test_port_in_use_is_a_one_line_error(
         taken.listen()
         port = taken.getsockname()[1]
         parser = argparse.ArgumentParser()
-        server.add_arguments(parser)
+        serve.add_arguments(parser)
         args = parser.parse_args(
             [
                 "--registry",
@@ -98,7 +98,7 @@ def test_port_in_use_is_a_one_line_error(
                 f"sqlite:///{tmp_path}/log.sqlite3",
             ]
         )
-        assert server.run(args, Settings()) == 2  # bad input: the address is taken
+        assert serve.run(args, Settings()) == 2  # bad input: the address is taken
     err = capsys.readouterr().err.strip()
     assert err.startswith("mlsys serve: error: cannot listen on 127.0.0.1:")
     assert len(err.splitlines()) == 1

@@ -10,8 +10,9 @@ from lambda_inference.handler import Api
 from lambda_inference.service import InferenceService
 from mlsys.eventlog import Event, SqliteEventLog
 from mlsys.registry import ModelRegistry
-from mlsys.rollout import RolloutPolicy, routes_to_candidate
-from mlsys.rollout_control import end_rollout, evaluate_rollout, start_rollout
+from mlsys.rollout.evaluation import evaluate_rollout
+from mlsys.rollout.policy import RolloutPolicy
+from mlsys.rollout.state import end_rollout, routes_to_candidate, start_rollout
 from mlsys.settings import Settings
 from tests.inference_support import BuiltModel, api_event, body_of, build_regression, publish
 from tests.unit.test_handler_hot_swap import REFRESH, ManualClock

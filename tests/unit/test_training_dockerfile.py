@@ -1,4 +1,4 @@
-"""The training image definition: lint-clean, non-root, runs `python -m training_job`."""
+"""The training image definition: lint-clean, non-root, runs `python -m mlsys train --emf`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_image_runs_the_training_module_as_a_non_root_user() -> None:
         base = next(line for line in lines if line.startswith("ARG BASE_IMAGE="))
     assert ":" in base
     assert "latest" not in base
-    assert 'ENTRYPOINT ["python", "-m", "training_job"]' in lines
+    assert 'ENTRYPOINT ["python", "-m", "mlsys"]' in lines
+    assert 'CMD ["train", "--emf"]' in lines
     user = next(line for line in lines if line.startswith("USER "))
     assert user.split()[1].split(":")[0] not in {"0", "root"}
     copied = {line.split()[1] for line in lines if line.startswith("COPY ")}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mlsys.cli.train import add_arguments, config_from
 from mlsys.errors import ConfigError
 from mlsys.settings import load_settings
 from tests.training_support import run_main
-from training_job.cli import add_arguments, config_from
 
 
 def test_defaults_without_environment() -> None:

@@ -1,10 +1,7 @@
-"""Starting, ending and evaluating rollouts: registry writes plus system-log events.
+"""The evaluate step of a rollout: read its evidence, decide, complete or abort it.
 
-Shared by ``mlsys models``, ``mlsys train --rollout`` and the scheduled evaluator on
-AWS (:mod:`lambda_inference.rollout_job`), so the same evaluate step runs everywhere.
-Every state change is a compare-and-swap on the champion pointer read before the
-decision; a writer that lost the race gets :class:`~mlsys.errors.ConcurrentUpdateError`
-and changes nothing.
+Runs the same way from ``mlsys models rollout evaluate`` and from the scheduled evaluator
+on AWS (:mod:`mlsys.rollout.scheduled`).
 """
 
 from __future__ import annotations
@@ -13,19 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlsys.errors import ConfigError
-from mlsys.eventlog import Event, EventLog, EventType, now_iso
-from mlsys.registry import ChampionPointer, ModelRegistry, iso, utc_now
-from mlsys.rollout import (
+from mlsys.eventlog import EventLog, EventType
+from mlsys.registry import ChampionPointer, ModelRegistry, Rollout, iso, utc_now
+from mlsys.rollout.policy import (
     Evidence,
     LiveQuality,
-    Rollout,
-    RolloutMode,
     RolloutPolicy,
     Verdict,
     collect_evidence,
     decide_rollout,
 )
+from mlsys.rollout.state import end_rollout, rollout_event, rollout_state
 
 EVIDENCE_TYPES: tuple[EventType, ...] = ("prediction", "error", "shadow")
 MAX_EVIDENCE_EVENTS = 50_000
@@ -35,96 +30,7 @@ PAGE = 1000
 
 LiveQualityProvider = Callable[[EventLog, Rollout, str], LiveQuality | None]
 """Optional: live quality of champion and candidate from ``feedback`` events
-(:func:`mlsys.rollout_quality.feedback_live_quality`); ``None`` while there is no feedback."""
-
-
-class NoRolloutError(ConfigError):
-    """``rollout complete|abort`` with no rollout in progress (bad input: exit 2)."""
-
-    code = "no_rollout"
-
-
-def rollout_state(pointer: ChampionPointer | None) -> dict[str, Any]:
-    """The ``mlsys models rollout`` view of the pointer (without evidence)."""
-    rollout = pointer.rollout if pointer else None
-    return {
-        "state": rollout.mode if rollout else "none",
-        "champion": pointer.version if pointer else None,
-        "candidate": rollout.candidate if rollout else None,
-        "fraction": rollout.fraction if rollout else None,
-        "started": rollout.started if rollout else None,
-        "reason": rollout.reason if rollout else None,
-    }
-
-
-def start_rollout(
-    registry: ModelRegistry,
-    version: str,
-    *,
-    mode: RolloutMode,
-    fraction: float | None,
-    reason: str,
-    actor: str,
-    expected: ChampionPointer,
-) -> ChampionPointer:
-    """Begin a canary or shadow rollout of ``version`` next to the ``expected`` champion."""
-    rollout = Rollout(
-        mode=mode,
-        candidate=version,
-        fraction=fraction if mode == "canary" else None,
-        # The system log's own time format (microseconds), so "events since the rollout
-        # started" compares like with like.
-        started=now_iso(),
-        reason=reason,
-        actor=actor,
-    )
-    return registry.set_rollout(rollout, reason=reason, actor=actor, expected=expected)
-
-
-def end_rollout(
-    registry: ModelRegistry,
-    *,
-    complete: bool,
-    reason: str,
-    actor: str,
-    expected: ChampionPointer | None = None,
-) -> ChampionPointer:
-    """Complete (the candidate becomes champion) or abort (the rollout is discarded)."""
-    pointer = expected or registry.require_champion()
-    if pointer.rollout is None:
-        raise NoRolloutError(f"model {registry.model_name!r} has no rollout in progress")
-    if complete:
-        return registry.promote(
-            pointer.rollout.candidate,
-            reason=reason,
-            actor=actor,
-            expected=pointer,
-            action="rollout_complete",
-        )
-    return registry.set_rollout(None, reason=reason, actor=actor, expected=pointer)
-
-
-def rollout_event(
-    registry: ModelRegistry, *, action: str, before: ChampionPointer, after: ChampionPointer
-) -> Event:
-    """The system-log record of a rollout change (type ``training``, like promotions)."""
-    rollout = after.rollout or before.rollout
-    return Event(
-        type="training",
-        model_version=rollout.candidate if rollout else after.version,
-        data={
-            "action": action,
-            "version": after.version,
-            "from_version": before.version,
-            "candidate": rollout.candidate if rollout else None,
-            "rollout": rollout.to_dict() if rollout else None,
-            "reason": after.reason,
-            "actor": after.actor,
-            "registry": registry.uri,
-            "model_name": registry.model_name,
-            "sequence": after.sequence,
-        },
-    )
+(:func:`mlsys.rollout.quality.feedback_live_quality`); ``None`` while there is no feedback."""
 
 
 def read_evidence(
@@ -196,7 +102,7 @@ def evaluate_rollout(
     live_quality: LiveQualityProvider | None = None,
     apply: bool = True,
 ) -> Evaluation:
-    """Apply :func:`~mlsys.rollout.decide_rollout` to the log's evidence; complete or
+    """Apply :func:`~mlsys.rollout.policy.decide_rollout` to the log's evidence; complete or
     abort the rollout if it says so (and ``apply``), recording the change in the log."""
     pointer = registry.champion()
     if pointer is None or pointer.rollout is None:

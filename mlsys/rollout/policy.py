@@ -1,118 +1,23 @@
-"""Staged rollout: the state kept in the champion pointer, request routing, and the policy.
-
-A promotion is either *direct* (the pointer moves at once) or starts a rollout:
-
-``canary``
-    The candidate answers a fixed fraction of requests. Which ones is decided by
-    hashing the request id (:func:`routes_to_candidate`), so the split needs no
-    coordination between serving containers and a retried request id lands on the
-    same model. The response's ``model_version`` says which model answered.
-``shadow``
-    The champion answers every request; the candidate also runs on it and its
-    output is logged as a ``shadow`` event (both versions, both outputs, their
-    deviation). Clients never see the candidate's output.
-
-The rollout is stored *inside* ``champion.json`` (see :mod:`mlsys.registry`), so the
-champion and the rollout are one object written with one compare-and-swap: every
-container sees one consistent state, completing a rollout (candidate becomes
-champion, rollout cleared) is a single atomic write, and a crash at any step leaves
-the previous state serving.
+"""The rollout decision: evidence from the system log in, complete / abort / pending out.
 
 Everything here is pure: :func:`collect_evidence` turns system-log events into
 :class:`Evidence` and :func:`decide_rollout` turns evidence into a :class:`Verdict`.
-The side effects (registry writes, log events) live in :mod:`mlsys.rollout_control`.
+The side effects (registry writes, log events) live in :mod:`mlsys.rollout.state`
+and :mod:`mlsys.rollout.evaluation`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-RolloutMode = Literal["canary", "shadow"]
-ROLLOUT_CHOICES = ("direct", "canary", "shadow")
-"""What ``--rollout`` accepts; ``direct`` means no rollout (the pointer moves at once)."""
-DEFAULT_CANARY_FRACTION = 0.1
+from mlsys.registry import Rollout, RolloutMode
+from mlsys.settings import Settings
+
 Action = Literal["pending", "complete", "abort"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rollout:
-    """An ongoing rollout of ``candidate`` next to the champion."""
-
-    mode: RolloutMode
-    candidate: str
-    started: str
-    """ISO-8601 UTC time the rollout began; evidence is read from this time on."""
-    fraction: float | None = None
-    """Canary only: share of requests the candidate answers, in (0, 1)."""
-    reason: str = ""
-    actor: str = ""
-
-    def __post_init__(self) -> None:
-        if self.mode == "canary":
-            if self.fraction is None or not 0.0 < self.fraction < 1.0:
-                raise ValueError(f"canary fraction must be in (0, 1), got {self.fraction}")
-        elif self.mode == "shadow":
-            if self.fraction is not None:
-                raise ValueError("a shadow rollout has no fraction")
-        else:
-            raise ValueError(f"unknown rollout mode {self.mode!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "candidate": self.candidate,
-            "fraction": self.fraction,
-            "started": self.started,
-            "reason": self.reason,
-            "actor": self.actor,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Rollout:
-        fraction = raw.get("fraction")
-        return cls(
-            mode=raw["mode"],
-            candidate=str(raw["candidate"]),
-            started=str(raw["started"]),
-            fraction=None if fraction is None else float(fraction),
-            reason=str(raw.get("reason", "")),
-            actor=str(raw.get("actor", "")),
-        )
-
-
-def routes_to_candidate(request_id: str, fraction: float) -> bool:
-    """Whether a canary sends ``request_id`` to the candidate.
-
-    The first 8 bytes of the id's SHA-256 as a number in [0, 1): uniform whatever the id
-    format (UUIDs, API Gateway ids), identical in every container and process.
-    """
-    digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 < fraction
-
-
-def prediction_deviation(
-    champion: Sequence[Any], candidate: Sequence[Any], *, classifier: bool, scale: float | None
-) -> float:
-    """How far the candidate's outputs are from the champion's on the same records.
-
-    Classifiers: the share of records whose label differs. Regressors: the mean absolute
-    difference divided by ``scale`` (the champion's training-target standard deviation),
-    so 0.25 means "a quarter of the target's spread on average", whatever its units.
-    """
-    pairs = list(zip(champion, candidate, strict=True))
-    if not pairs:
-        return 0.0
-    if classifier:
-        return sum(1 for a, b in pairs if a != b) / len(pairs)
-    mean_abs = sum(abs(float(a) - float(b)) for a, b in pairs) / len(pairs)
-    if scale is None or not math.isfinite(scale) or scale <= 0.0:
-        scale = max(sum(abs(float(a)) for a, _ in pairs) / len(pairs), 1e-12)
-    return mean_abs / scale
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +40,11 @@ class RolloutPolicy:
     """Shadow: abort when the mean deviation (:func:`prediction_deviation`) exceeds this."""
     max_quality_drop: float = 0.02
     """Abort when live quality (from feedback) is worse than the champion's by more."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RolloutPolicy:
+        """The policy the operator configured (``MLSYS_ROLLOUT_*``)."""
+        return cls(**settings.rollout_margins())
 
     def __post_init__(self) -> None:
         if self.min_requests < 1 or self.min_breach_samples < 1:

@@ -3,7 +3,7 @@
 ``rollout`` alone prints the state: ``{"state": "none"|"canary"|"shadow", "champion",
 "candidate", "fraction", "started", "evidence"}`` (evidence read from the system log).
 ``complete``/``abort`` end the rollout by hand; ``evaluate`` applies the automatic
-policy (:func:`mlsys.rollout.decide_rollout`) and completes, aborts or reports
+policy (:func:`mlsys.rollout.policy.decide_rollout`) and completes, aborts or reports
 ``pending``. Every change is a compare-and-swap on the champion pointer and an event
 in the system log and in ``mlsys models history``.
 """
@@ -15,32 +15,16 @@ import json
 import sys
 from typing import Any
 
+from mlsys.cli.common import fraction
 from mlsys.eventlog import Event, EventLog, open_event_log_for
-from mlsys.registry import ChampionPointer, ModelRegistry
-from mlsys.rollout import RolloutMode
-from mlsys.rollout_control import (
-    end_rollout,
-    evaluate_rollout,
-    read_evidence,
-    rollout_event,
-    rollout_state,
-    start_rollout,
-)
-from mlsys.rollout_quality import feedback_live_quality
+from mlsys.registry import ChampionPointer, ModelRegistry, RolloutMode
+from mlsys.rollout.evaluation import evaluate_rollout, read_evidence
+from mlsys.rollout.policy import RolloutPolicy
+from mlsys.rollout.quality import feedback_live_quality
+from mlsys.rollout.state import end_rollout, rollout_event, rollout_state, start_rollout
 from mlsys.settings import Settings
 
 ACTOR = "mlsys models"
-
-
-def fraction(raw: str) -> float:
-    """argparse type: a number strictly between 0 and 1 (also used by ``mlsys train``)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value
 
 
 def add_promote_arguments(promote: argparse.ArgumentParser) -> None:
@@ -152,7 +136,7 @@ def run(registry: ModelRegistry, args: argparse.Namespace, settings: Settings) -
         result = evaluate_rollout(
             registry,
             log,
-            policy=settings.rollout_policy(),
+            policy=RolloutPolicy.from_settings(settings),
             actor=f"{ACTOR} rollout evaluate",
             live_quality=feedback_live_quality(registry),
         )

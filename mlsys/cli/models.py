@@ -11,7 +11,7 @@ history entry's reason says what was forced past).
 
 ``promote VERSION --canary F`` / ``--shadow`` starts a staged rollout instead of
 switching outright; ``mlsys models rollout [complete|abort|evaluate]`` shows and ends
-it (see :mod:`mlsys.rollout_cli`).
+it (see :mod:`mlsys.cli.rollout`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlsys import rollout_cli
-from mlsys.cli import add_location_arguments
+from mlsys.cli import rollout as rollout_cli
+from mlsys.cli.common import add_location_arguments
 from mlsys.contract import ModelCard, schema_changes
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, open_event_log_for

@@ -5,7 +5,7 @@ package's :class:`~mlsys.monitoring.collect.FeedbackJoin` matches it to the pred
 request got. During a canary each request was answered by one model; during a shadow
 rollout the champion answered and the candidate's output is in the ``shadow`` event, so
 both models are scored on the same requests. The result feeds the quality rule of
-:func:`mlsys.rollout.decide_rollout`.
+:func:`mlsys.rollout.policy.decide_rollout`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from mlsys.monitoring.collect import FeedbackJoin
 from mlsys.monitoring.monitor import live_quality
 from mlsys.monitoring.quality import HIGHER_IS_BETTER
 from mlsys.monitoring.source import iter_events
-from mlsys.registry import ModelRegistry, iso, utc_now
-from mlsys.rollout import LiveQuality, Rollout
+from mlsys.registry import ModelRegistry, Rollout, iso, utc_now
+from mlsys.rollout.policy import LiveQuality
 
 
 def _shadow_as_prediction(event: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -58,7 +58,7 @@ def _join(
 def feedback_live_quality(
     registry: ModelRegistry,
 ) -> Callable[[EventLog, Rollout, str], LiveQuality | None]:
-    """The live-quality provider for :func:`mlsys.rollout_control.evaluate_rollout`."""
+    """The live-quality provider for :func:`mlsys.rollout.evaluation.evaluate_rollout`."""
 
     def provide(log: EventLog, rollout: Rollout, champion_version: str) -> LiveQuality | None:
         join = _join(log, rollout, champion_version, until=iso(utc_now()))

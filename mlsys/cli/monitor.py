@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlsys.cli import add_location_arguments
+from mlsys.cli.common import add_location_arguments
 from mlsys.errors import ConfigError
 from mlsys.eventlog import open_event_log_for
 from mlsys.monitoring.drift import DRIFT_THRESHOLD

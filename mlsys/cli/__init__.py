@@ -1,21 +1,26 @@
 """The ``mlsys`` command line: ``train``, ``models ...``, ``serve`` and ``monitor``.
 
-Each subcommand lives with its component and exposes two functions,
-``add_arguments(parser)`` and ``run(args, settings) -> int``; this module only
-dispatches and maps errors to one-line messages and exit codes (2 for bad
-input or configuration, 1 for operational failures).
+One module per subcommand in this package (:mod:`~mlsys.cli.train`,
+:mod:`~mlsys.cli.serve`, :mod:`~mlsys.cli.models` with :mod:`~mlsys.cli.rollout`,
+:mod:`~mlsys.cli.monitor`), each exposing ``add_arguments(parser)`` and
+``run(args, settings) -> int``; this module only dispatches and maps errors to
+one-line messages and exit codes (2 for bad input or configuration, 1 for
+operational failures). A subcommand module imports its heavy dependencies
+(scikit-learn for ``train``, the server for ``serve``) inside its functions, and
+only the chosen subcommand's arguments are built, so ``mlsys serve`` never pays for
+scikit-learn and ``mlsys train`` never for the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
 from mlsys import names
+from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT
 from mlsys.errors import (
     ConfigError,
     DataError,
@@ -26,9 +31,6 @@ from mlsys.errors import (
 )
 from mlsys.settings import KNOWN_VARIABLES, Settings, load_settings
 
-BAD_INPUT_EXIT = 2
-FAILURE_EXIT = 1
-
 
 class Subcommand(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
@@ -36,33 +38,40 @@ class Subcommand(Protocol):
     def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
 
 
-# name -> (module implementing Subcommand, help). Imported lazily so that
-# `mlsys serve` never pays for scikit-learn and `mlsys train` never for the server.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("training_job.cli", "train a challenger and promote it if it beats the champion"),
-    "models": ("mlsys.models_cli", "list, show, promote and roll back model versions"),
-    "serve": ("lambda_inference.local.server", "serve the prediction API locally"),
-    "monitor": ("mlsys.monitor_cli", "feature and prediction drift and live quality per version"),
+# Each subcommand's module is imported only when it is the one chosen (imports inside
+# functions, which the codebase's import-graph test sees): `mlsys serve` never loads
+# scikit-learn, `mlsys train` never the server.
+def _train() -> Subcommand:
+    from mlsys.cli import train  # noqa: PLC0415
+
+    return train
+
+
+def _models() -> Subcommand:
+    from mlsys.cli import models  # noqa: PLC0415
+
+    return models
+
+
+def _serve() -> Subcommand:
+    from mlsys.cli import serve  # noqa: PLC0415
+
+    return serve
+
+
+def _monitor() -> Subcommand:
+    from mlsys.cli import monitor  # noqa: PLC0415
+
+    return monitor
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[], Subcommand], str]] = {
+    "train": (_train, "train a challenger and promote it if it beats the champion"),
+    "models": (_models, "list, show, promote and roll back model versions"),
+    "serve": (_serve, "serve the prediction API locally"),
+    "monitor": (_monitor, "feature and prediction drift and live quality per version"),
 }
-
-
-def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) -> None:
-    """``--registry``, ``--model-name`` and ``--log``: where a subcommand finds its model
-    and its system log. Unset, they fall back to the settings (``MLSYS_*``)."""
-    parser.add_argument(
-        "--registry",
-        metavar="URI",
-        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
-    )
-    parser.add_argument(
-        "--model-name", metavar="NAME", help="model in the registry (env MLSYS_MODEL_NAME)"
-    )
-    parser.add_argument(
-        "--log",
-        metavar="URI",
-        dest="log_uri",
-        help=f"{log_help}: sqlite:///path or dynamodb://table (env MLSYS_LOG_URI)",
-    )
+"""name -> (the module implementing :class:`Subcommand`, imported on demand; help)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,10 +84,10 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcomma
     parser = _Parser(prog="mlsys", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chosen: Subcommand | None = None
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (load, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if argv and argv[0] == name:
-            module: Subcommand = importlib.import_module(module_name)
+            module = load()
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_handler=module)
             chosen = module

@@ -14,11 +14,10 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from mlsys.cli import add_location_arguments
+from mlsys.cli.common import add_location_arguments, fraction
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, EventLog, open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
-from mlsys.rollout_cli import fraction
 from mlsys.settings import Settings, TrainingSettings
 from training_job.cloudwatch import emit_training_metrics
 from training_job.run import TrainingRun, summary_lines
@@ -170,8 +169,8 @@ def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
         "--emf",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="print CloudWatch EMF metrics on stdout (default: on under "
-        "`python -m training_job`, off for `mlsys train`)",
+        help="print CloudWatch EMF metrics on stdout (the training container passes "
+        "--emf: its stdout goes to CloudWatch Logs; default off)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

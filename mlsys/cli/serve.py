@@ -1,0 +1,153 @@
+"""``mlsys serve``: the prediction API on this machine (see :mod:`lambda_inference.local.server`).
+
+Options: where the model and the log are (``--registry``, ``--model-name``, ``--log``),
+the address (``--host``, ``--port``; ``--port 0`` picks a free port and prints it), the
+number of worker processes, keep-alive and request timeouts, and the log delivery. A bad
+address or URI is a one-line error (exit 2) before anything listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import socket
+import sys
+from dataclasses import replace
+from typing import Any
+
+from lambda_inference.local.server import (
+    BAD_ADDRESS_ERRNOS,
+    SERVE_LOG_DELIVERIES,
+    ServeOptions,
+    build_api,
+    default_workers,
+    listen,
+    serve,
+)
+from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT, add_location_arguments
+from mlsys.settings import Settings
+
+MAX_PORT = 65535
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_location_arguments(parser, log_help="system log")
+    parser.add_argument(
+        "--host",
+        type=host_argument,
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port", type=port_argument, default=8080, help="port 0-65535 (0 picks a free one)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_bounded_int(1, 256),
+        default=None,
+        help="worker processes (default: one per available core)",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=_bounded_int(1, 30),
+        default=15,
+        help="seconds an idle kept-alive connection stays open (1-30, default 15)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_bounded_int(1, 30),
+        default=30,
+        help="seconds a request's headers and body may take to arrive (1-30, default 30)",
+    )
+    parser.add_argument(
+        "--log-delivery",
+        choices=SERVE_LOG_DELIVERIES,
+        default="background",
+        help="how requests write system-log events: background (default; queued and "
+        "written in batches by a writer thread per worker) or sync (written in the request)",
+    )
+
+
+def _bounded_int(low: int, high: int) -> Any:
+    def parse(raw: str) -> int:
+        value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, got {raw!r}"
+            )
+        return value
+
+    return parse
+
+
+def port_argument(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_PORT}, got {raw!r}")
+    return port
+
+
+def host_argument(raw: str) -> str:
+    """An IP address or a DNS host name (resolved when binding)."""
+    host = raw.strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise argparse.ArgumentTypeError(
+                f"must be an IP address or host name, got {raw!r}"
+            ) from None
+    return host
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = replace(
+        settings,
+        registry_uri=args.registry or settings.registry_uri,
+        log_uri=args.log_uri or settings.log_uri,
+        model_name=args.model_name or settings.model_name,
+        log_delivery=args.log_delivery,
+    )
+    build_api(settings)  # a bad registry or log URI is the CLI's error, before listening
+    try:
+        listener = listen(args.host, args.port)
+    except (OSError, OverflowError) as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        print(
+            f"mlsys serve: error: cannot listen on {args.host}:{args.port}: {reason}",
+            file=sys.stderr,
+        )
+        # In use, not an address of this machine, privileged port, unknown host
+        # name: the user's choice of address. Anything else is an operational failure.
+        bad_address = isinstance(exc, socket.gaierror | OverflowError) or (
+            isinstance(exc, OSError) and exc.errno in BAD_ADDRESS_ERRNOS
+        )
+        return BAD_INPUT_EXIT if bad_address else FAILURE_EXIT
+    options = ServeOptions(
+        workers=args.workers or default_workers(),
+        keepalive_seconds=args.keepalive,
+        request_timeout_seconds=args.request_timeout,
+    )
+    host, port = listener.getsockname()[:2]
+    print(
+        f"mlsys serve: model {settings.model_name!r} from {settings.registry_uri}, "
+        f"log {settings.log_uri} ({settings.log_delivery} delivery), "
+        f"{options.workers} worker(s)",
+        flush=True,
+    )
+    print(f"listening on http://{_url_host(str(host))}:{port}", flush=True)
+    return serve(settings, options, listener)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
