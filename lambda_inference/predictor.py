@@ -81,6 +81,8 @@ class ServingModel:
 
     def _check_finite(self, prediction: Prediction, records: list[Any]) -> None:
         values = prediction.values
+        if len(values) == 1 and type(values[0]) is float and math.isfinite(values[0]):
+            return  # /stream regression: the usual case, settled at once
         # A few Python floats: math.isfinite beats a numpy round trip (~1 us per request).
         small = len(values) <= SMALL_BATCH and not self.card.is_classifier
         if small and all(isinstance(v, float) and math.isfinite(v) for v in values):
@@ -213,6 +215,14 @@ class ChampionTracker:
         """The model in memory now, without touching the registry."""
         snapshot = self._snapshot
         return snapshot.serving if snapshot else None
+
+    def rollout(self) -> tuple[Rollout | None, bool]:
+        """The rollout being served now (without touching the registry), and whether its
+        candidate is loaded (``False``: it failed to load, the champion answers alone)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.rollout is None:
+            return None, False
+        return snapshot.rollout, snapshot.candidate is not None
 
     def _refresh(self, previous: Snapshot | None) -> Snapshot:
         snapshot, pointer = self._refresh_champion(previous.serving if previous else None)
