@@ -5,6 +5,8 @@
 #   make bench  performance benchmarks with same-run baselines
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 #   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
+#   make dist   build the mlsys wheel and sdist into dist/ (pip install 'dist/mlsys-*.whl[serve]')
+#   make requirements  rewrite the requirements files from the pins in pyproject.toml
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -19,7 +21,8 @@ LAMBDA_BUILD := .build/lambda
 # Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check \
+	dist requirements wheelhouse
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -77,6 +80,25 @@ $(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt lambda_inference/requi
 
 lambda-package: $(LAMBDA_BUILD)/.built
 
+# The wheel and sdist, built offline with the venv's pinned setuptools (no build isolation).
+dist: $(VENV)/.dev
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+
+# Wheels of the `serve` extra's dependencies for this machine's Python, so the test that
+# installs the wheel into a fresh venv resolves its dependencies with --no-index (offline).
+WHEELHOUSE := .build/wheelhouse
+$(WHEELHOUSE)/.built: lambda_inference/requirements.txt lambda_inference/local/requirements.txt $(VENV)/bin/python
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PIP) download --only-binary=:all: --dest $(WHEELHOUSE) \
+		-r lambda_inference/requirements.txt -r lambda_inference/local/requirements.txt
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/.built
+
+requirements: $(VENV)/bin/python
+	$(PY) -m scripts.requirements
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -84,7 +106,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.dev node_modules/.installed lambda-package
+pytest: $(VENV)/.dev node_modules/.installed lambda-package wheelhouse
 	$(VENV)/bin/pytest -n 2 tests
 
 test: lint typecheck pytest
@@ -113,4 +135,4 @@ image-check:
 	scripts/image_check.sh
 
 clean:
-	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .build cdk.out dist .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,16 +28,23 @@ def publish_regression(root: Path) -> tuple[str, str]:
 
 
 class ServeProcess:
-    """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM."""
+    """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM.
+
+    ``command`` runs another installation's ``mlsys`` (default: this checkout's, from
+    ``cwd``, the repository root)."""
 
     def __init__(
-        self, registry: str, log_uri: str, *flags: str, env: dict[str, str] | None = None
+        self,
+        registry: str,
+        log_uri: str,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "mlsys"),
+        cwd: Path = ROOT,
     ) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "mlsys",
+                *command,
                 "serve",
                 "--registry",
                 registry,
@@ -49,7 +57,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=ROOT,
+            cwd=cwd,
             env=None if env is None else {**os.environ, **env},
         )
         assert self.process.stdout is not None

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol
 
-from mlsys import names
+from mlsys import __version__, names
 from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT
 from mlsys.errors import (
     ConfigError,
@@ -82,6 +82,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcommand | None]:
     parser = _Parser(prog="mlsys", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"mlsys {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chosen: Subcommand | None = None
     for name, (load, help_text) in SUBCOMMANDS.items():
