@@ -6,6 +6,7 @@
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 #   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
 #   make dist   build the mlsys wheel and sdist into dist/ (pip install 'dist/mlsys-*.whl[serve]')
+#   make serve-image-check  build Dockerfile.serve on a local Debian base and query it (root, Docker)
 #   make requirements  rewrite the requirements files from the pins in pyproject.toml
 
 SHELL := /bin/bash
@@ -22,7 +23,7 @@ LAMBDA_BUILD := .build/lambda
 LAMBDA_PYTHON ?= 3.14
 
 .PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check \
-	dist requirements wheelhouse
+	dist serve-image-check requirements wheelhouse
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -133,6 +134,11 @@ clean-clone-test:
 # image registry (the base is debootstrapped locally). See scripts/image_check.sh.
 image-check:
 	scripts/image_check.sh
+
+# Opt-in like image-check: Dockerfile.serve from the wheel, on the same local base; the
+# container must answer /health and /stream for a model trained here.
+serve-image-check: dist
+	scripts/serve_image_check.sh
 
 clean:
 	rm -rf $(VENV) node_modules .build cdk.out dist .mypy_cache .ruff_cache .pytest_cache
