@@ -46,6 +46,7 @@ from training_job.data_checks import DataWarning, column_warnings, drift_warning
 from training_job.evaluation import BootstrapResult
 from training_job.export import ExportedModel, export_onnx
 from training_job.guardrails import GuardrailResult
+from training_job.importance import Importance, permutation_importance
 from training_job.policy import (
     ChallengerMetrics,
     ChampionMetrics,
@@ -477,6 +478,7 @@ class TrainingRun:
         evaluated = self._evaluate(prepared, fitted, exported, pointer)
         timings["evaluate_seconds"] = self.clock() - mark
         decision = self._decide(prepared, evaluated)
+        importance = self._importance(prepared, exported, timings)
         card = self._model_card(
             prepared=prepared,
             fitted=fitted,
@@ -486,6 +488,7 @@ class TrainingRun:
             pointer=pointer,
             warnings=warnings,
             timings=timings,
+            importance=importance,
         )
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
         outcome = TrainingOutcome.from_card(
@@ -620,6 +623,25 @@ class TrainingRun:
             baseline_bootstrap=floor.bootstrap,
         )
 
+    def _importance(
+        self, prepared: PreparedData, exported: _Exported, timings: dict[str, float]
+    ) -> Importance | None:
+        """Permutation importance of the challenger's features on the holdout (bounded rows
+        and shuffles: see :mod:`training_job.importance`)."""
+        mark = self.clock()
+        holdout = prepared.split.holdout
+        importance = permutation_importance(
+            exported.challenger,
+            prepared.frame.iloc[holdout],
+            prepared.target.y[holdout],
+            metric=prepared.metric,
+            task=prepared.target.task,
+            classes=prepared.target.classes,
+            seed=self.settings.seed,
+        )
+        timings["importance_seconds"] = self.clock() - mark
+        return importance
+
     def _quality_floor(self, prepared: PreparedData, scores: evaluation.Scores) -> FloorEvidence:
         """The trivial baseline on the same holdout (and, for classifiers, its bootstrap)."""
         classes = prepared.target.classes
@@ -668,6 +690,7 @@ class TrainingRun:
         pointer: ChampionPointer | None,
         warnings: Sequence[DataWarning] = (),
         timings: Mapping[str, float],
+        importance: Importance | None = None,
     ) -> ModelCard:
         """The challenger's card, built once, with everything the run knows (each phase's
         time too; publishing's is in the run record only)."""
@@ -714,6 +737,7 @@ class TrainingRun:
                 "passed": all(c.passed for c in evaluated.checks),
                 "checks": [c.to_dict() for c in evaluated.checks],
             },
+            importance=importance.to_dict() if importance is not None else {},
         )
 
     def _publish(
