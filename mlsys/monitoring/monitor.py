@@ -89,12 +89,18 @@ class VersionReport:
     prediction: Distribution | None
     quality: Quality | None
     unmatched_feedback: int
+    importance: dict[str, float] = field(default_factory=dict)
+    """Feature -> its permutation importance on the holdout (from the card; empty for
+    cards without it): how much a drifted feature can matter."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "records": self.records,
-            "features": {name: d.to_json() for name, d in self.features.items()},
+            "features": {
+                name: {**d.to_json(), "importance": self.importance.get(name)}
+                for name, d in self.features.items()
+            },
             "prediction": (
                 self.prediction.to_json() if self.prediction else {"psi": None, "drift": False}
             ),
@@ -213,7 +219,20 @@ def _version_report(
         prediction=prediction,
         quality=live_quality(card, joined) if card is not None and joined else None,
         unmatched_feedback=unmatched,
+        importance=card_importance(card) if card is not None else {},
     )
+
+
+def card_importance(card: ModelCard) -> dict[str, float]:
+    """Feature -> mean permutation importance recorded in the card."""
+    features = card.importance.get("features")
+    if not isinstance(features, Mapping):
+        return {}
+    return {
+        str(name): float(value["mean"])
+        for name, value in features.items()
+        if isinstance(value, Mapping) and isinstance(value.get("mean"), int | float)
+    }
 
 
 def distribution(

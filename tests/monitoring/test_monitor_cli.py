@@ -49,7 +49,7 @@ def test_json_has_the_documented_shape(
     }
     assert version["records"] == 100
     assert set(version["features"]) == {"a", "b", "c"}
-    assert all(set(f) == {"psi", "drift"} for f in version["features"].values())
+    assert all(set(f) == {"psi", "drift", "importance"} for f in version["features"].values())
     assert set(version["prediction"]) == {"psi", "drift"}
     assert set(version["quality"]) == {"metric", "value", "n", "offline"}
     assert version["quality"]["metric"] == "r2"
