@@ -19,12 +19,7 @@ base_image="${IMAGE_CHECK_BASE:-mlsys-base:bookworm-local}"
 image="${IMAGE_CHECK_IMAGE:-mlsys-training:image-check}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-for tool in docker debootstrap; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "image-check: $tool not found (Debian/Ubuntu: apt-get install docker.io debootstrap)" >&2
-    exit 2
-  fi
-done
+require_image_tools image-check
 
 ensure_local_base_image "$base_image" "$mirror"
 

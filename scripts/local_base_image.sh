@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Sourced by scripts/image_check.sh and scripts/serve_image_check.sh: defines
+# require_image_tools LABEL (exit 2 naming a missing docker or debootstrap) and
 # ensure_local_base_image IMAGE MIRROR, which makes IMAGE (unless it exists) without any
 # image registry. The base is Debian bookworm from debootstrap with python3 and pip, shaped
 # like python:3.11-slim (`python` and `pip` on PATH, pip allowed to install into the
 # interpreter), imported with `docker import`. Needs root and debootstrap.
+
+require_image_tools() {
+  local label="$1" tool
+  for tool in docker debootstrap; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "$label: $tool not found (Debian/Ubuntu: apt-get install docker.io debootstrap)" >&2
+      exit 2
+    fi
+  done
+}
 
 ensure_local_base_image() {
   local base_image="$1" mirror="$2" rootfs

@@ -20,12 +20,7 @@ image="${SERVE_IMAGE_CHECK_IMAGE:-mlsys-serve:image-check}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 python="${PYTHON:-.venv/bin/python}"
 
-for tool in docker debootstrap; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "serve-image-check: $tool not found (Debian/Ubuntu: apt-get install docker.io debootstrap)" >&2
-    exit 2
-  fi
-done
+require_image_tools serve-image-check
 if ! compgen -G "dist/mlsys-*.whl" >/dev/null; then
   echo "serve-image-check: no wheel in dist/ (run make dist)" >&2
   exit 2

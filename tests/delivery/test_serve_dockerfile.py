@@ -31,7 +31,8 @@ def test_a_slim_pinned_base_and_only_the_serve_extra_of_the_wheel() -> None:
     assert base.endswith("-slim-bookworm")
     assert instruction("FROM") == ["FROM ${BASE_IMAGE}"]
     (install,) = [line for line in LINES if line.startswith("RUN pip install")]
-    assert '"$(ls /tmp/dist/mlsys-*.whl)[serve]"' in install
+    assert '"$(ls /tmp/dist/mlsys-*.whl)[${EXTRAS}]"' in install
+    assert "ARG EXTRAS=serve,aws" in LINES  # s3:// and dynamodb:// need boto3; no "train"
     assert instruction("COPY") == ["COPY mlsys-*.whl /tmp/dist/"]
 
 

@@ -10,28 +10,31 @@ import pytest
 from mlsys.contract import LoadedModel
 from tests.inference_support import CLASSES, BuiltModel, build_classifier, build_regression
 from training_job.evaluation import METRICS
-from training_job.importance import permutation_importance
+from training_job.importance import Importance, permutation_importance
 
 
-def classifier_importance(built: BuiltModel, **bounds: int) -> dict[str, tuple[float, float]]:
+def classifier_importance(
+    built: BuiltModel, *, metric: str = "f1_macro", seed: int = 0, **bounds: int
+) -> Importance:
+    """On the model's own labels as truth (so the unshuffled score is perfect)."""
     y = np.array([CLASSES.index(label) for label in built.expected], dtype=np.int64)
     importance = permutation_importance(
         LoadedModel(built.card, built.model_bytes),
         built.frame,
         y,
-        metric=METRICS["f1_macro"],
+        metric=METRICS[metric],
         task="classification",
         classes=CLASSES,
-        seed=0,
+        seed=seed,
         **bounds,
     )
     assert importance is not None
-    return importance.features
+    return importance
 
 
 def test_the_features_the_label_depends_on_rank_above_noise() -> None:
     # label = (age > 40) + (colour == "red"); income is noise.
-    features = classifier_importance(build_classifier(version="v1"))
+    features = classifier_importance(build_classifier(version="v1")).features
     assert set(features) == {"age", "colour", "income"}
     assert min(features["age"][0], features["colour"][0]) > 0.1
     assert features["income"][0] < 0.05
@@ -39,8 +42,10 @@ def test_the_features_the_label_depends_on_rank_above_noise() -> None:
 
 
 def test_both_input_layouts_give_the_same_importance() -> None:
-    tensor = classifier_importance(build_classifier(version="v1", layout="tensor"))
-    per_feature = classifier_importance(build_classifier(version="v1", layout="per_feature"))
+    tensor = classifier_importance(build_classifier(version="v1", layout="tensor")).features
+    per_feature = classifier_importance(
+        build_classifier(version="v1", layout="per_feature")
+    ).features
     assert tensor.keys() == per_feature.keys()
     for name, (mean, std) in tensor.items():
         assert (mean, std) == pytest.approx(per_feature[name])
@@ -65,23 +70,12 @@ def test_a_regressor_loses_r2_when_a_used_feature_is_shuffled() -> None:
 
 
 def test_rows_and_shuffles_are_bounded_and_seeded() -> None:
-    built = build_classifier(version="v1")
-    bounded = classifier_importance(built, max_rows=100, repeats=2)
-    assert bounded == classifier_importance(built, max_rows=100, repeats=2)
-    y = np.zeros(len(built.frame), dtype=np.int64)
-    importance = permutation_importance(
-        LoadedModel(built.card, built.model_bytes),
-        built.frame,
-        y,
-        metric=METRICS["accuracy"],
-        task="classification",
-        classes=CLASSES,
-        seed=3,
-        max_rows=100,
-        repeats=2,
-    )
-    assert importance is not None
+    built = build_classifier(version="v1")  # 300 rows
+    importance = classifier_importance(built, metric="accuracy", seed=3, max_rows=100, repeats=2)
     assert (importance.rows, importance.repeats, importance.seed) == (100, 2, 3)
+    again = classifier_importance(built, metric="accuracy", seed=3, max_rows=100, repeats=2)
+    assert again == importance
+    assert classifier_importance(built, metric="accuracy", seed=4, max_rows=100) != importance
 
 
 def test_an_undefined_metric_gives_no_importance() -> None:
