@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from lambda_inference.edge import LogQuery, PredictBody
+from lambda_inference.edge import LogQuery, PredictBody, fit_log_page
 from lambda_inference.events import (
+    MAX_LOGGED_INPUT_BYTES,
     EventSink,
     StdoutSink,
     StoreSink,
@@ -36,13 +37,12 @@ from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.validation import (
-    batch_records,
-)
+from lambda_inference.validation import SMALL_ROWS, batch_records
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.eventlog.fields import bounded_data, outputs_field
+from mlsys.knobs import default_of
 from mlsys.registry import ModelRegistry
 from mlsys.rollout.shadow import shadow_event
 from mlsys.settings import Settings
@@ -58,9 +58,9 @@ LOG_FLUSH_SECONDS = 10.0
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    max_batch_records: int = 10_000
-    max_body_bytes: int = 6_000_000
-    max_log_page: int = 1000
+    max_batch_records: int = default_of("runtime", "max_batch_records")
+    max_body_bytes: int = default_of("runtime", "max_body_bytes")
+    max_log_page: int = default_of("runtime", "max_log_page")
 
 
 class InferenceService:
@@ -72,10 +72,10 @@ class InferenceService:
         telemetry: Telemetry,
         limits: Limits,
         sink: EventSink | None = None,
-        log_delivery: str = "sync",
+        log_delivery: str = default_of("runtime", "log_delivery"),
         stdout: TextIO | None = None,
-        log_inputs: str = "full",
-        log_inputs_sample_rate: float = 1.0,
+        log_inputs: str = default_of("runtime", "log_inputs"),
+        log_inputs_sample_rate: float = default_of("runtime", "log_inputs_sample_rate"),
         log_flush_seconds: float = LOG_FLUSH_SECONDS,
     ) -> None:
         self.tracker = tracker
@@ -181,8 +181,10 @@ class InferenceService:
             records = serving.encoder.as_record_list(data)
         else:
             records = batch_records(data, max_records=self.limits.max_batch_records)
+        # A few records never need the body scanned for booleans (see RecordEncoder.encode).
+        booleans = len(records) > SMALL_ROWS and body.has_booleans
         with self.telemetry.traced("predict"):
-            prediction = serving.predict(records, body_has_booleans=body.has_booleans)
+            prediction = serving.predict(records, body_has_booleans=booleans)
         response = self._response(endpoint, serving, prediction, request_id)
         latency_ms = (time.perf_counter() - body.received_at) * 1000.0
         classes = (
@@ -204,13 +206,15 @@ class InferenceService:
                 model_version=serving.version,
                 # Not bounded here: the sink bounds it (MAX_EVENT_DATA_BYTES) as it
                 # serialises, so a prediction is serialised once.
-                data={
-                    "endpoint": endpoint,
-                    "records": len(records),
-                    **inputs_field(data, body.raw, mode=self._input_mode(request_id)),
-                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
-                    "latency_ms": round(latency_ms, 3),
-                },
+                data=self._event_data(
+                    endpoint,
+                    body,
+                    records=records,
+                    prediction=prediction,
+                    classes=classes,
+                    latency_ms=latency_ms,
+                    request_id=request_id,
+                ),
             ),
             metrics,
         )
@@ -221,12 +225,37 @@ class InferenceService:
                     candidate=shadow,
                     records=records,
                     champion_prediction=prediction,
-                    body_has_booleans=body.has_booleans,
+                    body_has_booleans=booleans,
                     request_id=request_id,
                     endpoint=endpoint,
                 )
             )
         return response
+
+    def _event_data(
+        self,
+        endpoint: Endpoint,
+        body: PredictBody,
+        *,
+        records: list[Any],
+        prediction: Prediction,
+        classes: list[Any] | None,
+        latency_ms: float,
+        request_id: str,
+    ) -> dict[str, Any]:
+        """A prediction event's data: inputs (or their digest), outputs, latency."""
+        mode = self.log_inputs
+        if mode == "full" and len(body.raw) <= MAX_LOGGED_INPUT_BYTES:
+            inputs: dict[str, Any] = {"inputs": body.data}  # the usual case, without a call
+        else:
+            inputs = inputs_field(body.data, body.raw, mode=self._input_mode(request_id))
+        return {
+            "endpoint": endpoint,
+            "records": len(records),
+            **inputs,
+            **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+            "latency_ms": round(latency_ms, 3),
+        }
 
     @staticmethod
     def _response(
@@ -303,7 +332,9 @@ class InferenceService:
             since=query.since,
             next_token=query.next_token,
         )
-        return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
+        # Within Lambda's 6 MB response: a page of large events stops early, with a token.
+        events, token = fit_log_page(page.events, page.next_token)
+        return {"result": [e.to_dict() for e in events], "next": token}
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

@@ -26,7 +26,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from mlsys.contract import Feeds, JsonScalar, LoadedModel, Task
-from training_job.evaluation import Metric, Scores, scores_from_prediction
+from mlsys.metrics import Metric, Scores
+from training_job.evaluation import scores_from_prediction
 
 MAX_ROWS = 2000
 """Holdout rows scored (a seeded sample of a larger holdout)."""

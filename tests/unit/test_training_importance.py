@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mlsys.contract import LoadedModel
+from mlsys.metrics import METRICS
 from tests.inference_support import CLASSES, BuiltModel, build_classifier, build_regression
-from training_job.evaluation import METRICS
 from training_job.importance import Importance, permutation_importance
 
 
