@@ -47,7 +47,9 @@ trap cleanup EXIT
 rm -f "$state/train.sqlite3"
 chown -R 10001:10001 "$state"
 
-container="$(docker run -d -p 127.0.0.1::8080 -v "$state:/var/lib/mlsys" "$image")"
+# A flag as the container's command: the one DNS name clients may use besides addresses.
+container="$(docker run -d -p 127.0.0.1::8080 -v "$state:/var/lib/mlsys" "$image" \
+  --allowed-host mlsys.internal)"
 port="$(docker port "$container" 8080/tcp | head -n 1 | sed 's/.*://')"
 
 health=""
@@ -66,17 +68,23 @@ fi
 "$python" - "http://127.0.0.1:$port" "$state/train.json" <<'PY'
 import json
 import sys
+import urllib.error
 import urllib.request
 
 url, trained = sys.argv[1], json.load(open(sys.argv[2]))
 
 
-def call(path, payload=None):
+def call(path, payload=None, host=None):
     body = None if payload is None else json.dumps(payload).encode()
     headers = {} if body is None else {"Content-Type": "application/json"}
+    if host is not None:
+        headers["Host"] = host
     request = urllib.request.Request(url + path, data=body, headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 status, health = call("/health")
@@ -86,7 +94,12 @@ schema = call("/openapi.json")[1]
 record = {name: 0.01 for name in schema["components"]["schemas"]["RecordObject"]["properties"]}
 status, answer = call("/stream", {"data": record})
 assert status == 200 and isinstance(answer["result"], float), (status, answer)
+# Browser safety: a DNS name is refused (DNS rebinding) unless given with --allowed-host.
+assert call("/health", host="mlsys.internal:8080")[0] == 200
+status, refused = call("/health", host="rebound.example:8080")
+assert status == 403 and refused["error"]["code"] == "forbidden", (status, refused)
 print(f"serve-image-check: /health names {trained['version']}; /stream predicted {answer['result']:.3f}")
+print("serve-image-check: Host mlsys.internal (--allowed-host) answered, rebound.example refused (403)")
 PY
 
 size="$(docker image inspect --format '{{.Size}}' "$image")"

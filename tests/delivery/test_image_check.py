@@ -65,5 +65,7 @@ def test_the_serving_image_is_built_from_the_wheel_and_queried_over_its_publishe
     assert '-f Dockerfile.serve -t "$image" dist/' in SERVE_SCRIPT  # the wheel is the context
     (run,) = [line for line in SERVE_SCRIPT.splitlines() if "docker run" in line]
     assert "-p 127.0.0.1::8080" in run  # published on loopback only
+    assert "--allowed-host mlsys.internal" in SERVE_SCRIPT  # browser safety set by a flag
+    assert 'host="rebound.example:8080"' in SERVE_SCRIPT
     for checked in ("/health", "/stream", "State.Health.Status", "mlsys train"):
         assert checked in SERVE_SCRIPT
