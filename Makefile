@@ -6,6 +6,9 @@
 #   make docs   regenerate docs/configuration.md from the settings declarations
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 #   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
+#   make dist   build the mlsys wheel and sdist into dist/ (pip install 'dist/mlsys-*.whl[serve]')
+#   make serve-image-check  build Dockerfile.serve on a local Debian base and query it (root, Docker)
+#   make requirements  rewrite the requirements files from the pins in pyproject.toml
 #   make aws-local-test  the synthesized stack end to end in SAM's Lambda emulator + moto (root, Docker)
 #   make deploy-localstack  cdk bootstrap/deploy/destroy onto LocalStack on this host (Python 3.13)
 #   make destroy  delete a deployed stage (STAGE=dev) and print what it keeps and how to remove it
@@ -23,7 +26,8 @@ LAMBDA_BUILD := .build/lambda
 # Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check aws-local-test deploy-localstack destroy docs
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check aws-local-test deploy-localstack destroy docs \
+	dist serve-image-check requirements wheelhouse
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -90,6 +94,25 @@ $(LAMBDA_BUILD)-x86_64/.built: $(LAMBDA_SOURCES)
 
 lambda-package: $(LAMBDA_BUILD)/.built
 
+# The wheel and sdist, built offline with the venv's pinned setuptools (no build isolation).
+dist: $(VENV)/.dev
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+
+# Wheels of the `serve` extra's dependencies for this machine's Python, so the test that
+# installs the wheel into a fresh venv resolves its dependencies with --no-index (offline).
+WHEELHOUSE := .build/wheelhouse
+$(WHEELHOUSE)/.built: lambda_inference/requirements.txt lambda_inference/local/requirements.txt $(VENV)/bin/python
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PIP) download --only-binary=:all: --dest $(WHEELHOUSE) \
+		-r lambda_inference/requirements.txt -r lambda_inference/local/requirements.txt
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/.built
+
+requirements: $(VENV)/bin/python
+	$(PY) -m scripts.requirements
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -97,7 +120,7 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.dev node_modules/.installed lambda-package
+pytest: $(VENV)/.dev node_modules/.installed lambda-package wheelhouse
 	$(VENV)/bin/pytest -n 2 tests
 
 test: lint typecheck pytest
@@ -128,6 +151,11 @@ clean-clone-test:
 # image registry (the base is debootstrapped locally). See scripts/image_check.sh.
 image-check:
 	scripts/image_check.sh
+
+# Opt-in like image-check: Dockerfile.serve from the wheel, on the same local base; the
+# container must answer /health and /stream for a model trained here.
+serve-image-check: dist
+	scripts/serve_image_check.sh
 
 # The synthesized stack run on this machine (scripts/aws_local_test.sh): installs Docker,
 # debootstrap and the SAM CLI when missing, so it needs root (or sudo); not part of
@@ -166,4 +194,4 @@ destroy: $(VENV)/.dev node_modules/.installed lambda-package
 	$(PY) scripts/retained.py show "$$out/retained.json"
 
 clean:
-	rm -rf $(VENV) node_modules .build cdk.out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .build cdk.out dist .mypy_cache .ruff_cache .pytest_cache

@@ -141,6 +141,11 @@ class ModelCard:
     input_layout: InputLayout = "per_feature"
     """How ``model.onnx`` takes its inputs (see the module docstring). Absent from
     cards written before the tensor layout existed, which are ``per_feature``."""
+    importance: Mapping[str, Any] = field(default_factory=dict)
+    """Permutation importance on the holdout: ``method``, ``metric``, ``rows``,
+    ``repeats``, ``seed``, ``score`` (unshuffled) and ``features``: name -> ``{"mean",
+    "std"}`` of the metric's loss when that feature is shuffled (higher matters more).
+    Empty in cards written before it was computed."""
     schema_version: int = CARD_SCHEMA_VERSION
 
     @property
@@ -190,6 +195,7 @@ class ModelCard:
             baseline_stats=data.get("baseline_stats") or {},
             onnx=data.get("onnx") or {},
             input_layout=_input_layout(data.get("input_layout", "per_feature")),
+            importance=data.get("importance") or {},
             schema_version=version,
         )
 
@@ -312,6 +318,16 @@ class FeedEncoder:
         if self._categorical:
             names.add(CATEGORICAL_INPUT)
         return names
+
+    def slot(self, index: int) -> tuple[str, int]:
+        """Where the feature at ``index`` (schema order) sits in the feeds: the graph
+        input's name and the column within it."""
+        spec = self.features[index]
+        if self.layout == "per_feature":
+            return spec.input_name, 0
+        if spec.kind == "numeric":
+            return NUMERIC_INPUT, self._numeric.index(index)
+        return CATEGORICAL_INPUT, self._categorical.index(index)
 
     def from_matrix(self, matrix: npt.NDArray[np.float32]) -> Feeds:
         """All-numeric models: a ``[N, F]`` float32 matrix in schema order (the fast path)."""

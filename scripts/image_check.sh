@@ -7,40 +7,21 @@
 # engine and the Debian and PyPI mirrors, but no image registry. The base image is Debian
 # bookworm from debootstrap with python3 and pip, shaped like python:3.11-slim (`python`
 # and `pip` on PATH, pip allowed to install into the interpreter), imported with
-# `docker import`; training_job/Dockerfile is built on it through its BASE_IMAGE
-# argument. The container then trains on the bundled data set with `--network none`
-# and must promote a first champion into its own registry.
+# `docker import` (scripts/local_base_image.sh); training_job/Dockerfile is built on it
+# through its BASE_IMAGE argument. The container then trains on the bundled data set with
+# `--network none` and must promote a first champion into its own registry.
 set -euo pipefail
+# The base image maker (shellchecked on its own).
+# shellcheck source=/dev/null
+source "$(dirname "$0")/local_base_image.sh"
 
 base_image="${IMAGE_CHECK_BASE:-mlsys-base:bookworm-local}"
 image="${IMAGE_CHECK_IMAGE:-mlsys-training:image-check}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-for tool in docker debootstrap; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "image-check: $tool not found (Debian/Ubuntu: apt-get install docker.io debootstrap)" >&2
-    exit 2
-  fi
-done
+require_image_tools image-check
 
-if docker image inspect "$base_image" >/dev/null 2>&1; then
-  echo "image-check: reusing base image $base_image"
-else
-  rootfs="$(mktemp -d)"
-  trap 'rm -rf "$rootfs"' EXIT
-  echo "image-check: debootstrap bookworm into $rootfs"
-  debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
-    bookworm "$rootfs" "$mirror" >/dev/null
-  # python:*-slim has `python` on PATH and lets pip install into the interpreter.
-  ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
-  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
-  # The host's trust store, so a TLS-intercepting proxy in front of PyPI (as on build
-  # machines behind a corporate proxy) is trusted by the build's pip as it is by the host.
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
-  echo "image-check: imported $base_image"
-fi
+ensure_local_base_image "$base_image" "$mirror"
 
 # The build installs the pinned requirements from PyPI (host network: no registry involved).
 docker build --network host --build-arg BASE_IMAGE="$base_image" \

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +39,10 @@ def publish_regression(root: Path) -> tuple[str, str]:
 
 
 class ServeProcess:
-    """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM."""
+    """``mlsys serve --port 0`` with extra flags; stopped with SIGTERM.
+
+    ``command`` runs another installation's ``mlsys`` (default: this checkout's, from
+    ``cwd``, the repository root)."""
 
     def __init__(
         self,
@@ -48,12 +51,12 @@ class ServeProcess:
         *flags: str,
         env: dict[str, str] | None = None,
         new_session: bool = False,
+        command: Sequence[str] = (sys.executable, "-m", "mlsys"),
+        cwd: Path = ROOT,
     ) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "mlsys",
+                *command,
                 "serve",
                 "--registry",
                 registry,
@@ -66,7 +69,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=ROOT,
+            cwd=cwd,
             env=None if env is None else {**os.environ, **env},
             start_new_session=new_session,  # a process group of its own, to kill as one
         )

@@ -47,6 +47,7 @@ from training_job.data_checks import DataWarning, column_warnings, drift_warning
 from training_job.evaluation import BootstrapResult
 from training_job.export import ExportedModel, export_onnx
 from training_job.guardrails import GuardrailResult
+from training_job.importance import Importance, permutation_importance
 from training_job.policy import (
     ChallengerMetrics,
     ChampionMetrics,
@@ -525,6 +526,8 @@ class TrainingRun:
         self.progress.step(evaluated_line(prepared, evaluated, timings["evaluate_seconds"]))
         decision = self._decide(prepared, evaluated)
         self.progress.step(f"decision: {decision.code}: {decision.reason}")
+        importance = self._importance(prepared, exported, timings)
+        self.progress.step(importance_line(importance, timings["importance_seconds"]))
         mark = self.clock()
         card = self._model_card(
             prepared=prepared,
@@ -535,6 +538,7 @@ class TrainingRun:
             pointer=pointer,
             warnings=warnings,
             timings=timings,
+            importance=importance,
         )
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
         timings["publish_seconds"] = self.clock() - mark
@@ -676,6 +680,25 @@ class TrainingRun:
             baseline_bootstrap=floor.bootstrap,
         )
 
+    def _importance(
+        self, prepared: PreparedData, exported: _Exported, timings: dict[str, float]
+    ) -> Importance | None:
+        """Permutation importance of the challenger's features on the holdout (bounded rows
+        and shuffles: see :mod:`training_job.importance`)."""
+        mark = self.clock()
+        holdout = prepared.split.holdout
+        importance = permutation_importance(
+            exported.challenger,
+            prepared.frame.iloc[holdout],
+            prepared.target.y[holdout],
+            metric=prepared.metric,
+            task=prepared.target.task,
+            classes=prepared.target.classes,
+            seed=self.settings.seed,
+        )
+        timings["importance_seconds"] = self.clock() - mark
+        return importance
+
     def _quality_floor(self, prepared: PreparedData, scores: Scores) -> FloorEvidence:
         """The trivial baseline on the same holdout (and, for classifiers, its bootstrap)."""
         classes = prepared.target.classes
@@ -724,6 +747,7 @@ class TrainingRun:
         pointer: ChampionPointer | None,
         warnings: Sequence[DataWarning] = (),
         timings: Mapping[str, float],
+        importance: Importance | None = None,
     ) -> ModelCard:
         """The challenger's card, built once, with everything the run knows (each phase's
         time too; publishing's is in the run record only)."""
@@ -770,6 +794,7 @@ class TrainingRun:
                 "passed": all(c.passed for c in evaluated.checks),
                 "checks": [c.to_dict() for c in evaluated.checks],
             },
+            importance=importance.to_dict() if importance is not None else {},
         )
 
     def _publish(
@@ -975,6 +1000,16 @@ def checks_line(warnings: Sequence[DataWarning], *, seconds: float) -> str:
     return f"data checks: {len(warnings)} warning(s) in {took}: " + "; ".join(
         w.line() for w in warnings
     )
+
+
+def importance_line(importance: Importance | None, seconds: float, *, shown: int = 3) -> str:
+    """The importance phase: the features the challenger leans on most."""
+    took = f" in {format_seconds(seconds)}"
+    if importance is None:
+        return f"feature importance: undefined on this holdout{took}"
+    ranked = sorted(importance.features.items(), key=lambda item: -item[1][0])[:shown]
+    top = ", ".join(f"{name} {mean:+.3f}" for name, (mean, _) in ranked)
+    return f"feature importance ({importance.metric} loss when shuffled): {top}{took}"
 
 
 def published_line(version: str, promotion: Decision, seconds: float) -> str:

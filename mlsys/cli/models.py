@@ -303,7 +303,33 @@ def _show(registry: ModelRegistry, version: str, *, as_json: bool) -> int:
     print(f"decision    {card.decision.get('reason', '-')}")
     if is_champion and pointer is not None:
         print(f"promoted    {pointer.updated_at} by {pointer.actor}: {pointer.reason}")
+    for line in importance_lines(card):
+        print(line)
     return 0
+
+
+IMPORTANCE_SHOWN = 20
+
+
+def importance_lines(card: ModelCard) -> list[str]:
+    """The card's permutation importance, most important first (empty for older cards)."""
+    importance = card.importance
+    features = importance.get("features")
+    if not isinstance(features, Mapping) or not features:
+        return []
+    ranked = sorted(features.items(), key=lambda item: -float(item[1]["mean"]))
+    width = max(len(name) for name, _ in ranked[:IMPORTANCE_SHOWN])
+    lines = [
+        f"importance  loss of {importance.get('metric')} when a feature is shuffled "
+        f"({importance.get('rows')} holdout rows, {importance.get('repeats')} shuffles each)"
+    ]
+    lines.extend(
+        f"            {name:<{width}}  {float(value['mean']):+.4f} ± {float(value['std']):.4f}"
+        for name, value in ranked[:IMPORTANCE_SHOWN]
+    )
+    if len(ranked) > IMPORTANCE_SHOWN:
+        lines.append(f"            ... {len(ranked) - IMPORTANCE_SHOWN} more (--json has all)")
+    return lines
 
 
 def _promote(

@@ -156,6 +156,9 @@ class VersionReport:
     prediction: Distribution | None
     quality: Quality | None
     unmatched_feedback: int
+    importance: dict[str, float] = field(default_factory=dict)
+    """Feature -> its permutation importance on the holdout (from the card; empty for
+    cards without it): how much a drifted feature can matter."""
 
     def to_json(self) -> dict[str, Any]:
         no_prediction = {"psi": None, "drift": False, "coverage": {"records": 0, "share": None}}
@@ -163,7 +166,10 @@ class VersionReport:
             "version": self.version,
             "records": self.records,
             "coverage": self.coverage.to_json(),
-            "features": {name: d.to_json(self.records) for name, d in self.features.items()},
+            "features": {
+                name: {**d.to_json(self.records), "importance": self.importance.get(name)}
+                for name, d in self.features.items()
+            },
             "prediction": (
                 self.prediction.to_json(self.records) if self.prediction else no_prediction
             ),
@@ -304,7 +310,20 @@ def _version_report(
         prediction=prediction,
         quality=live_quality(card, joined) if card is not None and joined else None,
         unmatched_feedback=unmatched,
+        importance=card_importance(card) if card is not None else {},
     )
+
+
+def card_importance(card: ModelCard) -> dict[str, float]:
+    """Feature -> mean permutation importance recorded in the card."""
+    features = card.importance.get("features")
+    if not isinstance(features, Mapping):
+        return {}
+    return {
+        str(name): float(value["mean"])
+        for name, value in features.items()
+        if isinstance(value, Mapping) and isinstance(value.get("mean"), int | float)
+    }
 
 
 def distribution(

@@ -16,6 +16,7 @@ from mlsys.monitoring.monitor import Distribution, MonitorReport, Quality, Versi
 BASELINE_COLOUR = "#8da0cb"
 LIVE_COLOUR = "#fc8d62"
 DRIFT_COLOUR = "#d62728"
+IMPORTANCE_COLOUR = "#66a61e"
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
@@ -79,6 +80,7 @@ def _drift_table(report: MonitorReport) -> str:
     for version in report.versions:
         entries: list[tuple[str, Distribution | None]] = list(version.features.items())
         entries.append(("(prediction)", version.prediction))
+        peak = max([*version.importance.values(), 0.0])
         for name, dist in entries:
             drift = dist is not None and dist.drift
             count = dist.count if dist else 0
@@ -87,7 +89,8 @@ def _drift_table(report: MonitorReport) -> str:
                 f"</td><td class='name'>{_e(name)}</td>"
                 f"<td>{count}</td><td>{_share(count, version.records)}</td>"
                 f"<td>{_number(dist.psi if dist else None)}</td>"
-                f"<td>{'yes' if drift else 'no'}</td></tr>"
+                f"<td>{'yes' if drift else 'no'}</td>"
+                f"<td>{_importance_cell(version.importance.get(name), peak)}</td></tr>"
             )
     quality_rows = "".join(
         f"<tr><td class='name'>{_e(v.version)}</td><td>{v.records}</td>"
@@ -99,9 +102,12 @@ def _drift_table(report: MonitorReport) -> str:
         for v in report.versions
     )
     return (
-        "<h2>Drift</h2><table class='sortable' id='drift'><thead><tr><th>version</th>"
+        "<h2>Drift</h2><p>Importance: how much the version's holdout "
+        "metric worsens when the feature is shuffled (permutation importance, from the model "
+        "card); a drifted feature with a long bar is the one to look at.</p>"
+        "<table class='sortable' id='drift'><thead><tr><th>version</th>"
         "<th>feature</th><th>coverage (records)</th><th>coverage (share)</th><th>PSI</th>"
-        "<th>drift</th></tr></thead><tbody>"
+        "<th>drift</th><th>importance</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table><h2>Live quality</h2><table class='sortable' id='quality'><thead>"
         "<tr><th>version</th><th>records</th><th>metric</th><th>live</th><th>n</th>"
@@ -111,10 +117,26 @@ def _drift_table(report: MonitorReport) -> str:
     )
 
 
+def _importance_cell(value: float | None, peak: float, *, width: int = 60) -> str:
+    """The number, then a bar scaled to the version's most important feature."""
+    if value is None:
+        return "-"
+    length = width * max(value, 0.0) / peak if peak > 0 else 0.0
+    return (
+        f"{_number(value, 3)} <svg class='importance' xmlns='http://www.w3.org/2000/svg' "
+        f"width='{width}' height='10' role='img'><rect width='{length:.1f}' height='10' "
+        f"fill='{IMPORTANCE_COLOUR}'/></svg>"
+    )
+
+
 def _version_section(version: VersionReport, threshold: float) -> str:
+    # Most important features first: their drift is the one that can cost quality.
+    ranked = sorted(version.features.items(), key=lambda i: -version.importance.get(i[0], 0.0))
     figures = [
-        _figure(f"{name}: PSI {_number(dist.psi)} on {dist.count}", bar_chart(dist), dist.drift)
-        for name, dist in version.features.items()
+        _figure(
+            _feature_caption(name, dist, version.importance.get(name)), bar_chart(dist), dist.drift
+        )
+        for name, dist in ranked
     ]
     if version.prediction is not None:
         figures.insert(
@@ -138,6 +160,11 @@ def _version_section(version: VersionReport, threshold: float) -> str:
         f"{len(version.drifted)} of {len(version.features)} features drifted "
         f"(PSI &gt; {threshold:g}).</p>{warnings}<div class='plots'>{''.join(figures)}</div>"
     )
+
+
+def _feature_caption(name: str, dist: Distribution, importance: float | None) -> str:
+    caption = f"{name}: PSI {_number(dist.psi)} on {dist.count}"
+    return caption if importance is None else f"{caption}, importance {_number(importance, 3)}"
 
 
 def _quality_caption(quality: Quality) -> str:

@@ -140,6 +140,18 @@ def test_models_cli_lists_shows_and_promotes_by_hand(
     code, shown, _ = models(capsys, registry, "show", "champion")
     assert second["version"] in shown
     assert "by hand" in shown
+    # Permutation importance on the holdout, most important first, every feature once.
+    lines = shown.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("importance"))
+    assert "loss of r2 when a feature is shuffled" in lines[header]
+    registry_cards = ModelRegistry.open(str(registry), model_name="default")
+    importance = registry_cards.card(second["version"]).importance["features"]
+    ranked = [line.split()[0] for line in lines[header + 1 :]]
+    assert ranked == sorted(importance, key=lambda name: -importance[name]["mean"])
+    assert len(ranked) == 10  # the diabetes data's features
+    # Body mass index and triglycerides drive progression; age barely does.
+    assert {"bmi", "s5"} <= set(ranked[:4])
+    assert "age" in ranked[5:]
     code, _, err = models(capsys, registry, "show", "no-such-version")
     assert code == 2  # an unknown version is bad input
     assert err == "mlsys models: error: model 'default' has no version 'no-such-version'\n"

@@ -67,6 +67,12 @@ def test_lightgbm_graph_passes_parity_and_the_onnx_checker(
         "load_seconds", "search_seconds", "final_fit_seconds", "export_seconds", "evaluate_seconds"
     }  # fmt: skip
     assert set(result["timings"]) >= set(card.training["timings"])
+    assert "importance_seconds" in card.training["timings"]
+    # Permutation importance through the LightGBM graph: `size` is noise, a and b are not.
+    importance = {name: v["mean"] for name, v in card.importance["features"].items()}
+    assert set(importance) == {"a", "b", "colour", "size"}
+    assert importance["size"] < min(importance["a"], importance["b"])
+    assert card.importance["metric"] == card.metric
     # A record with a missing number and a category never seen in training still scores.
     record = pd.DataFrame({"a": [np.nan], "b": [1.0], "colour": ["violet"], "size": [None]})
     prediction = model.predict_frame(record)

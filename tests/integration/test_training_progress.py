@@ -57,6 +57,7 @@ def test_progress_tells_each_phase_on_stderr_and_stdout_keeps_the_json(
         "exported to ONNX",
         "evaluated on 60 holdout rows",
         "decision: no_champion: no champion yet",
+        "feature importance (r2 loss when shuffled): ",
         f"registered {result['version']} and promoted it to champion",
     ]
     assert len(stamped) == len(starts), stamped

@@ -73,6 +73,7 @@ def test_3000_age_shifted_rows_in_1000_record_batches_flag_age(
         "psi": version.features[AGE].psi,
         "drift": True,
         "coverage": {"records": 500, "share": pytest.approx(500 / 3200, abs=1e-4)},
+        "importance": version.importance[AGE],
     }
     text = summary(report)
     assert "3200 records; feature drift rests on 500 (15.6%)" in text

@@ -62,7 +62,9 @@ def test_json_has_the_documented_shape(
         ],
     }
     assert set(version["features"]) == {"a", "b", "c"}
-    assert all(set(f) == {"psi", "drift", "coverage"} for f in version["features"].values())
+    assert all(
+        set(f) == {"psi", "drift", "coverage", "importance"} for f in version["features"].values()
+    )
     assert all(
         f["coverage"] == {"records": 100, "share": 1.0} for f in version["features"].values()
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlsys.monitoring.report import render_html
+from mlsys.registry import ModelRegistry
 from tests.monitoring.browser import render
 from tests.monitoring.support import (
     Trained,
@@ -43,7 +44,7 @@ def report_file(regressor: Trained, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_report_renders_in_chromium_with_every_plot_and_no_console_messages(
-    report_file: Path, tmp_path: Path
+    report_file: Path, regressor: Trained, tmp_path: Path
 ) -> None:
     rendered = render(report_file, tmp_path / "profile")
     assert rendered.console == []
@@ -51,15 +52,29 @@ def test_report_renders_in_chromium_with_every_plot_and_no_console_messages(
     assert re.search(r'<body[^>]*data-plots="5"', rendered.dom)
     plots = re.findall(r"<figure[^>]*>(.*?)</figure>", rendered.dom, flags=re.S)
     captions = [re.sub(r".*<figcaption>(.*?)</figcaption>.*", r"\1", p, flags=re.S) for p in plots]
+    # Features most important first (permutation importance from the card): the target
+    # depends on a and b, not on c.
+    importance = ModelRegistry.open(str(regressor.registry), model_name="reg").load_champion()
+    ranked = sorted(
+        importance.card.importance["features"].items(), key=lambda item: -item[1]["mean"]
+    )
+    assert ranked[-1][0] == "c"
     assert [c.split(":")[0] for c in captions] == [
         "live r2 over time",
         "prediction distribution",
-        "a",
-        "b",
-        "c",
+        *(name for name, _ in ranked),
     ]
+    for name, value in ranked:
+        caption = next(c for c in captions if c.startswith(f"{name}:"))
+        assert caption.endswith(f"importance {value['mean']:.3g}")
     assert all("<svg" in p and ("<rect" in p or "<polyline" in p) for p in plots)
-    assert re.search(r"<tr class=\"drift\"><td[^>]*>[^<]+</td><td[^>]*>b</td>", rendered.dom)
+    # The drifted feature's row: its importance beside its drift, with a bar.
+    drifted = re.search(
+        r"<tr class=\"drift\"><td[^>]*>[^<]+</td><td[^>]*>b</td>(.*?)</tr>", rendered.dom
+    )
+    assert drifted is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", drifted.group(1))
+    assert cells[-1].startswith(f"{dict(ranked)['b']['mean']:.3g} <svg")
 
 
 def test_report_is_self_contained(report_file: Path) -> None:
