@@ -138,6 +138,10 @@ class Settings:
     """The raw ``MLSYS_ROLLOUT_*`` policy variables, validated by :meth:`rollout_policy`."""
     alarm_topic_arn: str | None = None
     """MLSYS_ALARM_TOPIC_ARN: SNS topic the rollout evaluator notifies on complete/abort."""
+    rollout_evidence: str = "log"
+    """MLSYS_ROLLOUT_EVIDENCE: where the rollout evaluator reads requests, errors and p99
+    latency: ``log`` (system-log events; local runs) or ``metrics`` (the serving functions'
+    CloudWatch metrics over the whole bake; the deployed evaluator)."""
 
     def training(self) -> TrainingSettings:
         """The training defaults; :class:`ConfigError` names a bad variable."""
@@ -252,6 +256,7 @@ KNOWN_VARIABLES = (
     | ROLLOUT_VARIABLES
     | {
         names.ALARM_TOPIC_ARN,
+        names.ROLLOUT_EVIDENCE,
         names.REGISTRY_URI,
         names.MODEL_NAME,
         names.LOG_URI,
@@ -295,6 +300,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         training_env={k: v for k, v in env.items() if k in TRAINING_VARIABLES},
         rollout_env={k: v for k, v in env.items() if k in ROLLOUT_VARIABLES},
         alarm_topic_arn=env.get(names.ALARM_TOPIC_ARN) or None,
+        rollout_evidence=_choice(env, names.ROLLOUT_EVIDENCE, "log", ("log", "metrics")),
         extra={
             k: v
             for k, v in env.items()
