@@ -87,6 +87,11 @@ class LiveQuality:
     champion: float | None
     candidate: float | None
     candidate_samples: int = 0
+    events_read: int = 0
+    bytes_read: int = 0
+    """Stored JSON the join read (bounded: :mod:`mlsys.rollout.quality`)."""
+    truncated: bool = False
+    """A read bound was reached: the join covers the events read first, not all."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +100,9 @@ class LiveQuality:
             "champion": self.champion,
             "candidate": self.candidate,
             "candidate_samples": self.candidate_samples,
+            "events_read": self.events_read,
+            "bytes_read": self.bytes_read,
+            "truncated": self.truncated,
         }
 
 
