@@ -13,11 +13,12 @@ moto's.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
 
@@ -123,3 +124,36 @@ def _minute(traffic: VersionTraffic, at: datetime) -> Iterator[dict[str, Any]]:
 def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def put_emf_documents(client: Any, lines: Sequence[str]) -> int:
+    """What CloudWatch Logs does with the EMF lines a function prints: every metric of every
+    directive, once per dimension set, as ``PutMetricData`` (into moto). Lines without
+    ``_aws`` are ignored. Returns the number of data points put."""
+    data: list[tuple[str, dict[str, Any]]] = []
+    for line in lines:
+        document = json.loads(line) if line.startswith("{") else {}
+        if "_aws" not in document:
+            continue
+        at = datetime.fromtimestamp(document["_aws"]["Timestamp"] / 1000, UTC)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                for metric in directive["Metrics"]:
+                    value = document[metric["Name"]]
+                    datum = {
+                        "MetricName": metric["Name"],
+                        "Dimensions": [
+                            {"Name": name, "Value": str(document[name])} for name in dimension_set
+                        ],
+                        "Timestamp": at,
+                        "Values": [
+                            float(v) for v in (value if isinstance(value, list) else [value])
+                        ],
+                        "Unit": metric.get("Unit", "None"),
+                    }
+                    data.append((directive["Namespace"], datum))
+    for namespace in {n for n, _ in data}:
+        chosen = [d for n, d in data if n == namespace]
+        for chunk in _chunks(chosen, 500):
+            client.put_metric_data(Namespace=namespace, MetricData=chunk)
+    return len(data)
