@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -285,7 +285,7 @@ class EventLogTraffic:
                 truncated = True
                 window_start = max(window_start, oldest)
         # A type cut short covers only its newest events: count every type over that window.
-        counted = Rollout(**{**rollout.__dict__, "started": window_start})
+        counted = replace(rollout, started=window_start)
         evidence = collect_evidence(
             compact,
             rollout=counted,
@@ -293,13 +293,11 @@ class EventLogTraffic:
             now=iso(now),
             truncated=truncated,
         )
-        return Evidence(
-            **{
-                **evidence.__dict__,
-                "elapsed_seconds": seconds_between(rollout.started, iso(now)),
-                "source": self.name,
-                "api_calls": calls,
-            }
+        return replace(
+            evidence,
+            elapsed_seconds=seconds_between(rollout.started, iso(now)),
+            source=self.name,
+            api_calls=calls,
         )
 
     def _read(

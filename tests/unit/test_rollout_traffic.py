@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from lambda_inference.handler import Api
 from lambda_inference.service import InferenceService
+from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, SqliteEventLog
 from mlsys.eventlog.model import new_event_id
 from mlsys.registry import ModelRegistry, Rollout, RolloutMode, iso, utc_now
@@ -28,8 +29,9 @@ from mlsys.rollout.traffic import (
     metric_queries,
     metrics_window,
     traffic_from_metrics,
+    traffic_source_for,
 )
-from mlsys.settings import Settings
+from mlsys.settings import Settings, load_settings
 from tests.cloudwatch_support import percentiles_in_moto, put_emf_documents
 from tests.inference_support import (
     BuiltModel,
@@ -109,6 +111,16 @@ def test_the_metrics_window_is_whole_minutes_from_the_first_after_the_start() ->
     )
     # Within the first minute there is no whole minute to read yet.
     assert metrics_window("2026-12-03T05:00:05.000000Z", now) is None
+
+
+def test_the_setting_chooses_the_source_and_a_typo_is_a_clear_error(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite3")
+    assert isinstance(traffic_source_for(load_settings({}), log), EventLogTraffic)
+    metrics = load_settings({"MLSYS_ROLLOUT_EVIDENCE": "metrics"})
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    assert isinstance(traffic_source_for(metrics, log, cloudwatch_client=client), MetricsTraffic)
+    with pytest.raises(ConfigError, match="MLSYS_ROLLOUT_EVIDENCE"):
+        load_settings({"MLSYS_ROLLOUT_EVIDENCE": "cloudwatch"})
 
 
 # --- the log source: bounded, one window for every type ---------------------------------
