@@ -133,19 +133,27 @@ def traffic_from_metrics(
 
 
 def metrics_window(started: str, now: datetime) -> tuple[datetime, datetime] | None:
-    """The bake as whole minutes: from the first minute boundary at or after the rollout
-    started (traffic before it, e.g. an earlier rollout of the same versions, stays out)
-    to the boundary after ``now`` (the current minute counts). None before the first
-    whole minute: there is nothing to read yet."""
+    """The bake in whole periods: from the first boundary at or after the rollout started
+    (traffic before it, e.g. an earlier rollout of the same versions, stays out) to the
+    boundary after ``now`` (the current minute counts). None before the first whole
+    period: there is nothing to read yet.
+
+    The boundaries are minutes, or 5 minutes / 1 hour once the start is more than 15 / 63
+    days old: CloudWatch keeps only that resolution then, and ``GetMetricData`` wants start
+    times and periods that are multiples of it.
+    """
     begun = datetime.fromisoformat(started.replace("Z", "+00:00"))
-    start = _ceil_minute(begun)
-    end = _ceil_minute(now + timedelta(microseconds=1))
+    age = now - begun
+    unit = 3600 if age > timedelta(days=63) else 300 if age > timedelta(days=15) else 60
+    start = _ceil(begun, unit)
+    end = _ceil(now + timedelta(microseconds=1), unit)
     return (start, end) if end > start else None
 
 
-def _ceil_minute(moment: datetime) -> datetime:
-    floor = moment.replace(second=0, microsecond=0)
-    return floor if floor == moment else floor + timedelta(minutes=1)
+def _ceil(moment: datetime, seconds: int) -> datetime:
+    """``moment`` rounded up to a multiple of ``seconds`` since the epoch."""
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(math.ceil(epoch / seconds) * seconds, moment.tzinfo)
 
 
 class MetricsTraffic:
@@ -189,7 +197,7 @@ class MetricsTraffic:
         self, queries: list[MetricQuery], window: tuple[datetime, datetime]
     ) -> tuple[dict[str, list[float]], int]:
         start, end = window
-        period = int((end - start).total_seconds())  # a multiple of 60: one data point
+        period = int((end - start).total_seconds())  # a multiple of the unit: one data point
         request: dict[str, Any] = {
             "MetricDataQueries": [self._query(q, period) for q in queries],
             "StartTime": start,

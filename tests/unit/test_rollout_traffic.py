@@ -111,6 +111,11 @@ def test_the_metrics_window_is_whole_minutes_from_the_first_after_the_start() ->
     )
     # Within the first minute there is no whole minute to read yet.
     assert metrics_window("2026-12-03T05:00:05.000000Z", now) is None
+    # A bake older than 15 days is read in 5-minute units (what CloudWatch keeps by then).
+    assert metrics_window("2026-11-10T04:31:20.000000Z", now) == (
+        datetime(2026, 11, 10, 4, 35, tzinfo=UTC),
+        datetime(2026, 12, 3, 5, 5, tzinfo=UTC),
+    )
 
 
 def test_the_setting_chooses_the_source_and_a_typo_is_a_clear_error(tmp_path: Path) -> None:
