@@ -12,6 +12,8 @@ Measured (tracemalloc peak of Python allocations; log pages read, and CloudWatch
   kept as a dict until the tally;
 * ``log`` ("after", local runs): :class:`mlsys.rollout.traffic.EventLogTraffic`, bounded by
   count and bytes, each event reduced to the tally's fields as it is read;
+* the live-quality join (``feedback`` to predictions, still from the log) over
+  ``QUALITY_EVENTS`` predictions with feedback, with its default bounds and without;
 * ``metrics`` ("after", the deployed evaluator):
   :class:`mlsys.rollout.traffic.MetricsTraffic` over an hour of 100M requests/day
   published per minute into moto CloudWatch.
@@ -33,14 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.eventlog import Event, open_event_log
-from mlsys.registry import Rollout, iso, utc_now
+from mlsys.registry import ModelRegistry, Rollout, iso, utc_now
 from mlsys.rollout.policy import collect_evidence
+from mlsys.rollout.quality import feedback_live_quality
 from mlsys.rollout.traffic import EventLogTraffic, MetricsTraffic
 
 EVENTS = 2_000
 """Prediction events written per step (two steps: the growth per event is the difference)."""
 RECORDS = 100
 OLD_BOUND = 50_000
+QUALITY_EVENTS = 60_000
+"""Predictions (half each version, all with feedback) for the live-quality join."""
 METRICS_MEMORY_TARGET = 16 * 1024 * 1024
 
 
@@ -107,6 +112,43 @@ def _log_setup(path: Path, *, first: int) -> Any:
     return log
 
 
+def _live_quality(tmp: Path) -> dict[str, tuple[int, int, bool, int]]:
+    """The live-quality join over a busy log, with the default bounds and without any."""
+    from tests.unit.test_registry_store import make_card  # noqa: PLC0415
+
+    registry = ModelRegistry.open(str(tmp / "registry"), model_name="m")
+    for version in ("v1", "v2"):
+        registry.register(make_card(version), b"onnx")
+    first = registry.promote("v1", reason="bench", actor="bench", expected=None)
+    rollout = Rollout(
+        mode="canary", candidate="v2", started=iso(utc_now() - timedelta(hours=1)), fraction=0.5
+    )
+    registry.set_rollout(rollout, reason="bench", actor="bench", expected=first)
+    log = open_event_log(f"sqlite:///{tmp / 'quality.sqlite3'}")
+    ids = [f"q{i}" for i in range(QUALITY_EVENTS)]
+    log.append_many(
+        [
+            Event(
+                type="prediction",
+                model_version="v2" if i % 2 else "v1",
+                request_id=r,
+                data={"endpoint": "stream", "outputs": 1.0 + i % 7, "latency_ms": 3.0},
+            )
+            for i, r in enumerate(ids)
+        ]
+    )
+    for start in range(0, QUALITY_EVENTS, 100):
+        items = [{"request_id": r, "index": 0, "actual": 1.0} for r in ids[start : start + 100]]
+        log.append(Event(type="feedback", model_version="v1", data={"items": items}))
+    figures = {}
+    for name, bounds in (("bounded (defaults)", {}), ("unbounded", {"max_events": 10**9})):
+        provide = feedback_live_quality(registry, **bounds)
+        live, peak = _measure(lambda: provide(log, rollout, "v1"))  # noqa: B023 - run here
+        assert live is not None
+        figures[name] = (live.events_read, live.bytes_read, live.truncated, peak)
+    return figures
+
+
 def _metrics(cloudwatch: Any, calls: Counter[str]) -> tuple[Any, int]:
     from tests.cloudwatch_support import VersionTraffic, publish_traffic  # noqa: PLC0415
 
@@ -141,11 +183,10 @@ def main() -> int:
         os.environ[name] = value
     with mock_aws(), percentiles_in_moto():
         calls: Counter[str] = Counter()
-        dynamodb, cloudwatch = boto3.client("dynamodb"), boto3.client("cloudwatch")
-        for client in (dynamodb, cloudwatch):
-            client.meta.events.register(
-                "before-call", lambda model, **_: calls.update([model.name])
-            )
+        cloudwatch = boto3.client("cloudwatch")
+        cloudwatch.meta.events.register(
+            "before-call", lambda model, **_: calls.update([model.name])
+        )
         rollout = Rollout(
             mode="canary", candidate="v2", started=iso(utc_now() - timedelta(hours=1)), fraction=0.1
         )
@@ -154,6 +195,7 @@ def main() -> int:
             small = _both_log_reads(log, rollout)
             _log_setup(Path(tmp) / "log.sqlite3", first=EVENTS)
             large = _both_log_reads(log, rollout)
+            quality = _live_quality(Path(tmp))
         metrics, metrics_peak = _metrics(cloudwatch, calls)
     print(f"/batch events of {RECORDS} records (+1% errors) in SQLite; metrics: 1 hour of "
           "a 10% canary at 100M requests/day (~4.2M requests) in moto CloudWatch")  # fmt: skip
@@ -170,6 +212,12 @@ def main() -> int:
             f"({OLD_BOUND:,}/type, 3 types) ~{grow * OLD_BOUND / 2**20:,.0f} MiB per type "
             f"(DynamoDB: 8 Query calls of 1,001 items per page of 1,000, so up to "
             f"{OLD_BOUND // 1000 * 8 * 3:,} calls reading {OLD_BOUND * 8 * 3:,} items)"
+        )
+    print(f"live quality over {QUALITY_EVENTS:,} /stream predictions, all with feedback:")
+    for name, (events, size, truncated, peak) in quality.items():
+        print(
+            f"  {name:<22}{events:>8,} events {size / 2**20:>6.1f} MiB read, "
+            f"truncated {truncated!s:<5}, peak {peak / 2**20:.1f} MiB"
         )
     assert metrics.candidate.requests > 0
     ok = calls["GetMetricData"] == 1 and metrics_peak < METRICS_MEMORY_TARGET
