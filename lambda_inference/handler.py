@@ -335,6 +335,11 @@ ADMIN_ROUTES = _dispatch_table("admin")
 ALL_ROUTES = _dispatch_table()
 
 
+def route_listing() -> list[dict[str, str]]:
+    """Every route's method, path and summary, in declaration order (``GET /`` locally)."""
+    return [{"method": r.method, "path": r.path, "summary": r.summary} for r in ROUTES]
+
+
 def respond(status: int, payload: Any, headers: Mapping[str, str] = JSON_HEADERS) -> dict[str, Any]:
     return {
         "statusCode": status,
