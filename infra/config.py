@@ -116,7 +116,7 @@ CONTEXT_HELP: Mapping[str, str] = {
     "predict_deployment": "CodeDeploy configuration shifting the live alias to a new "
     "version (rolled back on alarm)",
     "minimal_idle_cost": "no dashboard, KMS key or model monitor, only the three rollback "
-    "alarms: idle cost ~USD 0.65 a month, nothing within the free tier (needs "
+    "alarms: idle cost ~USD 0.35 a month, nothing within the free tier (needs "
     "provisioned_concurrency_min 0)",
     "log_retention_days": "CloudWatch Logs retention and system-log TTL",
     "alarm_email": "optional e-mail subscription to the alarm topic",

@@ -2,8 +2,10 @@
 
 Every ``schedule_minutes`` an EventBridge rule invokes
 ``lambda_inference.entrypoints.handle_rollout_evaluate``, which reads the champion
-pointer (with its rollout) from the model store and the rollout's evidence from the
-system log table, applies the pure policy (:func:`mlsys.rollout.policy.decide_rollout`), and
+pointer (with its rollout) from the model store, the rollout's requests, errors and p99
+latency per model version from the serving functions' CloudWatch metrics over the whole
+bake (``GetMetricData``; :mod:`mlsys.rollout.traffic`), live quality from bounded reads of
+the system log table, applies the pure policy (:func:`mlsys.rollout.policy.decide_rollout`), and
 on complete/abort rewrites the pointer with compare-and-swap and notifies the alarm
 topic. Serving picks the change up on its next model refresh; nothing is redeployed.
 """
@@ -21,7 +23,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.common import METRICS_NAMESPACE
+from infra.common import METRICS_NAMESPACE, acknowledge
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.serving import InferenceFunction, lambda_code
 from infra.system_log import SystemLog
@@ -62,6 +64,8 @@ class RolloutEvaluator(Construct):
                 names.LOG_URI: system_log.uri,
                 names.LOG_RETENTION_DAYS: str(log_retention_days),
                 names.ALARM_TOPIC_ARN: topic.topic_arn,
+                # Error rate and latency from metrics: one API call per run at any traffic.
+                names.ROLLOUT_EVIDENCE: "metrics",
                 names.POWERTOOLS_SERVICE_NAME: names.ROLLOUT_SERVICE,
                 names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             },
@@ -91,7 +95,8 @@ class RolloutEvaluator(Construct):
         topic: sns.ITopic,
         key: kms.IKey | None,
     ) -> None:
-        """Read/write ``models/`` (the pointer), query the log, publish to the alarm topic."""
+        """Read/write ``models/`` (the pointer), query the log, read the serving metrics,
+        publish to the alarm topic."""
         self.evaluator.add_statements(
             iam.PolicyStatement(
                 sid="ReadWriteChampionPointer",
@@ -110,6 +115,13 @@ class RolloutEvaluator(Construct):
             iam.PolicyStatement(
                 sid="NotifyAlarmTopic", actions=["sns:Publish"], resources=[topic.topic_arn]
             ),
+            iam.PolicyStatement(
+                sid="ReadServingMetrics",
+                # GetMetricData supports no resource-level permissions or namespace
+                # condition (the service authorization reference lists none): "*" it is.
+                actions=["cloudwatch:GetMetricData"],
+                resources=["*"],
+            ),
         )
         if key is not None:
             # The topic is KMS-encrypted: publishing encrypts with its one key.
@@ -121,6 +133,12 @@ class RolloutEvaluator(Construct):
                 )
             )
         model_store.acknowledge_prefix_access(self.evaluator.policy, MODELS_PREFIX)
+        acknowledge(
+            self.evaluator.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:GetMetricData supports no resource-level permissions or namespace "
+            "condition; it reads metrics only.",
+        )
 
     def metric(self, name: str, statistic: str = "Maximum") -> cloudwatch.Metric:
         return cloudwatch.Metric(

@@ -15,13 +15,20 @@
     CloudWatch metrics in the Embedded Metric Format. Names and dimensions are
     the team's fixed decision: namespace ``mlsys``, service ``inference``,
     ``ModelVersion`` wherever a model was involved, ``ErrorCode`` on ``Errors``.
-    The per-request metrics are not printed on their own: :meth:`Telemetry.request`
-    returns the EMF members (``_aws`` plus values) and the event sink writes
-    them in the same JSON line as the request's system-log event, so a
-    prediction is serialised once (CloudWatch extracts metrics from any JSON
-    log line carrying ``_aws``; the subscription filter
-    ``{ $.mlsys_event.type = "*" }`` still matches that line). Rare metrics
-    (cold start, model load, errors) go through Powertools.
+    The per-request metrics are not printed on their own: :meth:`Telemetry.request`,
+    :meth:`Telemetry.error` and :meth:`Telemetry.shadow` return the EMF members
+    (``_aws`` plus values) and the event sink writes them in the same JSON line
+    as the request's system-log event, so a prediction is serialised once
+    (CloudWatch extracts metrics from any JSON log line carrying ``_aws``; the
+    subscription filter ``{ $.mlsys_event.type = "*" }`` still matches that
+    line). Rare metrics (cold start, model load) go through Powertools.
+
+    What the rollout evaluator reads (:mod:`mlsys.rollout.traffic`), per
+    ``{service, ModelVersion}``: ``Requests`` (Sum), ``Latency`` (p99),
+    ``Errors`` (Sum; the same document also carries ``{service, ErrorCode,
+    ModelVersion}``), and during a shadow rollout the candidate's
+    ``ShadowLatency`` (SampleCount, p99), ``ShadowErrors``, ``ShadowRecords``
+    and ``ShadowDeviation`` (Sum).
 """
 
 from __future__ import annotations
@@ -247,18 +254,67 @@ class Telemetry:
         return self._request_directives
 
     def _directive(self, metrics: list[str], dimensions: list[str]) -> dict[str, Any]:
-        units = {"Latency": "Milliseconds", "PredictionValue": "None"}
+        units = {
+            "Latency": "Milliseconds",
+            "ShadowLatency": "Milliseconds",
+            "PredictionValue": "None",
+            "ShadowDeviation": "None",
+        }
         return {
             "Namespace": self.namespace,
             "Dimensions": [dimensions],
             "Metrics": [{"Name": name, "Unit": units.get(name, "Count")} for name in metrics],
         }
 
-    def error(self, *, code: str, version: str | None) -> None:
-        dimensions = {"ErrorCode": code}
+    def error(self, *, code: str, version: str | None) -> dict[str, Any] | None:
+        """The failed request's EMF members (``Errors``), for the sink to write with its
+        event; None when off. With a model version the document has two dimension sets:
+        by error code (the dashboard) and by version alone (the rollout evaluator sums
+        one metric per version instead of searching every code)."""
+        if not self.enabled:
+            return None
+        fields: dict[str, Any] = {"service": self.service, "ErrorCode": code, "Errors": 1}
+        dimensions = [["service", "ErrorCode"]]
         if version is not None:
-            dimensions["ModelVersion"] = version
-        self._single("Errors", MetricUnit.Count, 1, **dimensions)
+            fields["ModelVersion"] = version
+            dimensions = [["service", "ErrorCode", "ModelVersion"], ["service", "ModelVersion"]]
+        directive = {
+            "Namespace": self.namespace,
+            "Dimensions": dimensions,
+            "Metrics": [{"Name": "Errors", "Unit": "Count"}],
+        }
+        fields["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [directive]}
+        return fields
+
+    def shadow(
+        self,
+        *,
+        candidate_version: str,
+        records: int,
+        latency_ms: float | None,
+        deviation: float | None,
+    ) -> dict[str, Any] | None:
+        """A shadow run's EMF members, by the *candidate's* version; None when off.
+
+        ``latency_ms`` None means the candidate failed (``ShadowErrors``). Otherwise
+        ``ShadowLatency``, ``ShadowRecords`` and ``ShadowDeviation`` = deviation x records,
+        so Sum(ShadowDeviation) / Sum(ShadowRecords) is the record-weighted mean deviation
+        over any window (what :func:`mlsys.rollout.policy.collect_evidence` computes).
+        """
+        if not self.enabled:
+            return None
+        fields: dict[str, Any] = {"service": self.service, "ModelVersion": candidate_version}
+        if latency_ms is None:
+            fields["ShadowErrors"] = 1
+            metrics = ["ShadowErrors"]
+        else:
+            fields["ShadowLatency"] = latency_ms
+            fields["ShadowRecords"] = records
+            fields["ShadowDeviation"] = (deviation or 0.0) * records
+            metrics = ["ShadowLatency", "ShadowRecords", "ShadowDeviation"]
+        directive = self._directive(metrics, ["service", "ModelVersion"])
+        fields["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [directive]}
+        return fields
 
     def log_write_failed(self, *, events: int) -> None:
         """A system-log write failed (``background`` delivery); its events are retried."""

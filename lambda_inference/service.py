@@ -225,18 +225,48 @@ class InferenceService:
             metrics,
         )
         if shadow is not None:
-            self.sink.emit(
-                shadow_event(
-                    champion=serving,
-                    candidate=shadow,
-                    records=records,
-                    champion_prediction=prediction,
-                    body_has_booleans=booleans,
-                    request_id=request_id,
-                    endpoint=endpoint,
-                )
+            self._shadow(
+                serving,
+                shadow,
+                records=records,
+                prediction=prediction,
+                body_has_booleans=booleans,
+                request_id=request_id,
+                endpoint=endpoint,
             )
         return response
+
+    def _shadow(
+        self,
+        serving: ServingModel,
+        shadow: ServingModel,
+        *,
+        records: list[Any],
+        prediction: Prediction,
+        body_has_booleans: bool,
+        request_id: str,
+        endpoint: Endpoint,
+    ) -> None:
+        """Run the shadow candidate on the request; log its event with its metrics."""
+        event = shadow_event(
+            champion=serving,
+            candidate=shadow,
+            records=records,
+            champion_prediction=prediction,
+            body_has_booleans=body_has_booleans,
+            request_id=request_id,
+            endpoint=endpoint,
+        )
+        data = event.data
+        latency = data.get("candidate_latency_ms")
+        deviation = data.get("deviation")
+        metrics = self.telemetry.shadow(
+            candidate_version=shadow.version,
+            records=len(records),
+            latency_ms=None if "candidate_error" in data else float(latency or 0.0),
+            deviation=float(deviation) if isinstance(deviation, int | float) else None,
+        )
+        self.sink.emit(event, metrics)
 
     def _event_data(
         self,
@@ -314,7 +344,7 @@ class InferenceService:
         """Log a failed request as an ``error`` event and count it."""
         # The version that answers this request id (a canary splits errors too).
         version = self.tracker.answering_version(request_id)
-        self.telemetry.error(code=error.code, version=version)
+        metrics = self.telemetry.error(code=error.code, version=version)
         self.sink.emit(
             Event(
                 type="error",
@@ -330,7 +360,8 @@ class InferenceService:
                         "details": error.details,
                     }
                 ),
-            )
+            ),
+            metrics,
         )
 
     # --- admin -------------------------------------------------------------------

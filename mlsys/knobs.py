@@ -509,6 +509,18 @@ KNOBS: tuple[Knob, ...] = (
         help="SNS topic the rollout evaluator notifies when it completes or aborts a rollout "
         "(set by the CDK app)",
     ),
+    Knob(
+        field="rollout_evidence",
+        env=names.ROLLOUT_EVIDENCE,
+        group="runtime",
+        kind="choice",
+        choices=("log", "metrics"),
+        default="log",
+        help="where the rollout evaluator reads each version's requests, errors and p99 "
+        "latency: log (system-log events, bounded reads; local runs) or metrics (the serving "
+        "functions' CloudWatch metrics over the whole bake; the CDK app sets it on the "
+        "deployed evaluator)",
+    ),
 )
 """The declaration. Order is the order of the generated reference."""
 

@@ -54,6 +54,7 @@ class Settings:
     max_body_bytes: int = _runtime("max_body_bytes")
     max_log_page: int = _runtime("max_log_page")
     alarm_topic_arn: str | None = _runtime("alarm_topic_arn")
+    rollout_evidence: str = _runtime("rollout_evidence")
     training_env: Mapping[str, str] = field(default_factory=dict)
     """The raw ``MLSYS_*`` training variables (see :class:`TrainingSettings`), validated only
     by :meth:`training`, so a bad training variable fails ``mlsys train`` and nothing else."""

@@ -22,6 +22,7 @@ from mlsys.rollout.evaluation import evaluate_rollout, read_evidence
 from mlsys.rollout.policy import RolloutPolicy
 from mlsys.rollout.quality import feedback_live_quality
 from mlsys.rollout.state import end_rollout, rollout_event, rollout_state, start_rollout
+from mlsys.rollout.traffic import traffic_source_for
 from mlsys.settings import Settings
 
 ACTOR = "mlsys models"
@@ -136,6 +137,7 @@ def run(registry: ModelRegistry, args: argparse.Namespace, settings: Settings) -
             policy=RolloutPolicy.from_settings(settings),
             actor=f"{ACTOR} rollout evaluate",
             live_quality=feedback_live_quality(registry),
+            traffic=traffic_source_for(settings, log),
         )
         payload = result.to_dict()
         verdict = result.verdict
@@ -173,11 +175,13 @@ def _show(registry: ModelRegistry, args: argparse.Namespace, settings: Settings)
     state = rollout_state(pointer)
     evidence: dict[str, Any] = {}
     if pointer is not None and pointer.rollout is not None:
+        log = _open_log(settings, args)
         evidence = read_evidence(
-            _open_log(settings, args),
+            log,
             rollout=pointer.rollout,
             champion_version=pointer.version,
             live_quality=feedback_live_quality(registry),
+            traffic=traffic_source_for(settings, log),
         ).to_dict()
     payload = {**state, "evidence": evidence}
     if args.json:

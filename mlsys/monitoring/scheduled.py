@@ -158,7 +158,8 @@ def run_scheduled(
     pointer = registry.champion()
     champion = pointer.version if pointer is not None else None
     data = metric_data(settings.model_name, report, champion)
-    cloudwatch = cloudwatch_client or boto3.client("cloudwatch")
+    # Typed loosely: metric_data builds plain dicts (the stubs want MetricDatumTypeDef).
+    cloudwatch: Any = cloudwatch_client or boto3.client("cloudwatch")
     for start in range(0, len(data), METRICS_PER_CALL):
         cloudwatch.put_metric_data(
             Namespace=names.METRICS_NAMESPACE, MetricData=data[start : start + METRICS_PER_CALL]

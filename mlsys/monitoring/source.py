@@ -11,6 +11,8 @@ order, and never all of them in memory. :func:`iter_events` reads:
 * any other :class:`~mlsys.eventlog.EventLog`: ``query`` pages.
 
 Events come back as plain dicts (the stored JSON), the cheapest form to aggregate.
+A :class:`ReadBudget` bounds a read by events and stored bytes (the rollout evaluator's
+live-quality join runs every few minutes and must not read a busy day's log each time).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,30 @@ if TYPE_CHECKING:
 PAGE = 1000
 
 
+@dataclass(kw_only=True)
+class ReadBudget:
+    """At most ``max_events`` events and ``max_bytes`` of their stored JSON, then stop.
+
+    Pass one to :func:`iter_events`; afterwards :attr:`exhausted` says whether the read
+    was cut short (the events read are then a prefix of the window, not all of it).
+    """
+
+    max_events: int
+    max_bytes: int
+    events: int = 0
+    bytes: int = 0
+    exhausted: bool = False
+
+    def charge(self, size: int) -> bool:
+        """Count one event of ``size`` bytes; False (and exhausted) once over the budget."""
+        if self.events >= self.max_events or self.bytes + size > self.max_bytes:
+            self.exhausted = True
+            return False
+        self.events += 1
+        self.bytes += size
+        return True
+
+
 def iter_events(
     log: EventLog,
     *,
@@ -44,9 +71,28 @@ def iter_events(
     since: str,
     until: str,
     model: str | None = None,
+    budget: ReadBudget | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Events of ``types`` with ``since <= time <= until`` (ISO-8601 UTC ``...Z``), of
-    ``model`` only if given."""
+    ``model`` only if given, until ``budget`` (if any) runs out."""
+    for size, event in _sized_events(log, types=types, since=since, until=until, model=model):
+        if budget is not None and not budget.charge(size):
+            return
+        yield event
+
+
+Sized = tuple[int, dict[str, Any]]
+"""An event and the size of its stored JSON (what a :class:`ReadBudget` counts)."""
+
+
+def _sized_events(
+    log: EventLog,
+    *,
+    types: Sequence[EventType],
+    since: str,
+    until: str,
+    model: str | None,
+) -> Iterator[Sized]:
     if isinstance(log, SqliteEventLog):
         yield from _sqlite_events(log, types=types, since=since, until=until, model=model)
         return
@@ -63,7 +109,7 @@ def iter_events(
             )
             for event in page.events:
                 if event.time <= until:
-                    yield event.to_dict()
+                    yield len(event.to_json()), event.to_dict()
             token = page.next_token
             if token is None:
                 break
@@ -76,7 +122,7 @@ def _sqlite_events(
     since: str,
     until: str,
     model: str | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Sized]:
     # A connection of its own, read-only: the server's writer keeps working meanwhile.
     conn = sqlite3.connect(f"{log.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
@@ -89,7 +135,7 @@ def _sqlite_events(
         cursor = conn.execute(sql, params)
         while rows := cursor.fetchmany(PAGE):
             for (body,) in rows:
-                yield orjson.loads(body)
+                yield len(body), orjson.loads(body)
     finally:
         conn.close()
 
@@ -108,7 +154,7 @@ def _dynamodb_events(
     since: str,
     until: str,
     model: str | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Sized]:
     lower = event_id_bound(since)
     cutoff = log.cutoff()  # events before the last clear are invisible, as in GET /log
     if cutoff is not None and cutoff > lower:
@@ -120,14 +166,12 @@ def _dynamodb_events(
     for name in models:
         for event_type in types:
             for pk in log.partitions(name, event_type):
-                for event in _partition(log, pk, lower, upper, now):
+                for size, event in _partition(log, pk, lower, upper, now):
                     if since <= event["time"] <= until:
-                        yield event
+                        yield size, event
 
 
-def _partition(
-    log: DynamoDBEventLog, pk: str, lower: str, upper: str, now: int
-) -> Iterator[dict[str, Any]]:
+def _partition(log: DynamoDBEventLog, pk: str, lower: str, upper: str, now: int) -> Iterator[Sized]:
     kwargs: dict[str, Any] = {
         "TableName": log.table,
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
@@ -147,7 +191,8 @@ def _partition(
         for item in response.get("Items", []):
             if int(item["expires_at"]["N"]) < now:
                 continue  # expired, not yet deleted by TTL
-            yield orjson.loads(item["body"]["S"])
+            body = item["body"]["S"]
+            yield len(body), orjson.loads(body)
         last = response.get("LastEvaluatedKey")
         if not last:
             return

@@ -7,26 +7,14 @@ on AWS (:mod:`mlsys.rollout.scheduled`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mlsys.eventlog import EventLog, EventType
-from mlsys.registry import ChampionPointer, ModelRegistry, Rollout, iso, utc_now
-from mlsys.rollout.policy import (
-    Evidence,
-    LiveQuality,
-    RolloutPolicy,
-    Verdict,
-    collect_evidence,
-    decide_rollout,
-)
+from mlsys.eventlog import EventLog
+from mlsys.registry import ChampionPointer, ModelRegistry, Rollout, utc_now
+from mlsys.rollout.policy import Evidence, LiveQuality, RolloutPolicy, Verdict, decide_rollout
 from mlsys.rollout.state import end_rollout, rollout_event, rollout_state
-
-EVIDENCE_TYPES: tuple[EventType, ...] = ("prediction", "error", "shadow")
-MAX_EVIDENCE_EVENTS = 50_000
-"""Events read per type per evaluation; beyond it the evidence is marked truncated (the
-newest events are the ones read, which is what a rollout decision should weigh)."""
-PAGE = 1000
+from mlsys.rollout.traffic import EventLogTraffic, TrafficSource
 
 LiveQualityProvider = Callable[[EventLog, Rollout, str], LiveQuality | None]
 """Optional: live quality of champion and candidate from ``feedback`` events
@@ -39,34 +27,16 @@ def read_evidence(
     rollout: Rollout,
     champion_version: str,
     live_quality: LiveQualityProvider | None = None,
-    max_events: int = MAX_EVIDENCE_EVENTS,
+    traffic: TrafficSource | None = None,
 ) -> Evidence:
-    """Read the rollout's events from the log (since it started) and tally them."""
-    events: list[dict[str, Any]] = []
-    truncated = False
-    for event_type in EVIDENCE_TYPES:
-        token: str | None = None
-        read = 0
-        while True:
-            page = log.query(
-                limit=PAGE, event_type=event_type, since=rollout.started, next_token=token
-            )
-            events.extend(e.to_dict() for e in page.events)
-            read += len(page.events)
-            token = page.next_token
-            if token is None:
-                break
-            if read >= max_events:
-                truncated = True
-                break
-    return collect_evidence(
-        events,
-        rollout=rollout,
-        champion_version=champion_version,
-        now=iso(utc_now()),
-        live_quality=live_quality(log, rollout, champion_version) if live_quality else None,
-        truncated=truncated,
-    )
+    """The rollout's evidence since it started: traffic from ``traffic`` (default: the
+    log's events, :class:`~mlsys.rollout.traffic.EventLogTraffic`), live quality from
+    ``live_quality``."""
+    source = traffic if traffic is not None else EventLogTraffic(log)
+    evidence = source.evidence(rollout=rollout, champion_version=champion_version, now=utc_now())
+    if live_quality is None:
+        return evidence
+    return replace(evidence, live_quality=live_quality(log, rollout, champion_version))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +70,7 @@ def evaluate_rollout(
     policy: RolloutPolicy,
     actor: str,
     live_quality: LiveQualityProvider | None = None,
+    traffic: TrafficSource | None = None,
     apply: bool = True,
 ) -> Evaluation:
     """Apply :func:`~mlsys.rollout.policy.decide_rollout` to the log's evidence; complete or
@@ -109,7 +80,11 @@ def evaluate_rollout(
         return Evaluation(before=pointer, after=pointer, verdict=None, evidence=None, applied=False)
     rollout = pointer.rollout
     evidence = read_evidence(
-        log, rollout=rollout, champion_version=pointer.version, live_quality=live_quality
+        log,
+        rollout=rollout,
+        champion_version=pointer.version,
+        live_quality=live_quality,
+        traffic=traffic,
     )
     verdict = decide_rollout(rollout.mode, evidence, policy)
     if verdict.action == "pending" or not apply:

@@ -1,4 +1,4 @@
-"""The rollout decision: evidence from the system log in, complete / abort / pending out.
+"""The rollout decision: evidence (system log or metrics) in, complete / abort / pending out.
 
 Everything here is pure: :func:`collect_evidence` turns system-log events into
 :class:`Evidence` and :func:`decide_rollout` turns evidence into a :class:`Verdict`.
@@ -93,6 +93,11 @@ class LiveQuality:
     champion: float | None
     candidate: float | None
     candidate_samples: int = 0
+    events_read: int = 0
+    bytes_read: int = 0
+    """Stored JSON the join read (bounded: :mod:`mlsys.rollout.quality`)."""
+    truncated: bool = False
+    """A read bound was reached: the join covers the events read first, not all."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +106,9 @@ class LiveQuality:
             "champion": self.champion,
             "candidate": self.candidate,
             "candidate_samples": self.candidate_samples,
+            "events_read": self.events_read,
+            "bytes_read": self.bytes_read,
+            "truncated": self.truncated,
         }
 
 
@@ -116,6 +124,10 @@ class Evidence:
     live_quality: LiveQuality | None = None
     events_read: int = 0
     truncated: bool = False
+    source: str = "log"
+    """Where the traffic numbers came from: ``log`` (events) or ``metrics`` (CloudWatch)."""
+    api_calls: int = 0
+    """Reads it took: log pages queried, or ``GetMetricData`` calls."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +138,8 @@ class Evidence:
             "live_quality": self.live_quality.to_dict() if self.live_quality else None,
             "events_read": self.events_read,
             "truncated": self.truncated,
+            "source": self.source,
+            "api_calls": self.api_calls,
         }
 
 
@@ -224,7 +238,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _seconds_between(start: str, end: str) -> float:
+def seconds_between(start: str, end: str) -> float:
+    """Seconds from ISO time ``start`` to ``end`` (0 if ``end`` is earlier)."""
+
     def parse(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -277,7 +293,7 @@ def collect_evidence(
 
     weight = sum(n for _, n in deviations)
     return Evidence(
-        elapsed_seconds=_seconds_between(rollout.started, now),
+        elapsed_seconds=seconds_between(rollout.started, now),
         champion=stats(champion_version),
         candidate=stats(rollout.candidate),
         shadow_deviation=(sum(d * n for d, n in deviations) / weight) if weight else None,

@@ -6,6 +6,14 @@ request got. During a canary each request was answered by one model; during a sh
 rollout the champion answered and the candidate's output is in the ``shadow`` event, so
 both models are scored on the same requests. The result feeds the quality rule of
 :func:`mlsys.rollout.policy.decide_rollout`.
+
+The join runs on every evaluation (every 5 minutes on AWS), so its reads are bounded: at
+most :data:`MAX_QUALITY_EVENTS` events and :data:`MAX_QUALITY_BYTES` of stored JSON per
+event type (feedback, predictions, shadow runs). Predictions stream through the join and
+only matched ones are kept, so memory is bounded by the feedback read. On a busy service
+the bound is reached and the join covers the feedback and predictions read first (the
+oldest of the bake, a sample of request ids): fewer joined samples, never a wrong mix, and
+:attr:`~mlsys.rollout.policy.LiveQuality.truncated` says so.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from mlsys.eventlog import EventLog, EventType
 from mlsys.metrics import METRICS
 from mlsys.monitoring.collect import FeedbackJoin
 from mlsys.monitoring.monitor import live_quality
-from mlsys.monitoring.source import iter_events
+from mlsys.monitoring.source import ReadBudget, iter_events
 from mlsys.registry import ModelRegistry, Rollout, iso, utc_now
 from mlsys.rollout.policy import LiveQuality
 
@@ -32,11 +40,26 @@ def _shadow_as_prediction(event: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**event, "data": {"endpoint": data.get("endpoint"), **candidate}}
 
 
+MAX_QUALITY_EVENTS = 20_000
+"""Events read per type (feedback, prediction, shadow) by one live-quality join."""
+MAX_QUALITY_BYTES = 16 * 1024 * 1024
+"""Stored JSON read per type by one live-quality join (~4,000 DynamoDB read units)."""
+
+
 def _join(
-    log: EventLog, rollout: Rollout, champion_version: str, *, until: str
+    log: EventLog,
+    rollout: Rollout,
+    champion_version: str,
+    *,
+    until: str,
+    budgets: list[ReadBudget],
+    max_events: int,
+    max_bytes: int,
 ) -> FeedbackJoin | None:
     def events(kind: EventType) -> Iterator[dict[str, Any]]:
-        return iter_events(log, types=(kind,), since=rollout.started, until=until)
+        budget = ReadBudget(max_events=max_events, max_bytes=max_bytes)
+        budgets.append(budget)
+        return iter_events(log, types=(kind,), since=rollout.started, until=until, budget=budget)
 
     join = FeedbackJoin()
     for event in events("feedback"):
@@ -57,11 +80,24 @@ def _join(
 
 def feedback_live_quality(
     registry: ModelRegistry,
+    *,
+    max_events: int = MAX_QUALITY_EVENTS,
+    max_bytes: int = MAX_QUALITY_BYTES,
 ) -> Callable[[EventLog, Rollout, str], LiveQuality | None]:
-    """The live-quality provider for :func:`mlsys.rollout.evaluation.evaluate_rollout`."""
+    """The live-quality provider for :func:`mlsys.rollout.evaluation.evaluate_rollout`;
+    ``max_events`` and ``max_bytes`` bound each event type's read."""
 
     def provide(log: EventLog, rollout: Rollout, champion_version: str) -> LiveQuality | None:
-        join = _join(log, rollout, champion_version, until=iso(utc_now()))
+        budgets: list[ReadBudget] = []
+        join = _join(
+            log,
+            rollout,
+            champion_version,
+            until=iso(utc_now()),
+            budgets=budgets,
+            max_events=max_events,
+            max_bytes=max_bytes,
+        )
         if join is None:
             return None
         try:
@@ -80,6 +116,9 @@ def feedback_live_quality(
             champion=champion.value,
             candidate=candidate.value,
             candidate_samples=candidate.n,
+            events_read=sum(b.events for b in budgets),
+            bytes_read=sum(b.bytes for b in budgets),
+            truncated=any(b.exhausted for b in budgets),
         )
 
     return provide

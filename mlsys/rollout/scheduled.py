@@ -1,10 +1,13 @@
 """The scheduled rollout evaluator's run on AWS (EventBridge, every few minutes).
 
 Runs the same evaluate step as ``mlsys models rollout evaluate``
-(:func:`mlsys.rollout.evaluation.evaluate_rollout`) against the system log in DynamoDB,
-and notifies the alarm topic (``MLSYS_ALARM_TOPIC_ARN``) when it completes or aborts a
-rollout. :func:`rollout_metrics` gives the values the dashboard graphs; the Lambda entry
-point (:func:`lambda_inference.entrypoints.handle_rollout_evaluate`) publishes them.
+(:func:`mlsys.rollout.evaluation.evaluate_rollout`): traffic evidence from the serving
+functions' CloudWatch metrics (``MLSYS_ROLLOUT_EVIDENCE=metrics``, what the deployed
+function is configured with: :mod:`mlsys.rollout.traffic`), live quality from bounded reads
+of the system log in DynamoDB; it notifies the alarm topic (``MLSYS_ALARM_TOPIC_ARN``) when
+it completes or aborts a rollout. :func:`rollout_metrics` gives the values the dashboard
+graphs; the Lambda entry point (:func:`lambda_inference.entrypoints.handle_rollout_evaluate`)
+publishes them.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from mlsys.registry import ModelRegistry
 from mlsys.rollout.evaluation import Evaluation, evaluate_rollout
 from mlsys.rollout.policy import RolloutPolicy
 from mlsys.rollout.quality import feedback_live_quality
+from mlsys.rollout.traffic import traffic_source_for
 from mlsys.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
@@ -30,9 +35,18 @@ ACTOR = "rollout evaluator"
 
 
 def rollout_metrics(evaluation: Evaluation) -> dict[str, float]:
-    """``RolloutState`` (0 none, 1 canary, 2 shadow) and the candidate's traffic, by metric name."""
-    state = evaluation.to_dict()["state"]
-    values: dict[str, float] = {names.METRIC_ROLLOUT_STATE: STATE_VALUES.get(state, 0)}
+    """What to publish after ``evaluation``, by metric name; nothing when there was no rollout.
+
+    While a rollout runs: ``RolloutState`` (1 canary, 2 shadow) and the candidate's traffic.
+    On the run that ends it: ``RolloutState`` 0, once. With no rollout nothing is published,
+    so an idle deployment pays for no metric (a rollout ended by hand shows as missing data
+    from then on, which the dashboard widget reads as none).
+    """
+    if evaluation.before is None or evaluation.before.rollout is None:
+        return {}
+    after = evaluation.after.rollout if evaluation.after is not None else None
+    state = after.mode if after is not None else "none"
+    values: dict[str, float] = {names.METRIC_ROLLOUT_STATE: STATE_VALUES[state]}
     evidence = evaluation.evidence
     if evidence is not None:
         values[names.METRIC_ROLLOUT_CANDIDATE_REQUESTS] = evidence.candidate.requests
@@ -67,6 +81,7 @@ def evaluate_once(
     *,
     s3_client: S3Client | None = None,
     dynamodb_client: DynamoDBClient | None = None,
+    cloudwatch_client: CloudWatchClient | None = None,
     sns_client: Any = None,
 ) -> Evaluation:
     """One evaluation with injectable clients (tests pass moto-backed ones)."""
@@ -80,6 +95,7 @@ def evaluate_once(
         policy=RolloutPolicy.from_settings(settings),
         actor=ACTOR,
         live_quality=feedback_live_quality(registry),
+        traffic=traffic_source_for(settings, log, cloudwatch_client=cloudwatch_client),
     )
     if evaluation.applied and settings.alarm_topic_arn:
         if sns_client is None:

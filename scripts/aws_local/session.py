@@ -47,7 +47,14 @@ CANARY_REQUESTS = 120
 REFRESH_SECONDS = 10.0
 SETTING_OVERRIDES = {
     "serving": {names.MODEL_REFRESH_SECONDS: f"{REFRESH_SECONDS:g}"},
-    "evaluator": {names.ROLLOUT_MIN_BAKE_SECONDS: "0", names.ROLLOUT_MIN_REQUESTS: "30"},
+    "evaluator": {
+        names.ROLLOUT_MIN_BAKE_SECONDS: "0",
+        names.ROLLOUT_MIN_REQUESTS: "30",
+        # SAM's emulator prints the EMF lines but nothing turns them into CloudWatch metrics
+        # (and moto computes no p99): here the evaluator counts the log events that
+        # ship_predict_logs delivers, as `mlsys models rollout evaluate` does locally.
+        names.ROLLOUT_EVIDENCE: "log",
+    },
 }
 """Runtime settings the local run lowers, so that a promoted canary reaches the warm
 containers within seconds (not 30 s) and may complete without a 15-minute bake; every

@@ -20,9 +20,10 @@ CUSTOM_METRIC = 0.30
 SCHEDULED_RUNS = {"rate(5 minutes)": 0.05, "rate(1 hour)": 0.05}
 """A scheduled function's invocations, duration, log lines and reads over an idle month,
 by schedule (README: the rollout evaluator every 5 minutes, the model monitor hourly)."""
-IDLE_CUSTOM_METRICS = {"rate(5 minutes)": 1}
-"""Custom metric series a scheduled function publishes while idle: the rollout evaluator's
-RolloutState (the monitor publishes nothing over an empty window)."""
+IDLE_CUSTOM_METRICS: dict[str, int] = {}
+"""Custom metric series a scheduled function publishes while idle: none (the rollout
+evaluator publishes RolloutState only while a rollout runs, the monitor nothing over an
+empty window)."""
 
 
 def alarm_metrics(template: dict[str, Any]) -> int:

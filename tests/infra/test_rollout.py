@@ -32,6 +32,7 @@ def test_an_eventbridge_schedule_runs_the_evaluator_every_five_minutes(main: Tem
                         "MLSYS_REGISTRY_URI": Match.any_value(),
                         "MLSYS_LOG_URI": Match.any_value(),
                         "MLSYS_ALARM_TOPIC_ARN": Match.any_value(),
+                        "MLSYS_ROLLOUT_EVIDENCE": "metrics",
                     }
                 )
             },
@@ -71,9 +72,14 @@ def test_the_evaluator_may_swap_the_pointer_read_the_log_and_notify(
     assert resources(statements["NotifyAlarmTopic"]) == [{"Ref": topic}]
     key = one(main_template, "AWS::KMS::Key")[0]
     assert resources(statements["UseAlarmTopicKey"]) == [{"Fn::GetAtt": [key, "Arn"]}]
-    # Nothing beyond that: no Batch, no data/ prefix.
+    # Error rate and latency come from the serving metrics (no resource-level permissions).
+    assert actions(statements["ReadServingMetrics"]) == ["cloudwatch:GetMetricData"]
+    assert resources(statements["ReadServingMetrics"]) == ["*"]
+    # Nothing beyond that: no Batch, no data/ prefix, no metric writes of its own (those are
+    # EMF log lines).
     everything = [a for s in statements.values() for a in actions(s)]
     assert not [a for a in everything if a.startswith("batch:")]
+    assert not [a for a in everything if a == "cloudwatch:PutMetricData"]
 
 
 def test_the_dashboard_shows_the_rollout_state(main_template: dict[str, Any]) -> None:

@@ -161,3 +161,44 @@ def test_the_rollout_state_is_published_as_a_metric_for_the_dashboard(
         "RolloutCandidateErrors": [1.0],
     }
     assert {doc["ModelName"] for doc in documents} == {"m"}
+
+
+def published(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+
+
+def test_no_rollout_state_is_published_while_nothing_rolls_out_and_0_once_at_the_end(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry.open(f"s3://{BUCKET}", model_name="m")
+    registry.register(make_card("v1"), b"onnx")
+    registry.promote("v1", reason="first", actor="t", expected=None)
+    for name, value in {
+        "MLSYS_REGISTRY_URI": f"s3://{BUCKET}",
+        "MLSYS_MODEL_NAME": "m",
+        "MLSYS_LOG_URI": f"dynamodb://{TABLE}",
+        "MLSYS_ROLLOUT_MIN_REQUESTS": "20",
+        "MLSYS_ROLLOUT_MIN_BAKE_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # Idle: every 5 minutes, nothing to publish (no metric billed for an idle deployment).
+    assert handle_rollout_evaluate({}, None)["state"] == "none"
+    assert published(capsys) == []
+    # A canary that completes on this run: RolloutState 0, once.
+    pointer = registry.require_champion()
+    registry.register(make_card("v2"), b"onnx")
+    start_rollout(
+        registry, "v2", mode="canary", fraction=0.2, reason="t", actor="t", expected=pointer
+    )
+    log = open_event_log(f"dynamodb://{TABLE}")
+    log.append_many(
+        [
+            Event(type="prediction", model_version=v, data={"latency_ms": 3.0})
+            for v in ["v1", "v2"] * 40
+        ]
+    )
+    assert handle_rollout_evaluate({}, None)["action"] == "complete"
+    states = [doc["RolloutState"] for doc in published(capsys) if "RolloutState" in doc]
+    assert states == [[0.0]]
+    assert handle_rollout_evaluate({}, None)["state"] == "none"
+    assert published(capsys) == []

@@ -524,6 +524,11 @@ def test_emf_metrics_carry_model_version_and_error_code(
     assert len(by_metric["PredictionValue"]["PredictionValue"]) == 3
     assert by_metric["ModelLoadTime"]["ModelVersion"] == regression.card.version
     assert by_metric["Errors"]["ErrorCode"] == "empty_batch"
+    # By code for the dashboard, by version alone for the rollout evaluator.
+    assert by_metric["Errors"]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["service", "ErrorCode", "ModelVersion"],
+        ["service", "ModelVersion"],
+    ]
     assert by_metric["Latency"]["service"] == "inference"
 
 

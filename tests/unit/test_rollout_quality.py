@@ -122,3 +122,40 @@ def test_no_feedback_means_no_live_quality(tmp_path: Path) -> None:
     pointer = registry.require_champion()
     assert pointer.rollout is not None
     assert feedback_live_quality(registry)(log, pointer.rollout, "v1") is None
+
+
+def test_the_join_reads_at_most_its_bound_of_events_and_bytes(tmp_path: Path) -> None:
+    registry, log = setup(tmp_path, mode="canary")
+    ids = [f"r{i}" for i in range(400)]
+    log.append_many(
+        [
+            Event(
+                type="prediction",
+                model_version="v1" if i % 2 else "v2",
+                request_id=r,
+                data={"endpoint": "stream", "outputs": 1.0, "latency_ms": 1.0},
+            )
+            for i, r in enumerate(ids)
+        ]
+    )
+    log.append(feedback(ids, 1.0))
+    pointer = registry.require_champion()
+    assert pointer.rollout is not None
+
+    whole = feedback_live_quality(registry)(log, pointer.rollout, "v1")
+    assert whole is not None
+    assert (whole.truncated, whole.events_read, whole.candidate_samples) == (False, 401, 200)
+
+    by_count = feedback_live_quality(registry, max_events=100)(log, pointer.rollout, "v1")
+    assert by_count is not None
+    assert by_count.truncated
+    assert by_count.events_read == 1 + 100  # the feedback event, then 100 predictions
+    assert by_count.candidate_samples < 100
+
+    # A budget the one feedback event fits in: predictions stop at the same byte count.
+    budget = len(log.query(limit=1, event_type="feedback").events[0].to_json())
+    by_bytes = feedback_live_quality(registry, max_bytes=budget)(log, pointer.rollout, "v1")
+    assert by_bytes is not None
+    assert by_bytes.truncated
+    assert by_bytes.bytes_read <= 2 * budget
+    assert 1 < by_bytes.events_read < 401
