@@ -131,6 +131,7 @@ def test_context_keys_reach_the_training_job_as_the_declared_variables() -> None
             "training_target": "price",
             "training_max_fit_rows": 0,
             "training_rollout": "shadow",
+            "github_repository": "mlsys-example/mlsys",  # synthesis refuses the placeholder
         }
     )
     assert config.training.job_settings == {
