@@ -39,22 +39,35 @@ def cli_options(command: str) -> set[str]:
     return options
 
 
-@pytest.mark.parametrize("command", ["train", "models", "serve"])
+COMMANDS = ("train", "models", "serve", "monitor")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_cli_option_is_documented(command: str) -> None:
     missing = sorted(o for o in cli_options(command) if not word(o).search(ALL_TEXT))
     assert not missing, f"mlsys {command} options missing from README.md and docs/: {missing}"
 
 
-def test_every_option_in_the_readme_tables_exists() -> None:
-    known = set().union(*(cli_options(c) for c in ("train", "models", "serve", "monitor")))
-    tabled = {
+def _tabled_options(text: str) -> set[str]:
+    return {
         option
-        for line in README.splitlines()
+        for line in text.splitlines()
         if line.startswith("| `--")
         for option in re.findall(r"`(--[a-z-]+)", line.split("|")[1])
     }
-    assert tabled, "the README should have option tables"
-    assert tabled <= known, f"README documents options that do not exist: {tabled - known}"
+
+
+def test_every_option_in_the_option_tables_exists() -> None:
+    known = set().union(*(cli_options(c) for c in COMMANDS))
+    for name, text in {"README.md": README, **DOCS}.items():
+        tabled = _tabled_options(text)
+        assert tabled <= known, f"{name} documents options that do not exist: {tabled - known}"
+    assert _tabled_options(DOCS["cli.md"]), "docs/cli.md should have option tables"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_cli_reference_has_a_section_per_command(command: str) -> None:
+    assert f"## `mlsys {command}`" in DOCS["cli.md"]
 
 
 def _known_variables() -> set[str]:
@@ -85,11 +98,15 @@ def test_every_cdk_context_key_is_documented_and_no_other() -> None:
     assert passed <= keys, f"docs pass unknown context keys: {sorted(passed - keys)}"
 
 
-def test_every_route_is_in_the_readme_tour() -> None:
+def test_every_route_is_in_the_readme_tour_and_the_http_reference() -> None:
     tour = README[README.index("## A tour of the local API") : README.index("## Training")]
+    reference_headings = "\n".join(re.findall(r"^## .+$", DOCS["http-api.md"], flags=re.MULTILINE))
     for path, methods in ALL_ROUTES.items():
         for method in methods:
             assert f"{method} {path}" in tour, f"{method} {path} missing from the API tour"
+            assert re.search(rf"\b{method} {re.escape(path)}(?![\w/.])", reference_headings), (
+                f"{method} {path} has no section in docs/http-api.md"
+            )
 
 
 def test_every_make_target_named_exists() -> None:
@@ -123,3 +140,18 @@ def test_quick_start_is_exactly_make_run_and_make_test() -> None:
     section = README[README.index("## Quick start") :].split("```", 2)[1]
     commands = [line.split("#")[0].strip() for line in section.splitlines()[1:] if line.strip()]
     assert commands == ["make run", "make test"]
+
+
+def test_readme_is_short_with_a_table_of_contents() -> None:
+    assert len(README.splitlines()) <= 350, "reference material belongs in docs/"
+    contents = next(line for line in README.split("\n\n") if line.startswith("**Contents:**"))
+    linked = set(re.findall(r"\]\(#([^)]+)\)", contents))
+    sections = {_slug(h) for h in re.findall(r"^## (.+)$", README, flags=re.MULTILINE)}
+    missing = sections - linked - {"license"}
+    assert not missing, f"README sections missing from its contents line: {sorted(missing)}"
+    assert linked <= sections
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    unlinked = sorted(name for name in DOCS if f"](docs/{name}" not in README)
+    assert not unlinked, f"docs/ pages the README does not link: {unlinked}"

@@ -1,4 +1,5 @@
-"""The README's idle cost is counted from the synthesized template: what bills by the month
+"""The idle cost the docs state (docs/deploy.md in full, the README in brief) is counted from
+the synthesized template: what bills by the month
 whether or not anything happens (alarm metrics, dashboards, KMS keys, the custom metric and
 invocations of the scheduled functions), at us-east-1 list prices."""
 
@@ -19,7 +20,7 @@ KMS_KEY = 1.00
 CUSTOM_METRIC = 0.30
 SCHEDULED_RUNS = {"rate(5 minutes)": 0.05, "rate(1 hour)": 0.05}
 """A scheduled function's invocations, duration, log lines and reads over an idle month,
-by schedule (README: the rollout evaluator every 5 minutes, the model monitor hourly)."""
+by schedule (docs/deploy.md: the rollout evaluator every 5 minutes, the model monitor hourly)."""
 IDLE_CUSTOM_METRICS: dict[str, int] = {}
 """Custom metric series a scheduled function publishes while idle: none (the rollout
 evaluator publishes RolloutState only while a rollout runs, the monitor nothing over an
@@ -58,26 +59,29 @@ def idle_cost(template: dict[str, Any]) -> float:
     )
 
 
-def readme_figure(pattern: str) -> float:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(pattern, readme)
-    assert match is not None, pattern
+def stated_figure(pattern: str, document: str = "docs/deploy.md") -> float:
+    match = re.search(pattern, (ROOT / document).read_text())
+    assert match is not None, f"{document}: {pattern}"
     return float(match.group(1))
 
 
-def test_the_readme_states_the_idle_cost_the_template_adds_up_to(
+def test_the_docs_state_the_idle_cost_the_template_adds_up_to(
     main_template: dict[str, Any], minimal: Assembly
 ) -> None:
     assert alarm_metrics(main_template) == 20
     assert sorted(function_schedules(main_template)) == ["rate(1 hour)", "rate(5 minutes)"]
-    stated = readme_figure(
-        r"\*\*Idle \(no requests, no training\), with the defaults: about USD ([\d.]+) a month"
-    )
-    assert stated == pytest.approx(idle_cost(main_template), abs=0.005)
     minimal_template = minimal.templates[MINIMAL_STACK]
-    stated = readme_figure(r"\*\*`minimal_idle_cost=true` brings it to about USD ([\d.]+)\*\*")
-    assert stated == pytest.approx(idle_cost(minimal_template), abs=0.005)
-    provisioned = readme_figure(
+    for document in ("docs/deploy.md", "README.md"):
+        stated = stated_figure(
+            r"\*\*Idle \(no requests, no training\), with the defaults: about USD ([\d.]+) a month",
+            document,
+        )
+        assert stated == pytest.approx(idle_cost(main_template), abs=0.005), document
+        stated = stated_figure(
+            r"\*\*`minimal_idle_cost=true` brings it to about USD ([\d.]+)\*\*", document
+        )
+        assert stated == pytest.approx(idle_cost(minimal_template), abs=0.005), document
+    provisioned = stated_figure(
         r"With `provisioned_concurrency_min=1` add USD 8.76: about USD ([\d.]+)"
     )
     assert provisioned == pytest.approx(idle_cost(main_template) + 8.76, abs=0.005)

@@ -43,15 +43,17 @@ def test_every_output_the_workflow_reads_exists(assembly: Assembly, variant: Ass
     assert "DeployRoleArn" in variant.templates[VARIANT_CI_STACK]["Outputs"]
 
 
-def test_every_output_the_readme_names_exists(assembly: Assembly) -> None:
-    readme = (ROOT / "README.md").read_text()
-    paragraph = readme[readme.index("The outputs name everything") :].split("\n\n", 1)[0]
+def test_every_output_the_deploy_guide_names_exists(assembly: Assembly) -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    paragraph = guide[guide.index("The outputs name everything") :].split("\n\n", 1)[0]
     named = set(re.findall(r"`([A-Z][A-Za-z]+)`", paragraph))
     outputs = set(assembly.templates[MAIN_STACK]["Outputs"]) | set(
         assembly.templates[CI_STACK]["Outputs"]
     )
-    assert named, "the README should list the stack outputs"
-    assert named <= outputs, f"README names outputs the app lacks: {sorted(named - outputs)}"
+    assert named, "docs/deploy.md should list the stack outputs"
+    assert named <= outputs, (
+        f"docs/deploy.md names outputs the app lacks: {sorted(named - outputs)}"
+    )
 
 
 def _deploy_role_actions(ci_template: dict[str, Any], main_template: dict[str, Any]) -> set[str]:
