@@ -70,8 +70,10 @@ $(LAMBDA_BUILD)/.built: lambda_inference/requirements.txt lambda_inference/requi
 		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(LAMBDA_BUILD) --no-deps \
 		-r lambda_inference/requirements-tracing.txt
 	cp -r mlsys lambda_inference $(LAMBDA_BUILD)/
-	@# Local-only code (the command line, mlsys serve, the background log writer) stays out.
-	rm -rf $(LAMBDA_BUILD)/lambda_inference/local $(LAMBDA_BUILD)/mlsys/cli $(LAMBDA_BUILD)/mlsys/__main__.py
+	@# Local-only code (the command line, mlsys serve, the background log writer, the file
+	@# scorer of mlsys predict and its pyarrow) stays out.
+	rm -rf $(LAMBDA_BUILD)/lambda_inference/local $(LAMBDA_BUILD)/mlsys/cli $(LAMBDA_BUILD)/mlsys/__main__.py \
+		$(LAMBDA_BUILD)/lambda_inference/scoring.py
 	find $(LAMBDA_BUILD) -name '__pycache__' -prune -exec rm -rf {} +
 	@touch $@
 
