@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("training", "inference", "serving", "monitor")
+SUITES = ("training", "inference", "serving", "monitor", "scoring")
 
 
 def main(argv: list[str]) -> int:

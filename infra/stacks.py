@@ -17,6 +17,7 @@ from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
 from infra.rollout import RolloutEvaluator
+from infra.scoring import Scoring
 from infra.serving import Serving, smoke_test_routes
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
@@ -56,6 +57,18 @@ class MlsysStack(Stack):
             alarm_topic=self.alerts.topic,
             log_retention_days=config.log_retention_days,
             stage=config.stage,
+        )
+        self.scoring = Scoring(
+            self,
+            "Scoring",
+            config=config.training,
+            training=self.training,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            model_name=config.model_name,
+            alarm_topic=self.alerts.topic,
+            log_retention_days=config.log_retention_days,
+            alarm=not minimal,
         )
         self.serving = Serving(
             self,

@@ -33,6 +33,8 @@ from infra.system_log import SystemLog
 from mlsys import names
 
 DATA_PARAMETER = "data"
+TRAINING_COMMAND = "train"
+"""The job's subcommand; the failure rules tell training jobs from scoring jobs by it."""
 IMAGE_TAG_PARAMETER = "training-image-tag"
 """SSM parameter (under /mlsys/<stage>/) holding the deployed training image tag."""
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -139,7 +141,7 @@ class Training(Construct):
             # The image's entrypoint is `python -m mlsys`; Batch substitutes the data URI
             # per submission (default: newest object under data/). --emf: the job's stdout
             # is CloudWatch Logs, which turns the printed EMF lines into metrics.
-            command=["train", "--emf", "--data", f"Ref::{DATA_PARAMETER}"],
+            command=[TRAINING_COMMAND, "--emf", "--data", f"Ref::{DATA_PARAMETER}"],
             environment=_job_environment(
                 config,
                 model_store=model_store,
@@ -349,7 +351,12 @@ class Training(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.batch"],
                 detail_type=["Batch Job State Change"],
-                detail={"status": ["FAILED"], "jobQueue": [self.job_queue.job_queue_arn]},
+                detail={
+                    "status": ["FAILED"],
+                    "jobQueue": [self.job_queue.job_queue_arn],
+                    # The queue also runs scoring jobs (infra/scoring.py), which alert apart.
+                    "container": {"command": [TRAINING_COMMAND]},
+                },
             ),
             targets=[
                 targets.SnsTopic(
