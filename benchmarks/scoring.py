@@ -3,7 +3,7 @@
 ``python -m benchmarks scoring``. A LightGBM champion (binary classifier, trained by
 ``mlsys train --models lightgbm`` on 50,000 rows of the 15 numeric + 5 categorical mixed
 data) scores :data:`ROWS` rows of the same kind of data (10,000,000 by default;
-``MLSYS_BENCH_SCORING_ROWS`` sets fewer for a quick run), Parquet to Parquet:
+``SCORING_BENCH_ROWS`` sets fewer for a quick run), Parquet to Parquet:
 
 * ``mlsys predict`` as a user runs it: a fresh process, timed end to end (start-up, model
   load, reading, validating, encoding, scoring, writing the prediction and two probability
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.training import gib, measure, mixed_frame, train_argv, verdict
 
-ROWS = int(os.environ.get("MLSYS_BENCH_SCORING_ROWS", "10000000"))
+ROWS = int(os.environ.get("SCORING_BENCH_ROWS", "10000000"))
 TRAIN_ROWS = 50_000
 WRITE_CHUNK_ROWS = 1_000_000
 TIME_RATIO_TARGET = 2.0
