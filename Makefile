@@ -3,6 +3,7 @@
 #   make run    train the default model if there is no champion yet, then serve it locally
 #   make test   lint, format check, types, tests (unit, integration, infrastructure)
 #   make bench  performance benchmarks with same-run baselines
+#   make docs   regenerate docs/configuration.md from the settings declarations
 #   make clean-clone-test  clone the committed HEAD into a temp dir and run make test there
 #   make image-check  build the training image on a local Debian base and train in it offline (root, Docker)
 
@@ -19,7 +20,7 @@ LAMBDA_BUILD := .build/lambda
 # Lambda's newest Python runtime; onnxruntime, numpy and orjson publish cp314 aarch64 wheels.
 LAMBDA_PYTHON ?= 3.14
 
-.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check
+.PHONY: help run train serve test lint typecheck pytest bench synth lambda-package clean clean-clone-test image-check docs
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -95,6 +96,10 @@ test: lint typecheck pytest
 # correctly and is what this project supports as its minimum, so the banner is silenced.
 synth: $(VENV)/.dev node_modules/.installed lambda-package
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk synth --quiet
+
+# docs/configuration.md is generated from the declarations (mlsys/knobs.py, infra/config.py).
+docs: $(VENV)/.dev
+	$(PY) -m scripts.configuration_reference
 
 bench: $(VENV)/.dev lambda-package
 	$(PY) -m benchmarks

@@ -4,88 +4,10 @@
 it hands the raw values to :func:`config_from_context`, which validates them and
 returns keyword-only dataclasses that the stacks and constructs take as arguments.
 
-Every key, its default and its meaning (``cdk.json`` mirrors :data:`DEFAULTS`;
-a test keeps the two equal):
-
-=============================================  ============================================
-key (default)                                  meaning
-=============================================  ============================================
-``stage`` ("dev")                              stage name: stack names and API stage
-``account`` / ``region`` ("")                  pin the stacks to an environment; empty =
-                                               environment-agnostic (CLI credentials decide)
-``model_name`` ("default")                     registry model trained and served
-``training_schedule`` ("cron(0 3 ? * SUN *)")  EventBridge schedule; "" disables it
-``training_on_upload`` (true)                  retrain when an object lands under ``data/``
-``training_instance_types`` (["c6i.xlarge",    EC2 instance types for the Batch compute
-"m6i.xlarge", "c5.xlarge"])                    environment (x86_64: the image CI builds)
-``training_max_vcpus`` (16)                    compute environment ceiling
-``training_spot`` (true)                       use Spot capacity (a failed run leaves the
-                                               champion untouched, so interruption is safe)
-``training_job_vcpus`` (2)                     vCPUs per training job
-``training_job_memory_mib`` (6144)             memory per training job (docs/training.md,
-                                               "Sizing on AWS": data size -> vCPU, memory)
-``training_max_fit_rows`` (0)                  MLSYS_MAX_FIT_ROWS: fit the final model on a
-                                               sample of this many rows (0 = every row)
-``training_timeout_minutes`` (120)             Batch attempt timeout
-``training_time_budget_seconds`` (1800)        MLSYS_TIME_BUDGET_SECONDS for the model search
-``training_min_improvement`` (0.0)             MLSYS_MIN_IMPROVEMENT
-``training_rollout`` ("canary")                MLSYS_ROLLOUT: how a better challenger replaces
-                                               the champion (direct, canary or shadow); the
-                                               rollout evaluator completes or aborts it
-``training_canary_fraction`` (0.1)             MLSYS_CANARY_FRACTION of a canary
-``training_target`` ("")                       MLSYS_TARGET for jobs started by an upload,
-                                               the schedule or CI; "" = the data's default
-                                               (its last column)
-``training_image_tag`` ("")                    tag of the training image in ECR; "" = the
-                                               value of the SSM parameter
-                                               ``/mlsys/<stage>/training-image-tag``, which
-                                               the deploy workflow writes after pushing an
-                                               image (so any deploy keeps the current tag)
-``predict_auth`` ("api-key")                   ``api-key`` (key + usage plan) or ``iam``
-``throttle_rate`` (100) / ``throttle_burst``   stage and usage-plan throttling
-(200)                                          (requests/s, burst)
-``quota_per_day`` (100000)                     usage-plan quota (requests per day)
-``lambda_memory_mb`` (1024)                    memory of the inference functions
-``lambda_timeout_seconds`` (15)                timeout (below API Gateway's 29 s)
-``provisioned_concurrency_min`` (0)            provisioned concurrency floor (0 = none, no
-                                               idle cost; > 0 needs an account concurrency
-                                               quota above 100 + this value)
-``provisioned_concurrency_max`` (10)           autoscaling ceiling
-``provisioned_utilization_target`` (0.7)       target tracking on utilisation
-``reserved_concurrency`` (0)                   hard cap on the predict function; 0 = none
-                                               (a fresh account's quota cannot reserve any)
-``predict_deployment``                         CodeDeploy config shifting the ``live`` alias
-("LambdaCanary10Percent5Minutes")              to a new version (rolled back on alarm)
-``log_inputs`` ("sampled")                     MLSYS_LOG_INPUTS of the predict function:
-                                               ``sampled``, ``digest`` or ``full``
-``log_inputs_sample_rate`` (0.05)              MLSYS_LOG_INPUTS_SAMPLE_RATE: share of requests
-                                               logged with full inputs when ``sampled``
-``minimal_idle_cost`` (false)                  no dashboard, KMS key or model monitor, only
-                                               the rollback alarms: idle cost ~USD 0 (needs
-                                               ``provisioned_concurrency_min`` 0)
-``log_retention_days`` (30)                    CloudWatch Logs retention and system-log TTL
-``alarm_email`` ("")                           optional e-mail subscription to the alarm topic
-``latency_p99_ms`` (1000)                      p99 latency alarm threshold
-``monitor_schedule`` ("rate(1 hour)")          EventBridge schedule of the model monitor;
-                                               "" disables it
-``monitor_window_minutes`` (60)                log window each monitor run reads
-``monitor_lookback_minutes`` (0)              also join a run's feedback with predictions
-                                               this much older than its window (late labels;
-                                               each run then reads that much more log)
-``monitor_drift_threshold`` (0.2)              PSI above which a feature / the predictions
-                                               count as drifted (alarm threshold)
-``monitor_quality_floor`` (0.0)                alarm when the champion's live metric (r2,
-                                               f1_macro...) falls below this
-``monitor_retrain_on_alarm`` (false)           a drift or quality alarm submits a training
-                                               job on the newest data (as the schedule does)
-``github_repository`` ("owner/repo")           repository allowed to assume the deploy role,
-                                               from its GitHub environment named ``<stage>``
-``github_oidc_provider`` ("create")            ``create`` the account's GitHub OIDC provider,
-                                               or reuse it: ``existing`` (this account's) or
-                                               its ARN (an account holds one)
-``cdk_qualifier`` ("hnb659fds")                bootstrap qualifier of the deploy roles
-``lambda_bundle_dir`` (".build/lambda")        code asset built by ``make lambda-package``
-=============================================  ============================================
+Every key, its default and its meaning are listed in ``docs/configuration.md``, generated
+from :data:`DEFAULTS`, :data:`CONTEXT_HELP` and, for the keys that set a runtime setting of
+the training job or the predict function, from their declaration in :data:`mlsys.knobs.KNOBS`
+(``cdk.json`` mirrors :data:`DEFAULTS`; a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -94,7 +16,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from mlsys.knobs import BY_CONTEXT, Knob, KnobValueError, knobs_of
 
 PredictAuth = Literal["api-key", "iam"]
 LogInputs = Literal["sampled", "digest", "full"]
@@ -125,13 +49,7 @@ DEFAULTS: Mapping[str, object] = {
     "training_spot": True,
     "training_job_vcpus": 2,
     "training_job_memory_mib": 6144,
-    "training_max_fit_rows": 0,
     "training_timeout_minutes": 120,
-    "training_time_budget_seconds": 1800,
-    "training_min_improvement": 0.0,
-    "training_rollout": "canary",
-    "training_canary_fraction": 0.1,
-    "training_target": "",
     "training_image_tag": "",
     "predict_auth": "api-key",
     "throttle_rate": 100,
@@ -144,8 +62,6 @@ DEFAULTS: Mapping[str, object] = {
     "provisioned_utilization_target": 0.7,
     "reserved_concurrency": 0,
     "predict_deployment": "LambdaCanary10Percent5Minutes",
-    "log_inputs": "sampled",
-    "log_inputs_sample_rate": 0.05,
     "minimal_idle_cost": False,
     "log_retention_days": 30,
     "alarm_email": "",
@@ -160,7 +76,66 @@ DEFAULTS: Mapping[str, object] = {
     "github_oidc_provider": "create",
     "cdk_qualifier": "hnb659fds",
     "lambda_bundle_dir": ".build/lambda",
+    **{key: knob.deploy_default for key, knob in BY_CONTEXT.items()},
 }
+"""Every context key and its default (the training and predict settings among them take
+their defaults from :data:`mlsys.knobs.KNOBS`)."""
+
+CONTEXT_HELP: Mapping[str, str] = {
+    "stage": "stage name: stack names and API stage",
+    "account": "pin the stacks to an account; empty = environment-agnostic (CLI credentials "
+    "decide)",
+    "region": "pin the stacks to a region; empty = environment-agnostic",
+    "model_name": "registry model trained and served",
+    "training_schedule": "EventBridge schedule of training jobs; empty disables it",
+    "training_on_upload": "retrain when an object lands under data/ in the model bucket",
+    "training_instance_types": "EC2 instance types of the Batch compute environment (x86_64: "
+    "the image CI builds)",
+    "training_max_vcpus": "compute environment ceiling",
+    "training_spot": "use Spot capacity (a failed run leaves the champion untouched, so "
+    "interruption is safe)",
+    "training_job_vcpus": "vCPUs per training job",
+    "training_job_memory_mib": "memory per training job (docs/training.md, 'Sizing on AWS')",
+    "training_timeout_minutes": "Batch attempt timeout",
+    "training_image_tag": "tag of the training image in ECR; empty = the TrainingImageTag "
+    "stack parameter's current value",
+    "predict_auth": "api-key (key + usage plan) or iam",
+    "throttle_rate": "stage and usage-plan throttling, requests/s",
+    "throttle_burst": "stage and usage-plan throttling, burst",
+    "quota_per_day": "usage-plan quota (requests per day)",
+    "lambda_memory_mb": "memory of the inference functions",
+    "lambda_timeout_seconds": "timeout of the inference functions (below API Gateway's 29 s)",
+    "provisioned_concurrency_min": "provisioned concurrency floor (0 = none, no idle cost; "
+    "> 0 needs an account concurrency quota above 100 + this value)",
+    "provisioned_concurrency_max": "provisioned concurrency autoscaling ceiling",
+    "provisioned_utilization_target": "target tracking on provisioned-concurrency utilisation",
+    "reserved_concurrency": "hard cap on the predict function; 0 = none (a fresh account's "
+    "quota cannot reserve any)",
+    "predict_deployment": "CodeDeploy configuration shifting the live alias to a new "
+    "version (rolled back on alarm)",
+    "minimal_idle_cost": "no dashboard, KMS key or model monitor, only the rollback alarms: "
+    "idle cost ~USD 0 (needs provisioned_concurrency_min 0)",
+    "log_retention_days": "CloudWatch Logs retention and system-log TTL",
+    "alarm_email": "optional e-mail subscription to the alarm topic",
+    "latency_p99_ms": "p99 latency alarm threshold",
+    "monitor_schedule": "EventBridge schedule of the model monitor; empty disables it",
+    "monitor_window_minutes": "log window each monitor run reads",
+    "monitor_lookback_minutes": "also join a run's feedback with predictions this much "
+    "older than its window (late labels; each run then reads that much more log)",
+    "monitor_drift_threshold": "PSI above which a feature or the predictions count as "
+    "drifted (alarm threshold)",
+    "monitor_quality_floor": "alarm when the champion's live metric (r2, f1_macro...) falls "
+    "below this",
+    "monitor_retrain_on_alarm": "a drift or quality alarm submits a training job on the "
+    "newest data (as the schedule does)",
+    "github_repository": "repository allowed to assume the deploy role, from its GitHub "
+    "environment named <stage>",
+    "github_oidc_provider": "create the account's GitHub OIDC provider, or reuse it: "
+    "existing (this account's) or its ARN (an account holds one)",
+    "cdk_qualifier": "bootstrap qualifier of the deploy roles",
+    "lambda_bundle_dir": "code asset built by make lambda-package",
+}
+"""What each context key that is not a runtime setting means (``docs/configuration.md``)."""
 
 API_GATEWAY_TIMEOUT_SECONDS = 29
 """API Gateway's default integration timeout; the functions must finish first."""
@@ -185,15 +160,11 @@ class TrainingConfig:
     spot: bool
     job_vcpus: int
     job_memory_mib: int
-    max_fit_rows: int
-    """0: the final model is fitted on every training row."""
     timeout_minutes: int
-    time_budget_seconds: int
-    min_improvement: float
-    target: str
     image_tag: str
-    rollout: str = "canary"
-    canary_fraction: float = 0.1
+    job_settings: Mapping[str, str]
+    """``MLSYS_*`` variables of the job from the context keys that set training knobs
+    (:data:`mlsys.knobs.KNOBS`); a knob left unset (empty, or 0 for a row cap) is absent."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,6 +283,25 @@ class _Reader:
             raise ContextError(f"context {key} must be an integer, got {value}")
         return int(value)
 
+    def knob(self, knob: Knob) -> Any:
+        """The context value of a runtime setting, validated by its declaration."""
+        assert knob.context is not None
+        try:
+            return knob.parse(self._values[knob.context])
+        except KnobValueError as error:
+            raise ContextError(f"context {knob.context} {error}") from None
+
+    def job_settings(self) -> dict[str, str]:
+        settings = {}
+        for knob in knobs_of("training"):
+            if knob.context is None:
+                continue
+            raw = self._values[knob.context]
+            if raw in ("", None) or (knob.zero_unsets and raw in (0, "0")):
+                continue
+            settings[knob.env] = knob.to_env(self.knob(knob))
+        return settings
+
     def texts(self, key: str) -> tuple[str, ...]:
         value = self._values[key]
         if isinstance(value, str):  # -c key='["a","b"]' or -c key=a,b
@@ -343,11 +333,7 @@ def _serving_config(read: _Reader) -> ServingConfig:
             f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
             f"got {deployment!r}"
         )
-    log_inputs = read.text("log_inputs")
-    if log_inputs not in _LOG_INPUTS:
-        raise ContextError(
-            f"context log_inputs must be 'sampled', 'digest' or 'full', got {log_inputs!r}"
-        )
+    log_inputs = read.knob(BY_CONTEXT["log_inputs"])
     return ServingConfig(
         predict_auth="iam" if auth == "iam" else "api-key",
         throttle_rate=read.number("throttle_rate", minimum=1),
@@ -365,7 +351,7 @@ def _serving_config(read: _Reader) -> ServingConfig:
         reserved_concurrency=reserved or None,
         deployment=deployment,
         log_inputs=_LOG_INPUTS[log_inputs],
-        log_inputs_sample_rate=read.number("log_inputs_sample_rate", minimum=0.0, maximum=1.0),
+        log_inputs_sample_rate=read.knob(BY_CONTEXT["log_inputs_sample_rate"]),
         lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
     )
 
@@ -429,13 +415,8 @@ def _training_config(read: _Reader) -> TrainingConfig:
         spot=read.flag("training_spot"),
         job_vcpus=read.integer("training_job_vcpus", minimum=1),
         job_memory_mib=read.integer("training_job_memory_mib", minimum=512),
-        max_fit_rows=read.integer("training_max_fit_rows", minimum=0),
         timeout_minutes=read.integer("training_timeout_minutes", minimum=5),
-        time_budget_seconds=read.integer("training_time_budget_seconds", minimum=10),
-        min_improvement=read.number("training_min_improvement", minimum=0.0),
-        target=read.text("training_target"),
-        rollout=read.text("training_rollout", pattern=r"direct|canary|shadow", empty_ok=False),
-        canary_fraction=read.number("training_canary_fraction", minimum=0.001, maximum=0.999),
+        job_settings=read.job_settings(),
         image_tag=read.text("training_image_tag", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
     )
     if training.job_vcpus > training.max_vcpus:

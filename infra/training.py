@@ -397,23 +397,11 @@ def _job_environment(
         names.REGISTRY_URI: model_store.registry_uri,
         names.MODEL_NAME: model_name,
         names.LOG_URI: system_log.uri,
-        names.TIME_BUDGET_SECONDS: str(config.time_budget_seconds),
-        names.MIN_IMPROVEMENT: str(config.min_improvement),
-        names.ROLLOUT: config.rollout,
-        names.CANARY_FRACTION: str(config.canary_fraction),
         # The TTL of the events the job writes to the system log.
         names.LOG_RETENTION_DAYS: str(log_retention_days),
         names.POWERTOOLS_SERVICE_NAME: names.TRAINING_SERVICE,
         names.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         "AWS_DEFAULT_REGION": Aws.REGION,
-        **_optional_environment(config),
+        # The training knobs the context sets (search budget, policy, rollout, target...).
+        **config.job_settings,
     }
-
-
-def _optional_environment(config: TrainingConfig) -> dict[str, str]:
-    """Variables set only when the context sets them: unset, the job trains on the data's
-    default target (its last column) and fits the final model on every training row."""
-    environment = {names.TARGET: config.target} if config.target else {}
-    if config.max_fit_rows:
-        environment[names.MAX_FIT_ROWS] = str(config.max_fit_rows)
-    return environment

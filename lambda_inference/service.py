@@ -43,6 +43,7 @@ from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.eventlog.fields import bounded_data, outputs_field
+from mlsys.knobs import default_of
 from mlsys.registry import ModelRegistry
 from mlsys.rollout.shadow import shadow_event
 from mlsys.settings import Settings
@@ -58,9 +59,9 @@ LOG_FLUSH_SECONDS = 10.0
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    max_batch_records: int = 10_000
-    max_body_bytes: int = 6_000_000
-    max_log_page: int = 1000
+    max_batch_records: int = default_of("runtime", "max_batch_records")
+    max_body_bytes: int = default_of("runtime", "max_body_bytes")
+    max_log_page: int = default_of("runtime", "max_log_page")
 
 
 class InferenceService:
@@ -72,10 +73,10 @@ class InferenceService:
         telemetry: Telemetry,
         limits: Limits,
         sink: EventSink | None = None,
-        log_delivery: str = "sync",
+        log_delivery: str = default_of("runtime", "log_delivery"),
         stdout: TextIO | None = None,
-        log_inputs: str = "full",
-        log_inputs_sample_rate: float = 1.0,
+        log_inputs: str = default_of("runtime", "log_inputs"),
+        log_inputs_sample_rate: float = default_of("runtime", "log_inputs_sample_rate"),
         log_flush_seconds: float = LOG_FLUSH_SECONDS,
     ) -> None:
         self.tracker = tracker

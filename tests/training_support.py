@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,32 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
+import mlsys.cli.train
 from mlsys.cli import main as mlsys_main
 from tests.inference_support import fake_aws_credentials
+from training_job.run import TrainingRun
 
 FAST = ("--time-budget", "30")
+
+
+def stopped_clock() -> float:
+    """A clock that never moves: the model search never runs out of its time budget."""
+    return 0.0
+
+
+@contextlib.contextmanager
+def stopped_search_clock() -> Iterator[None]:
+    """Every training ``mlsys train`` runs in-process gets :func:`stopped_clock`.
+
+    With the wall clock, a loaded machine (``pytest -n 4``, a benchmark beside it) skips
+    candidates or cuts their folds short, so which model wins, and with it the decision a
+    test asserts, would depend on the load. Stopped, every candidate is judged on every
+    fold: the outcome depends on the data and the seed alone.
+    """
+    pinned = functools.partial(TrainingRun, clock=stopped_clock)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlsys.cli.train, "TrainingRun", pinned)
+        yield
 
 
 @contextlib.contextmanager
@@ -69,7 +92,8 @@ def run_main(argv: list[str]) -> int:
 def train(
     capsys: pytest.CaptureFixture[str], registry: Path | str, log: Path, *args: str
 ) -> tuple[int, dict[str, Any] | None, str]:
-    """Run ``mlsys train --json`` in-process: exit code, parsed result, stderr."""
+    """Run ``mlsys train --json`` in-process (search clock stopped: the result does not
+    depend on the machine's load): exit code, parsed result, stderr."""
     argv = [
         "train",
         "--registry",
@@ -80,7 +104,8 @@ def train(
         *FAST,
         *args,
     ]
-    code = run_main(argv)
+    with stopped_search_clock():
+        code = run_main(argv)
     captured = capsys.readouterr()
     result = json.loads(captured.out) if code == 0 and captured.out.strip() else None
     return code, result, captured.err

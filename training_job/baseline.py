@@ -20,18 +20,8 @@ from typing import Any
 import numpy as np
 
 from mlsys.contract import Task
-from training_job.evaluation import BootstrapResult, Metric, Scores, paired_bootstrap
-
-BEST_POSSIBLE: dict[str, float] = {
-    "r2": 1.0,
-    "rmse": 0.0,
-    "mae": 0.0,
-    "f1_macro": 1.0,
-    "accuracy": 1.0,
-    "log_loss": 0.0,
-    "roc_auc": 1.0,
-}
-"""A perfect model's score per metric (the other end of the baseline-lift scale)."""
+from mlsys.metrics import Metric, Scores, metric_value
+from training_job.evaluation import BootstrapResult, paired_bootstrap
 
 
 def baseline_scores(
@@ -62,14 +52,6 @@ def guessing_scores(y_train: Any, *, holdout_rows: int, n_classes: int, seed: in
     return Scores(labels=labels, probabilities=np.tile(frequencies, (holdout_rows, 1)))
 
 
-def _score(metric: Metric, y_holdout: Any, scores: Scores) -> float | None:
-    try:
-        value = float(metric.compute(y_holdout, scores, None))
-    except ValueError:
-        return None
-    return value if np.isfinite(value) else None
-
-
 @dataclass(frozen=True)
 class Baseline:
     score: float
@@ -83,7 +65,7 @@ def baseline(
     """The baseline's ``metric`` on the holdout (``None`` if undefined there)."""
     rows = len(y_holdout)
     trivial_scores = baseline_scores(task, y_train, holdout_rows=rows, n_classes=n_classes)
-    trivial = _score(metric, y_holdout, trivial_scores)
+    trivial = metric_value(metric.name, y_holdout, trivial_scores)
     if trivial is None:
         return None
     if task == "regression":
@@ -93,7 +75,8 @@ def baseline(
         guessing_scores(y_train, holdout_rows=rows, n_classes=n_classes, seed=seed)
         for seed in range(GUESS_DRAWS)
     ]
-    draws = [(value, g) for g in guesses if (value := _score(metric, y_holdout, g)) is not None]
+    scored = [(metric_value(metric.name, y_holdout, g), g) for g in guesses]
+    draws = [(value, g) for value, g in scored if value is not None]
     if not draws:
         return Baseline(trivial, trivial_scores)
     guess = float(np.mean([value for value, _ in draws]))

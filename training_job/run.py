@@ -36,11 +36,12 @@ import pandas as pd
 from mlsys.contract import JsonScalar, LoadedModel, ModelCard
 from mlsys.errors import ConcurrentUpdateError, ConfigError, DataError, MlsysError
 from mlsys.eventlog import Event
+from mlsys.metrics import Metric, Scores, all_metrics, resolve_metric
 from mlsys.registry import ChampionPointer, ModelRegistry, RolloutMode, iso, new_version_id, utc_now
 from mlsys.rollout.state import ROLLOUT_CHOICES, start_rollout
 from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
-from training_job.baseline import BEST_POSSIBLE, FloorEvidence, floor_evidence
+from training_job.baseline import FloorEvidence, floor_evidence
 from training_job.data import Dataset, load_dataset
 from training_job.data_checks import DataWarning, column_warnings, drift_warnings
 from training_job.evaluation import BootstrapResult
@@ -222,7 +223,7 @@ class PreparedData:
     target_name: str
     target: schema.Target
     inferred: schema.Schema
-    metric: evaluation.Metric
+    metric: Metric
     split: schema.Split
 
 
@@ -252,7 +253,7 @@ def prepare(settings: TrainingSettings, dataset: Dataset) -> PreparedData:
     # Without unlabelled rows no copy is made (a large frame would briefly exist twice).
     labelled = frame if target.keep.all() else frame.loc[target.keep].reset_index(drop=True)
     inferred = schema.infer_schema(labelled, target=target_name)
-    metric = evaluation.resolve_metric(settings.metric, target.task)
+    metric = resolve_metric(settings.metric, target.task)
     split = schema.split_rows(target.y, task=target.task, seed=settings.seed)
     return PreparedData(
         dataset=dataset,
@@ -372,7 +373,7 @@ def _guardrail_checks(
 
 def _score_champion(
     prepared: PreparedData, champion_model: LoadedModel
-) -> tuple[evaluation.Scores | None, str | None]:
+) -> tuple[Scores | None, str | None]:
     """The champion's scores on the holdout, or why it cannot score it."""
     holdout = prepared.frame.iloc[prepared.split.holdout]
     comparison = schema.compare_schema(
@@ -395,7 +396,7 @@ def _score_champion(
 
 def _load_and_score_champion(
     prepared: PreparedData, registry: ModelRegistry, version: str
-) -> tuple[evaluation.Scores | None, str | None]:
+) -> tuple[Scores | None, str | None]:
     try:
         champion_model = registry.load(version)
     except (MlsysError, ValueError) as exc:
@@ -416,7 +417,9 @@ def _challenger_score(prepared: PreparedData, metrics: dict[str, float]) -> floa
 class TrainingRun:
     """Runs one training as named steps: fit -> export -> evaluate -> decide -> publish.
 
-    Collaborators are injected so tests can use moto and tmp dirs.
+    Collaborators are injected so tests can use moto and tmp dirs, and ``clock``, which
+    times the phases and bounds the model search (:func:`training_job.search.search`), so
+    tests that assert a decision can stop time.
     """
 
     def __init__(
@@ -571,7 +574,7 @@ class TrainingRun:
         holdout = prepared.frame.iloc[prepared.split.holdout]
         y_holdout = prepared.target.y[prepared.split.holdout]
         scores = evaluation.score_model(exported.challenger, holdout, task=task, classes=classes)
-        metrics = evaluation.all_metrics(task, y_holdout, scores)
+        metrics = all_metrics(task, y_holdout, scores)
         checks = _guardrail_checks(prepared, fitted, exported, self.settings.budgets)
         score = _challenger_score(prepared, metrics)
         floor = self._quality_floor(prepared, scores)
@@ -591,7 +594,7 @@ class TrainingRun:
         champion_scores, change = _load_and_score_champion(prepared, self.registry, pointer.version)
         champion_metrics = None
         if champion_scores is not None:
-            champion_metrics = evaluation.all_metrics(task, y_holdout, champion_scores)
+            champion_metrics = all_metrics(task, y_holdout, champion_scores)
         champion = ChampionMetrics(
             version=pointer.version,
             score=champion_metrics.get(prepared.metric.name) if champion_metrics else None,
@@ -620,7 +623,7 @@ class TrainingRun:
             baseline_bootstrap=floor.bootstrap,
         )
 
-    def _quality_floor(self, prepared: PreparedData, scores: evaluation.Scores) -> FloorEvidence:
+    def _quality_floor(self, prepared: PreparedData, scores: Scores) -> FloorEvidence:
         """The trivial baseline on the same holdout (and, for classifiers, its bootstrap)."""
         classes = prepared.target.classes
         return floor_evidence(
@@ -646,7 +649,7 @@ class TrainingRun:
                 guardrail_failures=tuple(c.detail for c in evaluated.checks if not c.passed),
                 bootstrap=evaluated.bootstrap,
                 baseline_score=evaluated.baseline_score,
-                best_possible=BEST_POSSIBLE.get(metric.name),
+                best_possible=metric.perfect,
                 baseline_bootstrap=evaluated.baseline_bootstrap,
             ),
             PromotionPolicy(

@@ -32,6 +32,7 @@ from mlsys.contract import (
     schema_changes,
 )
 from mlsys.errors import DataError
+from mlsys.knobs import AUTO_CLASSIFICATION_MAX_LEVELS
 from mlsys.monitoring.drift import numeric_baseline
 from training_job.search import SMALL_DATA_FOLDS
 
@@ -40,7 +41,6 @@ TaskChoice = Literal["auto", "regression", "classification"]
 MAX_CATEGORIES = 1000
 """A string column with more distinct values looks like an identifier; it is dropped."""
 MAX_CLASSES = 100
-AUTO_CLASSIFICATION_MAX_LEVELS = 20
 """``--task auto``: an integer-valued numeric target with at most this many distinct
 values (each seen twice on average) is treated as class labels; see :func:`detect_task`."""
 HOLDOUT_FRACTION = 0.2

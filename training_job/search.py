@@ -31,7 +31,7 @@ import pandas as pd
 
 from mlsys.contract import FeatureSpec, Task
 from mlsys.errors import MlsysError
-from training_job.evaluation import Metric
+from mlsys.metrics import Metric
 
 MAX_SEARCH_ROWS = 20_000
 FINAL_FIT_LIMIT_FACTOR = 10.0
@@ -381,7 +381,14 @@ def search(
     """Cross-validate the candidates on (a sample of) ``x`` and fit the best one on all rows
     (at most ``max_fit_rows``). With ``release_rows`` the final fit may delete ``x``'s
     columns once copied into the model's matrix (the caller hands ``x`` over: on large
-    data that saves a whole copy of the training rows)."""
+    data that saves a whole copy of the training rows).
+
+    ``clock`` is the only source of time: it decides when the budget is used up (candidates
+    ``skipped``, folds cut short: ``partial``) and measures the fold fits that project the
+    final fit (``too_slow``). With a clock that stands still, every candidate is judged on
+    every fold and the winner depends on the data and ``seed`` alone, not on the machine's
+    load: tests that assert a decision pin it so.
+    """
     started = clock()
     rng = np.random.default_rng(seed)
     sample = _subsample(len(y), MAX_SEARCH_ROWS, rng)

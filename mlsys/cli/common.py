@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from mlsys.knobs import BY_FIELD, Knob, KnobValueError
 
 BAD_INPUT_EXIT = 2
 """Bad input or configuration (a one-line error names it)."""
@@ -14,19 +18,60 @@ def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) ->
     """``--registry``, ``--model-name`` and ``--log``: where a subcommand finds its model
     and its system log. Unset, they fall back to the settings (``MLSYS_*``)."""
     parser.add_argument(
-        "--registry",
-        metavar="URI",
-        help="registry directory or s3://bucket/prefix (env MLSYS_REGISTRY_URI)",
+        "--registry", metavar="URI", help=knob_help(BY_FIELD[("runtime", "registry_uri")])
     )
     parser.add_argument(
-        "--model-name", metavar="NAME", help="model in the registry (env MLSYS_MODEL_NAME)"
+        "--model-name", metavar="NAME", help=knob_help(BY_FIELD[("runtime", "model_name")])
     )
+    log = BY_FIELD[("runtime", "log_uri")]
     parser.add_argument(
-        "--log",
-        metavar="URI",
-        dest="log_uri",
-        help=f"{log_help}: sqlite:///path or dynamodb://table (env MLSYS_LOG_URI)",
+        "--log", metavar="URI", dest="log_uri", help=f"{log_help}; " + knob_help(log)
     )
+
+
+def knob_help(knob: Knob) -> str:
+    """The declared help, with where else the value can come from and its default."""
+    if knob.default is None:
+        return f"{knob.help} (env {knob.env})"
+    return f"{knob.help} (env {knob.env}; default {_shown(knob.default)})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def add_knob_argument(
+    parser: argparse.ArgumentParser, knob: Knob, *, choices: Sequence[str] | None = None
+) -> None:
+    """The knob's flag (``knob.flag``): validated as the environment variable is, help and
+    default from the declaration. Its default is ``None`` so the caller can tell "not
+    given" (the environment or the declared default applies) from a value."""
+    assert knob.flag is not None, knob.field
+    if knob.kind == "bool":
+        parser.add_argument(knob.flag, action="store_true", default=None, help=knob_help(knob))
+        return
+    parser.add_argument(
+        knob.flag,
+        type=_flag_type(knob),
+        choices=choices or knob.choices or None,
+        metavar=knob.metavar,
+        help=knob_help(knob),
+    )
+
+
+def _flag_type(knob: Knob) -> Any:
+    def parse(raw: str) -> Any:
+        try:
+            return knob.parse(raw)
+        except KnobValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = knob.kind  # argparse names the type in its "invalid ..." message
+    return parse
 
 
 def fraction(raw: str) -> float:

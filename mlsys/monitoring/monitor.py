@@ -18,7 +18,7 @@ import numpy as np
 from mlsys.contract import ModelCard, categorical_value
 from mlsys.errors import MlsysError
 from mlsys.eventlog import EVENT_TYPES, EventLog, EventType
-from mlsys.monitoring import quality
+from mlsys.metrics import Scores, metric_value
 from mlsys.monitoring.collect import (
     CategoryCounts,
     Counts,
@@ -304,10 +304,14 @@ def _metric(card: ModelCard, rows: Sequence[Joined]) -> float | None:
         return None
     y = [a for a, _ in pairs]
     predicted = [p for _, p in pairs]
+    if not card.is_classifier:
+        values = np.asarray(predicted, np.float64)
+        return metric_value(card.metric, np.asarray(y, np.float64), Scores(values=values))
     probabilities = None
-    if card.is_classifier and all(r.probabilities for r in rows):
+    if all(r.probabilities for r in rows):
         columns = [str(c) for c in card.classes or ()]
         probabilities = np.array(
             [[float((r.probabilities or {}).get(c, 0.0)) for c in columns] for r in rows]
         )
-    return quality.compute(card.metric, y, predicted, probabilities=probabilities)
+    scores = Scores(labels=np.asarray(predicted, np.int64), probabilities=probabilities)
+    return metric_value(card.metric, np.asarray(y, np.int64), scores)

@@ -14,31 +14,37 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from mlsys.knobs import default_of
 from mlsys.registry import Rollout, RolloutMode
 from mlsys.settings import Settings
 
 Action = Literal["pending", "complete", "abort"]
 
 
+def _margin(field_name: str) -> Any:
+    """The declared default (``MLSYS_ROLLOUT_*``, :data:`mlsys.knobs.KNOBS`)."""
+    return default_of("rollout", field_name)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RolloutPolicy:
     """Margins of the automatic rollout decision (see :func:`decide_rollout`)."""
 
-    min_requests: int = 200
+    min_requests: int = _margin("min_requests")
     """Candidate requests (canary) or shadow comparisons needed before completing."""
-    min_bake_seconds: float = 900.0
+    min_bake_seconds: float = _margin("min_bake_seconds")
     """Time since the rollout started needed before completing."""
     min_breach_samples: int = 30
     """Requests each side needs before a breach can abort (fewer: too noisy to judge)."""
-    max_error_rate_increase: float = 0.02
+    max_error_rate_increase: float = _margin("max_error_rate_increase")
     """Abort when candidate error rate - champion error rate exceeds this."""
-    max_p99_latency_ratio: float = 1.5
+    max_p99_latency_ratio: float = _margin("max_p99_latency_ratio")
     """Abort when candidate p99 > champion p99 * ratio + ``p99_latency_slack_ms``."""
     p99_latency_slack_ms: float = 5.0
     """Absolute slack, so sub-millisecond jitter cannot abort a rollout on its own."""
-    max_shadow_deviation: float = 0.25
+    max_shadow_deviation: float = _margin("max_shadow_deviation")
     """Shadow: abort when the mean deviation (:func:`prediction_deviation`) exceeds this."""
-    max_quality_drop: float = 0.02
+    max_quality_drop: float = _margin("max_quality_drop")
     """Abort when live quality (from feedback) is worse than the champion's by more."""
 
     @classmethod

@@ -15,9 +15,9 @@ from typing import Any
 
 from mlsys.errors import MlsysError
 from mlsys.eventlog import EventLog, EventType
+from mlsys.metrics import METRICS
 from mlsys.monitoring.collect import FeedbackJoin
 from mlsys.monitoring.monitor import live_quality
-from mlsys.monitoring.quality import HIGHER_IS_BETTER
 from mlsys.monitoring.source import iter_events
 from mlsys.registry import ModelRegistry, Rollout, iso, utc_now
 from mlsys.rollout.policy import LiveQuality
@@ -73,9 +73,10 @@ def feedback_live_quality(
             return None  # two metrics cannot be compared
         champion = live_quality(champion_card, join.joined.get(champion_version, []))
         candidate = live_quality(candidate_card, join.joined.get(rollout.candidate, []))
+        metric = METRICS.get(champion_card.metric)
         return LiveQuality(
             metric=champion_card.metric,
-            higher_is_better=HIGHER_IS_BETTER.get(champion_card.metric, True),
+            higher_is_better=metric.higher_is_better if metric else True,
             champion=champion.value,
             candidate=candidate.value,
             candidate_samples=candidate.n,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score, r2_score
 
 from mlsys.eventlog import Event
 from mlsys.monitoring.drift import DRIFT_THRESHOLD
@@ -23,7 +24,6 @@ from tests.monitoring.support import (
     send_batches,
     shifted,
 )
-from training_job import evaluation
 
 
 def drifted(trained: Trained, traffic: list[dict[str, object]], log_path: Path) -> list[str]:
@@ -95,7 +95,7 @@ def test_live_quality_on_200_predictions_equals_the_metric_computed_directly(
     assert accepted["result"] == {"accepted": 200}
 
     (version,) = monitor(regressor, open_log(uri)).versions
-    expected = evaluation.r2(actual, evaluation.Scores(values=np.asarray(predicted)))
+    expected = r2_score(actual, predicted)
     assert version.quality is not None
     assert version.quality.metric == "r2"
     assert version.quality.n == 200
@@ -118,7 +118,7 @@ def test_classifier_live_quality_matches_training_f1(classifier: Trained, tmp_pa
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in frame["label"]])
     labels = np.array([index[c] for c in result["result"]])
-    expected = evaluation.f1_macro(y, evaluation.Scores(labels=labels))
+    expected = f1_score(y, labels, average="macro")
     assert version.quality is not None
     assert version.quality.metric == "f1_macro"
     assert version.quality.value == pytest.approx(expected, abs=1e-6)

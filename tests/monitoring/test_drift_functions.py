@@ -1,4 +1,4 @@
-"""PSI, buckets, live-quality metrics and the feedback join as pure functions."""
+"""PSI, buckets and the feedback join as pure functions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from mlsys.contract import FeatureSpec, ModelCard
 from mlsys.errors import ConfigError
-from mlsys.monitoring import quality
 from mlsys.monitoring.collect import FeedbackJoin, NumericCounts, VersionStats
 from mlsys.monitoring.drift import (
     MIN_RECORDS,
@@ -25,7 +24,6 @@ from mlsys.monitoring.drift import (
     psi,
 )
 from mlsys.monitoring.window import parse_since
-from training_job import evaluation
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_the_shift() -> None:
@@ -93,40 +91,6 @@ def test_numeric_counts_stream_in_chunks_like_one_pass() -> None:
     counts.flush()
     assert counts.counts.tolist() == bin_counts(values, edges).tolist()
     assert counts.missing == 3  # None, a string and a boolean are not numbers
-
-
-@pytest.mark.parametrize("metric", ["r2", "rmse", "mae"])
-def test_regression_metrics_match_training(metric: str) -> None:
-    rng = np.random.default_rng(1)
-    y, p = rng.normal(size=300), rng.normal(size=300)
-    direct = evaluation.METRICS[metric].compute(y, evaluation.Scores(values=p), None)
-    assert quality.compute(metric, y, p) == pytest.approx(direct, abs=1e-12)
-
-
-@pytest.mark.parametrize("metric", ["accuracy", "f1_macro", "log_loss", "roc_auc"])
-def test_classification_metrics_match_training(metric: str) -> None:
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 3, size=300)
-    probabilities = rng.dirichlet([1, 1, 1], size=300)
-    labels = probabilities.argmax(axis=1)
-    scores = evaluation.Scores(labels=labels, probabilities=probabilities)
-    direct = evaluation.METRICS[metric].compute(y, scores, None)
-    live = quality.compute(metric, y, labels, probabilities=probabilities)
-    assert live == pytest.approx(direct, abs=1e-9)
-
-
-def test_binary_auc_with_ties_matches_training() -> None:
-    y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
-    p1 = np.array([0.1, 0.4, 0.4, 0.4, 0.9, 0.2, 0.2, 0.7])
-    probabilities = np.column_stack([1 - p1, p1])
-    direct = evaluation.roc_auc(y, evaluation.Scores(probabilities=probabilities))
-    assert quality.compute("roc_auc", y, y, probabilities=probabilities) == pytest.approx(direct)
-
-
-def test_undefined_metrics_are_none() -> None:
-    assert quality.compute("r2", [1.0], [1.0]) is None
-    assert quality.compute("log_loss", [0, 1], [0, 1]) is None  # no probabilities logged
-    assert quality.compute("accuracy", [], []) is None
 
 
 def _prediction(request_id: str, outputs: object, *, endpoint: str = "batch") -> dict[str, object]:

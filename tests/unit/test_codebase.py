@@ -102,7 +102,14 @@ def import_graph() -> dict[str, set[str]]:
 
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("mlsys", "mlsys.errors", "mlsys.names", "mlsys.contract"),
+    "foundation": (
+        "mlsys",
+        "mlsys.errors",
+        "mlsys.names",
+        "mlsys.knobs",
+        "mlsys.contract",
+        "mlsys.metrics",
+    ),
     "storage": ("mlsys.storage", "mlsys.registry", "mlsys.eventlog"),
     "settings": ("mlsys.settings",),
     "domain": ("mlsys.monitoring", "mlsys.rollout"),

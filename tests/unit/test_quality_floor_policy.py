@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlsys.metrics import METRICS
 from training_job.baseline import baseline, baseline_scores
-from training_job.evaluation import METRICS, BootstrapResult
+from training_job.evaluation import BootstrapResult
 from training_job.policy import (
     ChallengerMetrics,
     ChampionMetrics,

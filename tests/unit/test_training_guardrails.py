@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import numpy as np
@@ -11,9 +12,9 @@ import pytest
 from sklearn.metrics import get_scorer
 
 from mlsys.contract import FeatureSpec
+from mlsys.metrics import METRICS
 from mlsys.settings import GuardrailBudgets
 from training_job.cloudwatch import emit_training_metrics
-from training_job.evaluation import METRICS
 from training_job.guardrails import (
     classification_parity_check,
     latency_check,
@@ -79,7 +80,7 @@ def test_projected_final_fit_seconds_scale_with_rows() -> None:
     assert projected_seconds(fold_rows=10_000, fold_seconds=2.0, rows=5_000, exponent=1.2) == 2.0
 
 
-def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> None:
+def _search_data() -> tuple[pd.DataFrame, np.ndarray, tuple[FeatureSpec, ...]]:
     rng = np.random.default_rng(0)
     x = pd.DataFrame({"f0": rng.normal(size=200), "f1": rng.normal(size=200)})
     y = x["f0"].to_numpy() * 2 + rng.normal(scale=0.1, size=200)
@@ -87,6 +88,12 @@ def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> 
         FeatureSpec(name="a", kind="numeric", input_name="f0"),
         FeatureSpec(name="b", kind="numeric", input_name="f1"),
     )
+    return x, y, features
+
+
+def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> None:
+    x, y, features = _search_data()
+    ticks = itertools.count()  # every reading of the clock is one second later
     result = search(
         x,
         y,
@@ -94,11 +101,35 @@ def test_search_with_an_exhausted_budget_still_returns_the_first_candidate() -> 
         task="regression",
         metric=METRICS["r2"],
         seed=0,
-        time_budget_seconds=1e-6,
+        time_budget_seconds=0.5,
+        clock=lambda: float(next(ticks)),
     )
     assert result.best.name == "linear"
     assert [c.status for c in result.candidates] == ["ok", "skipped", "skipped", "skipped"]
     assert result.pipeline.predict(x.iloc[:3]).shape == (3,)
+
+
+def test_with_the_clock_stopped_the_search_judges_every_candidate_on_every_fold() -> None:
+    x, y, features = _search_data()
+    results = [
+        search(
+            x,
+            y,
+            features=features,
+            task="regression",
+            metric=METRICS["r2"],
+            seed=0,
+            time_budget_seconds=1e-9,  # would end the search at once on the wall clock
+            candidates=("linear", "random_forest"),
+            clock=lambda: 0.0,
+        )
+        for _ in range(2)
+    ]
+    for result in results:
+        assert [(c.status, len(c.cv_scores)) for c in result.candidates] == [("ok", 5)] * 2
+    assert [c.cv_scores for c in results[0].candidates] == [
+        c.cv_scores for c in results[1].candidates
+    ]
 
 
 def test_training_metrics_are_emitted_as_emf() -> None:
@@ -134,6 +165,6 @@ def test_training_metrics_are_emitted_as_emf() -> None:
     assert document["version"] == "v2"
 
 
-@pytest.mark.parametrize("name", ["r2", "f1_macro"])
+@pytest.mark.parametrize("name", list(METRICS))
 def test_every_metric_has_a_cross_validation_scorer(name: str) -> None:
     assert get_scorer(METRICS[name].sklearn_scoring) is not None

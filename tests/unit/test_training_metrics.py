@@ -1,59 +1,13 @@
-"""Holdout metrics (weighted, for the bootstrap) and the paired bootstrap itself."""
+"""Champion predictions in the current data's terms, and the paired bootstrap."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
 from mlsys.contract import Prediction
-from mlsys.errors import ConfigError
-from training_job.evaluation import (
-    METRICS,
-    Scores,
-    paired_bootstrap,
-    resolve_metric,
-    scores_from_prediction,
-)
-
-RNG = np.random.default_rng(7)
-Y_REG = RNG.normal(size=200)
-PRED_REG = Y_REG + RNG.normal(scale=0.5, size=200)
-Y_CLS = RNG.integers(0, 3, size=200)
-PROBA = RNG.dirichlet(np.ones(3), size=200)
-WEIGHTS = RNG.integers(0, 4, size=200).astype(np.float64)
-
-
-@pytest.mark.parametrize(
-    ("name", "reference"),
-    [
-        ("r2", lambda w: skm.r2_score(Y_REG, PRED_REG, sample_weight=w)),
-        ("rmse", lambda w: skm.root_mean_squared_error(Y_REG, PRED_REG, sample_weight=w)),
-        ("mae", lambda w: skm.mean_absolute_error(Y_REG, PRED_REG, sample_weight=w)),
-        ("accuracy", lambda w: skm.accuracy_score(Y_CLS, PROBA.argmax(1), sample_weight=w)),
-        (
-            "f1_macro",
-            lambda w: skm.f1_score(Y_CLS, PROBA.argmax(1), average="macro", sample_weight=w),
-        ),
-        ("log_loss", lambda w: skm.log_loss(Y_CLS, PROBA, sample_weight=w)),
-        ("roc_auc", lambda w: skm.roc_auc_score(Y_CLS, PROBA, multi_class="ovr", sample_weight=w)),
-    ],
-)
-def test_metrics_match_scikit_learn_with_and_without_weights(name: str, reference: object) -> None:
-    metric = METRICS[name]
-    if metric.task == "regression":
-        y, scores = Y_REG, Scores(values=PRED_REG)
-    else:
-        y, scores = Y_CLS, Scores(labels=PROBA.argmax(1), probabilities=PROBA)
-    for weights in (None, WEIGHTS):
-        assert metric.compute(y, scores, weights) == pytest.approx(reference(weights))  # type: ignore[operator]
-
-
-def test_metric_must_fit_the_task() -> None:
-    assert resolve_metric(None, "regression").name == "r2"
-    assert resolve_metric(None, "classification").name == "f1_macro"
-    with pytest.raises(ConfigError, match="not a regression metric"):
-        resolve_metric("f1_macro", "regression")
+from mlsys.metrics import METRICS, Scores
+from training_job.evaluation import paired_bootstrap, scores_from_prediction
 
 
 def test_champion_labels_are_mapped_into_the_current_classes() -> None:

@@ -140,7 +140,7 @@ def test_the_task_help_states_the_auto_rule(capsys: pytest.CaptureFixture[str]) 
         mlsys_main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert (
-        "default auto: strings and booleans are class labels, and so are whole numbers with "
+        "auto: strings and booleans are class labels, and so are whole numbers with "
         f"at most {AUTO_CLASSIFICATION_MAX_LEVELS} distinct values (e.g. 0/1/2)" in help_text
     )
     assert "any other number (fractions, many distinct values) is regression" in help_text
