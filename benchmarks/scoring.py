@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.training import gib, measure, mixed_frame, train_argv, verdict
+from benchmarks.training import Measured, gib, measure, mixed_frame, train_argv, verdict
 
 ROWS = int(os.environ.get("SCORING_BENCH_ROWS", "10000000"))
 TRAIN_ROWS = 50_000
@@ -140,10 +140,9 @@ def bench(workdir: Path) -> bool:
     return report(predict, baseline_run, clock, baseline)
 
 
-def report(predict: object, baseline_run: object, clock: dict[str, float], baseline: float) -> bool:
-    from benchmarks.training import Measured  # noqa: PLC0415
-
-    assert isinstance(predict, Measured) and isinstance(baseline_run, Measured)
+def report(
+    predict: Measured, baseline_run: Measured, clock: dict[str, float], baseline: float
+) -> bool:
     ratio = predict.seconds / baseline
     print(
         f"  mlsys predict (whole process): {predict.seconds:7.1f} s  "
