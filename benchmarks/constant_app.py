@@ -1,15 +1,20 @@
 """Baselines for ``benchmarks.serving``: the smallest app that answers a constant JSON body.
 
-``app`` is a WSGI callable for gunicorn (run with the same worker class, workers,
-threads and keep-alive as ``mlsys serve``); ``python -m benchmarks.constant_app
-stdlib`` serves the same body on the standard library's ThreadingHTTPServer
-(what ``mlsys serve`` used before gunicorn) and prints its port.
+``asgi_app`` runs on ``mlsys serve``'s own worker class (uvicorn under gunicorn, same
+workers and keep-alive): it reads the body on the event loop and hands a trivial call
+to a thread, as the real adapter does, so the difference to ``mlsys serve`` is the
+handlers. ``app`` is a WSGI callable for gunicorn's ``gthread`` worker (the server
+``mlsys serve`` ran before issue 18); ``python -m benchmarks.constant_app stdlib``
+serves the same body on the standard library's ThreadingHTTPServer (what it ran
+before gunicorn) and prints its port.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,6 +28,33 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         pass  # read the request body, as the real app does
     start_response("200 OK", HEADERS)
     return [BODY]
+
+
+_POOL = ThreadPoolExecutor(8, thread_name_prefix="constant")
+_ASGI_HEADERS = [(name.lower().encode(), value.encode()) for name, value in HEADERS]
+
+
+def _answer_in_thread(body: bytes) -> bytes:
+    return BODY
+
+
+async def asgi_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    if scope["type"] != "http":
+        return
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    loop = asyncio.get_running_loop()
+    answer = await loop.run_in_executor(_POOL, _answer_in_thread, b"".join(chunks))
+    await send({"type": "http.response.start", "status": 200, "headers": _ASGI_HEADERS})
+    await send({"type": "http.response.body", "body": answer})
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""Training benchmarks: full `python -m training_job` runs, measured in child processes.
+"""Training benchmarks: full `python -m mlsys train` runs, measured in child processes.
 
 Cases (``python -m benchmarks.training [CASE ...]``; ``make bench`` runs the default ones):
 

@@ -7,9 +7,10 @@ envelope, ``/log`` query parameters -- happens here, before the service is calle
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,24 +18,103 @@ from typing import Any
 from lambda_inference.errors import InvalidQueryError, PayloadTooLargeError
 from lambda_inference.routes import LOG_QUERY_PARAMETERS
 from lambda_inference.validation import decode_json, preview, preview_text, request_data
-from mlsys.eventlog import EVENT_TYPES, EventType
+from mlsys.eventlog import EVENT_TYPES, Event, EventType, token_after
 
 DEFAULT_LOG_PAGE = 100
 
+# --- Lambda's payload limits -------------------------------------------------------------
 
-@dataclass(frozen=True, kw_only=True)
+LAMBDA_PAYLOAD_BYTES = 6_291_456
+"""Lambda's synchronous invocation limit, for the request event and for the response
+(6 MiB), as the runtime serialises them: JSON, with ``ensure_ascii``."""
+EVENT_ENVELOPE_BYTES = 100_000
+"""What an API Gateway event holds besides its body: headers (at most 10 KB, twice,
+as ``headers`` and ``multiValueHeaders``), query string, request context."""
+MAX_EVENT_BODY_BYTES = LAMBDA_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES
+"""The most a request body may take *inside the event*: base64 for a binary media
+type (a gzip body: 4/3 of its size), a JSON string otherwise (each ``"`` and ``\\``
+escaped, non-ASCII as ``\\uXXXX``). A larger body cannot reach the function at all,
+so the handler refuses, with 413, every body that would come close."""
+MAX_LOG_RESPONSE_BYTES = 5_000_000
+"""A ``GET /log`` page stops early, with a ``next`` token, before its response would
+take more than this as the Lambda runtime serialises it (the body is a JSON string
+inside the proxy response, so its quotes are escaped again)."""
+
+
+def event_body_bytes(raw_body: str, *, base64_encoded: bool) -> int:
+    """The bytes a body takes in the serialised event (see :data:`MAX_EVENT_BODY_BYTES`).
+
+    Exact for base64; for text, exact when it matters: a body whose every character
+    could expand to the worst case and still fit is not scanned (an ASCII JSON body
+    at most doubles: only ``"``, ``\\`` and whitespace controls are escaped).
+    """
+    if base64_encoded:
+        return len(raw_body)
+    worst = 2 if raw_body.isascii() else 12  # astral characters: two \\uXXXX escapes
+    if len(raw_body) * worst <= MAX_EVENT_BODY_BYTES:
+        return len(raw_body)  # small enough that escaping cannot matter
+    return json_string_bytes(raw_body)
+
+
+def json_string_bytes(text: str) -> int:
+    """Bytes of ``text`` as a JSON string with ``ensure_ascii``, without the quotes."""
+    return len(json.dumps(text)) - 2
+
+
+def check_event_body(raw_body: str, *, base64_encoded: bool) -> None:
+    """413 for a body too large for Lambda's invocation payload (see above)."""
+    size = event_body_bytes(raw_body, base64_encoded=base64_encoded)
+    if size > MAX_EVENT_BODY_BYTES:
+        encoding = "base64-encoded" if base64_encoded else "as an escaped JSON string"
+        raise PayloadTooLargeError(
+            f"request body takes {size} bytes in the Lambda event ({encoding}); the limit "
+            f"is {MAX_EVENT_BODY_BYTES}: split the batch or send fewer, smaller records",
+            details={"event_bytes": size, "limit": MAX_EVENT_BODY_BYTES},
+        )
+
+
+def fit_log_page(
+    events: Sequence[Event], next_token: str | None, *, budget: int = MAX_LOG_RESPONSE_BYTES
+) -> tuple[list[Event], str | None]:
+    """The first events of a page whose response fits ``budget`` bytes, and the token
+    to continue from (the store's own when nothing had to be cut).
+
+    Each event is counted as it ends up in the Lambda response: its JSON, as a
+    JSON string again (escaped). The first event always stays (events are bounded
+    far below the budget), so a reader following ``next`` always advances.
+    """
+    kept: list[Event] = []
+    size = 200  # the page's own members, the proxy response's status and headers
+    for event in events:
+        size += json_string_bytes(event.to_json()) + 1
+        if size > budget and kept:
+            return kept, token_after(kept[-1])
+        kept.append(event)
+    return kept, next_token
+
+
+@dataclass(kw_only=True, slots=True)
 class PredictBody:
-    """A parsed predict request body."""
+    """A parsed predict request body (not frozen: a frozen dataclass pays a slow
+    ``object.__setattr__`` per field, and this is built once per request)."""
 
     data: Any
     """The ``data`` member: one record (``/stream``) or the records (``/batch``)."""
     raw: bytes
     """The body as received (logged as is, or as its digest)."""
-    has_booleans: bool
-    """Whether ``true``/``false`` occur in the raw body: without them an all-numeric
-    batch may take the encoder's vectorised path (booleans are not numbers)."""
     received_at: float
     """``time.perf_counter()`` when parsing began (the logged latency includes parsing)."""
+    booleans: bool | None = None
+    """:attr:`has_booleans`, once asked."""
+
+    @property
+    def has_booleans(self) -> bool:
+        """Whether ``true``/``false`` occur in the raw body: without them an all-numeric
+        batch may take the encoder's vectorised path (booleans are not numbers).
+        Scanned on first use: a few records take a path that checks types anyway."""
+        if self.booleans is None:
+            self.booleans = _has_booleans(self.raw)
+        return self.booleans
 
 
 def parse_predict_body(body: bytes, *, max_body_bytes: int) -> PredictBody:
@@ -45,12 +125,7 @@ def parse_predict_body(body: bytes, *, max_body_bytes: int) -> PredictBody:
             details={"bytes": len(body), "limit": max_body_bytes},
         )
     data = request_data(decode_json(body))
-    return PredictBody(
-        data=data,
-        raw=body,
-        has_booleans=_has_booleans(body),
-        received_at=received_at,
-    )
+    return PredictBody(data=data, raw=body, received_at=received_at)
 
 
 def _has_booleans(body: bytes) -> bool:

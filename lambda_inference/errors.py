@@ -19,6 +19,12 @@ class DuplicateKeyError(ValidationError):
     code = "duplicate_key"
 
 
+class InvalidEncodingError(ValidationError):
+    """A compressed body the API refuses to inflate (e.g. too many gzip members)."""
+
+    code = "invalid_content_encoding"
+
+
 class InvalidRequestError(ValidationError):
     """The body is JSON but not ``{"data": ...}`` of the right shape."""
 
@@ -93,6 +99,13 @@ class UnsupportedMediaTypeError(MlsysError):
 
 class UnsupportedContentEncodingError(UnsupportedMediaTypeError):
     code = "unsupported_content_encoding"
+
+
+class ForbiddenError(MlsysError):
+    """The local server refuses a browser request from another origin or host name
+    (:mod:`lambda_inference.local.origin`)."""
+
+    code = "forbidden"
 
 
 class RouteNotFoundError(MlsysError):

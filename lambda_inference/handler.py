@@ -36,15 +36,19 @@ a compressed body only arrives intact if the REST API lists its media type in
 ``binaryMediaTypes``, so that it is passed on base64-encoded: there, send it as
 ``Content-Type: application/gzip`` (:data:`GZIP_MEDIA_TYPE`, listed by infra/serving.py).
 
-Size limits on AWS: API Gateway accepts bodies up to 10 MB, but Lambda's
-synchronous invocation payload limit is 6 MB (the whole event, so the body
-somewhat less, and a third more if API Gateway base64-encodes it). A body
-between the two is refused by Lambda before this handler runs, so the caller
-gets a gateway 5xx (the stack's ``DEFAULT_5XX`` gateway response keeps it in
-the ``{"error": ...}`` shape, code ``gateway_error``), not this API's 413
-``payload_too_large``; ``MLSYS_MAX_BODY_BYTES`` (default 6,000,000) only
-governs bodies that reach the handler. Clients with large batches should
-split them (``MLSYS_MAX_BATCH_RECORDS`` per request) or gzip them.
+Size limits: Lambda's synchronous invocation payload is 6 MiB for the whole event,
+in which the body is base64-encoded (a gzip body: 4/3 of its size) or an escaped JSON
+string. A body that makes the event larger never reaches the function, and the
+caller would get API Gateway's error instead of this API's. So the handler refuses
+(413 ``payload_too_large``, ``details.event_bytes``) every body that takes more than
+:data:`~lambda_inference.edge.MAX_EVENT_BODY_BYTES` (6 MiB less 100 KB for the
+rest of the event) in the event, as well as bodies over ``MLSYS_MAX_BODY_BYTES``
+(default 6,000,000, counted decoded and decompressed); in practice a JSON body up to
+~6 MB of numbers, or a gzip body up to ~4.6 MB compressed, is served. The same
+limits apply locally (``mlsys serve`` builds the same event). A response, too, must
+fit 6 MiB: ``GET /log`` pages stop early with a ``next`` token
+(:data:`~lambda_inference.edge.MAX_LOG_RESPONSE_BYTES`). Clients with large batches
+should split them (``MLSYS_MAX_BATCH_RECORDS`` per request) or gzip them.
 """
 
 from __future__ import annotations
@@ -59,8 +63,9 @@ from typing import Any
 
 import orjson
 
-from lambda_inference.edge import parse_log_query, parse_predict_body
+from lambda_inference.edge import PredictBody, check_event_body, parse_log_query, parse_predict_body
 from lambda_inference.errors import (
+    InvalidEncodingError,
     InvalidEventError,
     MalformedJsonError,
     MethodNotAllowedError,
@@ -77,11 +82,14 @@ from lambda_inference.validation import preview, preview_text
 from mlsys.errors import MlsysError
 from mlsys.eventlog import events_from_lines
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
+"""``nosniff``: no browser may sniff a JSON (error) body into HTML or script."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
+    """One API Gateway request, read once (not frozen: see :class:`PredictBody`)."""
+
     method: str
     path: str
     headers: Mapping[str, str]
@@ -89,6 +97,9 @@ class Request:
     query: Mapping[str, str]
     body: bytes
     request_id: str
+    raw_body: str = ""
+    """The body as the event carries it (base64 when ``base64_encoded``)."""
+    base64_encoded: bool = False
 
     @property
     def route(self) -> str:
@@ -121,7 +132,8 @@ class Request:
     def _from_event(cls, event: Mapping[str, Any], context: Any) -> Request:
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         raw_body = event.get("body") or ""
-        if event.get("isBase64Encoded"):
+        base64_encoded = bool(event.get("isBase64Encoded"))
+        if base64_encoded:
             body = base64.b64decode(raw_body, validate=True)
         else:
             body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
@@ -139,6 +151,8 @@ class Request:
             query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
             body=body,
             request_id=str(request_id),
+            raw_body=raw_body if isinstance(raw_body, str) else "",
+            base64_encoded=base64_encoded,
         )
 
 
@@ -157,7 +171,13 @@ Route = Callable[[InferenceService, Request], tuple[int, Any]]
 def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return  # many clients omit it; the body must still parse as JSON
+        # Required: a browser can send a body without it (fetch with mode "no-cors")
+        # from any page, but not with application/json (that needs a CORS preflight).
+        raise UnsupportedMediaTypeError(
+            "Content-Type is required: send the body as application/json "
+            "(with curl, add -H 'Content-Type: application/json')",
+            details={"content_type": None},
+        )
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == GZIP_MEDIA_TYPE:
         return  # gzip-compressed JSON (how it passes API Gateway intact; _decoded_body)
@@ -180,6 +200,14 @@ _CURL_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/fo
 """What ``curl -d`` and ``curl -F`` send when no Content-Type is given."""
 
 
+MAX_GZIP_MEMBERS = 100
+"""A gzip body may be several members (``cat a.gz b.gz``); more than this is refused (400).
+Without a cap, 295,000 empty members (5.9 MB, under the body limit) cost one
+decompressor each: a request that takes seconds on one core."""
+_INFLATE_CHUNK = 64 * 1024
+"""Compressed bytes given to the decompressor at a time: what a member's end copies."""
+
+
 def _decoded_body(request: Request, *, limit: int) -> bytes:
     """The body with its Content-Encoding undone: gzip, bounded by ``limit``."""
     encoding = request.headers.get("content-encoding", "").strip().lower()
@@ -194,36 +222,62 @@ def _decoded_body(request: Request, *, limit: int) -> bytes:
             "uncompressed or gzip-compressed",
             details={"content_encoding": preview_text(encoding), "supported": ["gzip"]},
         )
-    too_large = PayloadTooLargeError(
+    if len(request.body) > limit:
+        raise _inflated_too_large(limit)
+    try:
+        return gunzip(request.body, limit=limit)
+    except zlib.error as exc:
+        raise MalformedJsonError(f"the request body is not valid gzip: {exc}") from None
+
+
+def _inflated_too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
         f"the decompressed request body exceeds the limit of {limit} bytes",
         details={"limit": limit},
     )
-    if len(request.body) > limit:
-        raise too_large
-    pieces: list[bytes] = []
-    size = 0
-    pending = request.body
-    try:
-        while pending:  # a gzip stream may hold several members
-            member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            # max_length bounds the memory a small "zip bomb" can claim.
-            piece = member.decompress(pending, limit + 1 - size)
-            size += len(piece)
-            if size > limit or member.unconsumed_tail:
-                raise too_large
-            if not member.eof:
+
+
+def gunzip(data: bytes, *, limit: int, max_members: int = MAX_GZIP_MEMBERS) -> bytes:
+    """``data`` inflated, in time linear in its size and memory bounded by ``limit``.
+
+    The output is checked while inflating (413 past ``limit``: a small "zip bomb"
+    never expands beyond it), members are counted (400 past ``max_members``), and
+    the input is fed in :data:`_INFLATE_CHUNK` slices of a memoryview, so the end
+    of a member copies at most one slice (``unused_data``), not the rest of the body.
+    """
+    view = memoryview(data)
+    out = bytearray()
+    offset = members = 0
+    while offset < len(view):
+        members += 1
+        if members > max_members:
+            raise InvalidEncodingError(
+                f"the gzip request body has more than {max_members} members; "
+                "compress it as one stream",
+                details={"max_members": max_members},
+            )
+        member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        while not member.eof:
+            if offset >= len(view):
                 raise MalformedJsonError("the gzip request body is truncated")
-            pieces.append(piece)
-            pending = member.unused_data
-    except zlib.error as exc:
-        raise MalformedJsonError(f"the request body is not valid gzip: {exc}") from None
-    return b"".join(pieces)
+            chunk = view[offset : offset + _INFLATE_CHUNK]
+            out += member.decompress(chunk, limit + 1 - len(out))
+            if len(out) > limit:
+                raise _inflated_too_large(limit)
+            offset += len(chunk) - len(member.unused_data) - len(member.unconsumed_tail)
+    return bytes(out)
+
+
+def _body(service: InferenceService, request: Request) -> PredictBody:
+    """The parsed body of a POST route, within the body limit and Lambda's payload limit."""
+    _require_json(request)
+    check_event_body(request.raw_body, base64_encoded=request.base64_encoded)
+    limit = service.limits.max_body_bytes
+    return parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
 
 
 def _predict(endpoint: Endpoint, service: InferenceService, request: Request) -> tuple[int, Any]:
-    _require_json(request)
-    limit = service.limits.max_body_bytes
-    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
+    body = _body(service, request)
     return 200, service.predict(endpoint, body, request_id=request.request_id)
 
 
@@ -236,10 +290,7 @@ def _batch(service: InferenceService, request: Request) -> tuple[int, Any]:
 
 
 def _feedback(service: InferenceService, request: Request) -> tuple[int, Any]:
-    _require_json(request)
-    limit = service.limits.max_body_bytes
-    body = parse_predict_body(_decoded_body(request, limit=limit), max_body_bytes=limit)
-    return 200, service.feedback(body, request_id=request.request_id)
+    return 200, service.feedback(_body(service, request), request_id=request.request_id)
 
 
 def _log(service: InferenceService, request: Request) -> tuple[int, Any]:
@@ -312,6 +363,20 @@ class Api:
     def handle_local(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Every route in one process, as the local server exposes them."""
         return self._dispatch(ALL_ROUTES, event, context)
+
+    def handle_refused(
+        self, event: Mapping[str, Any], error: MlsysError, context: Any = None
+    ) -> dict[str, Any]:
+        """The error response for a request refused before routing (the local
+        server's browser checks), recorded in the log like any other error."""
+        try:
+            request = Request.from_event(event, context)
+        except InvalidEventError:
+            request = Request.placeholder(event, context)
+        try:
+            return self._error_response(error, request)
+        finally:
+            self.service.telemetry.flush()
 
     def handle_log_ingest(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Write events shipped by a CloudWatch Logs subscription to the system log.

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from lambda_inference.errors import (
+    ForbiddenError,
     MethodNotAllowedError,
     ModelUnavailableError,
     PayloadTooLargeError,
@@ -30,6 +31,7 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _STATUS_BY_ERROR: tuple[tuple[type[MlsysError], int], ...] = (
     (ValidationError, 400),
     (InvalidPageTokenError, 400),
+    (ForbiddenError, 403),
     (RouteNotFoundError, 404),
     (MethodNotAllowedError, 405),
     (TooManyRecordsError, 413),

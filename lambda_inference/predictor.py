@@ -81,6 +81,8 @@ class ServingModel:
 
     def _check_finite(self, prediction: Prediction, records: list[Any]) -> None:
         values = prediction.values
+        if len(values) == 1 and type(values[0]) is float and math.isfinite(values[0]):
+            return  # /stream regression: the usual case, settled at once
         # A few Python floats: math.isfinite beats a numpy round trip (~1 us per request).
         small = len(values) <= SMALL_BATCH and not self.card.is_classifier
         if small and all(isinstance(v, float) and math.isfinite(v) for v in values):

@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from lambda_inference.edge import LogQuery, PredictBody
+from lambda_inference.edge import LogQuery, PredictBody, fit_log_page
 from lambda_inference.events import (
+    MAX_LOGGED_INPUT_BYTES,
     EventSink,
     StdoutSink,
     StoreSink,
@@ -36,9 +37,7 @@ from lambda_inference.feedback import FEEDBACK_ITEMS_PER_EVENT, feedback_items
 from lambda_inference.observability import Telemetry, logger
 from lambda_inference.openapi import openapi_document
 from lambda_inference.predictor import ChampionTracker, Clock, ServingModel
-from lambda_inference.validation import (
-    batch_records,
-)
+from lambda_inference.validation import SMALL_ROWS, batch_records
 from mlsys.contract import Prediction
 from mlsys.errors import MlsysError
 from mlsys.eventlog import Event, EventLog, open_event_log_for
@@ -182,8 +181,10 @@ class InferenceService:
             records = serving.encoder.as_record_list(data)
         else:
             records = batch_records(data, max_records=self.limits.max_batch_records)
+        # A few records never need the body scanned for booleans (see RecordEncoder.encode).
+        booleans = len(records) > SMALL_ROWS and body.has_booleans
         with self.telemetry.traced("predict"):
-            prediction = serving.predict(records, body_has_booleans=body.has_booleans)
+            prediction = serving.predict(records, body_has_booleans=booleans)
         response = self._response(endpoint, serving, prediction, request_id)
         latency_ms = (time.perf_counter() - body.received_at) * 1000.0
         classes = (
@@ -205,13 +206,15 @@ class InferenceService:
                 model_version=serving.version,
                 # Not bounded here: the sink bounds it (MAX_EVENT_DATA_BYTES) as it
                 # serialises, so a prediction is serialised once.
-                data={
-                    "endpoint": endpoint,
-                    "records": len(records),
-                    **inputs_field(data, body.raw, mode=self._input_mode(request_id)),
-                    **outputs_field(prediction, single=endpoint == "stream", classes=classes),
-                    "latency_ms": round(latency_ms, 3),
-                },
+                data=self._event_data(
+                    endpoint,
+                    body,
+                    records=records,
+                    prediction=prediction,
+                    classes=classes,
+                    latency_ms=latency_ms,
+                    request_id=request_id,
+                ),
             ),
             metrics,
         )
@@ -222,12 +225,37 @@ class InferenceService:
                     candidate=shadow,
                     records=records,
                     champion_prediction=prediction,
-                    body_has_booleans=body.has_booleans,
+                    body_has_booleans=booleans,
                     request_id=request_id,
                     endpoint=endpoint,
                 )
             )
         return response
+
+    def _event_data(
+        self,
+        endpoint: Endpoint,
+        body: PredictBody,
+        *,
+        records: list[Any],
+        prediction: Prediction,
+        classes: list[Any] | None,
+        latency_ms: float,
+        request_id: str,
+    ) -> dict[str, Any]:
+        """A prediction event's data: inputs (or their digest), outputs, latency."""
+        mode = self.log_inputs
+        if mode == "full" and len(body.raw) <= MAX_LOGGED_INPUT_BYTES:
+            inputs: dict[str, Any] = {"inputs": body.data}  # the usual case, without a call
+        else:
+            inputs = inputs_field(body.data, body.raw, mode=self._input_mode(request_id))
+        return {
+            "endpoint": endpoint,
+            "records": len(records),
+            **inputs,
+            **outputs_field(prediction, single=endpoint == "stream", classes=classes),
+            "latency_ms": round(latency_ms, 3),
+        }
 
     @staticmethod
     def _response(
@@ -304,7 +332,9 @@ class InferenceService:
             since=query.since,
             next_token=query.next_token,
         )
-        return {"result": [e.to_dict() for e in page.events], "next": page.next_token}
+        # Within Lambda's 6 MB response: a page of large events stops early, with a token.
+        events, token = fit_log_page(page.events, page.next_token)
+        return {"result": [e.to_dict() for e in events], "next": token}
 
     def clear_log(self) -> dict[str, Any]:
         """Clear after the events emitted before this call; events emitted after it stay."""

@@ -372,7 +372,7 @@ def _encode_column(spec: FeatureSpec, column: Column) -> npt.NDArray[Any]:
 # --- scoring ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Prediction:
     """Decoded model output for N records."""
 
@@ -382,6 +382,16 @@ class Prediction:
     """Classification only: ``[N, C]`` in ``ModelCard.classes`` order."""
     raw: npt.NDArray[Any] | None = None
     """Regression: the float predictions; classification: class indices."""
+
+    def __init__(
+        self,
+        values: Sequence[JsonScalar],
+        probabilities: npt.NDArray[np.float32] | None = None,
+        raw: npt.NDArray[Any] | None = None,
+    ) -> None:
+        # Frozen, set in one call: the generated __init__ makes an object.__setattr__
+        # per field, and a prediction is built on every request.
+        self.__dict__.update(values=values, probabilities=probabilities, raw=raw)
 
 
 def create_session(model_bytes: bytes, *, intra_op_threads: int = 1) -> ort.InferenceSession:
@@ -399,7 +409,7 @@ def create_session(model_bytes: bytes, *, intra_op_threads: int = 1) -> ort.Infe
 def decode_outputs(card: ModelCard, outputs: Sequence[npt.NDArray[Any]]) -> Prediction:
     """Turn ``session.run(None, feeds)`` results into a :class:`Prediction`."""
     if not card.is_classifier:
-        values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+        values = outputs[0].ravel().astype(np.float64)
         return Prediction(values=values.tolist(), raw=values)
     if card.classes is None:
         raise ValueError(f"classifier {card.version} has no classes in its card")

@@ -176,7 +176,8 @@ KNOBS: tuple[Knob, ...] = (
         group="runtime",
         kind="text",
         default="default",
-        help="which model in the registry to train, serve and monitor",
+        help="which model in the registry to train, serve and monitor: ASCII letters, digits, "
+        "'.', '_' and '-', starting with a letter or digit, at most 64 characters",
     ),
     Knob(
         field="log_uri",

@@ -22,6 +22,7 @@ compare-and-swap.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -159,6 +160,29 @@ class InvalidModelNameError(ConfigError, RegistryError):
     code = "invalid_model_name"
 
 
+MODEL_NAME_MAX_LENGTH = 64
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+"""A model name: ASCII letters, digits, ``.``, ``_`` and ``-``, starting with a letter or
+digit, at most :data:`MODEL_NAME_MAX_LENGTH` characters. It becomes part of S3 keys,
+directory names, metric dimensions and log lines, so nothing else is accepted (no
+``/``, spaces, newlines or markup)."""
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a valid model name; :class:`InvalidModelNameError` otherwise."""
+    if len(name) > MODEL_NAME_MAX_LENGTH:
+        raise InvalidModelNameError(
+            f"model name is {len(name)} characters ({name[:20]!r}...); the limit is "
+            f"{MODEL_NAME_MAX_LENGTH}"
+        )
+    if not MODEL_NAME_PATTERN.fullmatch(name):
+        raise InvalidModelNameError(
+            f"invalid model name {name!r}: use ASCII letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 def _candidate(pointer: ChampionPointer, expected: ChampionPointer | None) -> str | None:
     """The rollout candidate a pointer change starts or ends (history entries name it)."""
     rollout = pointer.rollout or (expected.rollout if expected else None)
@@ -169,8 +193,7 @@ class ModelRegistry:
     """Versions and the champion of one model name in an :class:`ObjectStore`."""
 
     def __init__(self, store: ObjectStore, *, model_name: str) -> None:
-        if not model_name or "/" in model_name or model_name.startswith("."):
-            raise InvalidModelNameError(f"invalid model name {model_name!r}")
+        check_model_name(model_name)
         self.store = store
         self.model_name = model_name
         self._base = f"models/{model_name}"

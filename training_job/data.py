@@ -43,6 +43,10 @@ CHUNK_ROWS = 500_000
 """Rows per chunk when reading a file (a chunk of 20 float64 columns is 80 MB)."""
 SAMPLE_ROWS = 10_000
 """Rows a CSV's column types are inferred from."""
+MAX_LINE_BYTES = 1024 * 1024
+"""The longest line (row) a CSV may have: 1 MiB. Checked in one streaming pass before
+pandas sees the file: its parser buffers a whole line, so a 2 GB file without a newline
+took 14.5 GB of memory before failing."""
 HASH_BLOCK_BYTES = 1024 * 1024
 
 _FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -139,8 +143,35 @@ def _csv_sep(path: Path, *, source: str, compression: Literal["gzip"] | None) ->
     return delimiter
 
 
+def check_line_lengths(
+    path: Path, *, source: str, compression: Literal["gzip"] | None, limit: int | None = None
+) -> None:
+    """:class:`DataError` if a line of the (decompressed) file is longer than ``limit``
+    (default :data:`MAX_LINE_BYTES`), in constant memory.
+
+    Blocks are at most ``limit`` bytes, so a line within one block is short enough;
+    only the run of bytes since the last newline is carried from block to block.
+    """
+    limit = MAX_LINE_BYTES if limit is None else limit
+    opener: Any = gzip.open if compression else open
+    run = lines = 0
+    with opener(path, "rb") as handle:
+        while block := handle.read(min(limit, HASH_BLOCK_BYTES)):
+            first = block.find(b"\n")
+            run += len(block) if first == -1 else first
+            if run > limit:
+                raise DataError(
+                    f"{source}: line {lines + 1} is longer than {limit} bytes; a CSV file "
+                    "needs one row per line (is it a CSV at all?)"
+                )
+            if first != -1:
+                lines += block.count(b"\n")
+                run = len(block) - block.rfind(b"\n") - 1
+
+
 def _read_csv(path: Path, *, source: str, keep: str | None) -> pd.DataFrame:
     compression: Literal["gzip"] | None = "gzip" if source.lower().endswith(".gz") else None
+    check_line_lengths(path, source=source, compression=compression)
     sep = _csv_sep(path, source=source, compression=compression)
     # pandas renames a repeated header to `age.1`; refuse instead (see data_checks).
     reject_duplicate_columns(path, compression=compression, sep=sep, source=source)

@@ -1,13 +1,22 @@
-"""HTTP to the Lambda handlers: one WSGI request becomes the API Gateway event.
+"""HTTP to the Lambda handlers: one ASGI request becomes the API Gateway event.
 
 Each request becomes the API Gateway REST (v1 proxy) event API Gateway would
 send and goes through the same :class:`~lambda_inference.handler.Api` as on
-AWS, so local and AWS behaviour cannot drift. The adapter adds only what a
-socket server needs before any handler runs:
+AWS, so local and AWS behaviour cannot drift. :class:`HttpAdapter` is the ASGI
+application uvicorn runs (:mod:`lambda_inference.local.protocol`); it does, on
+the event loop, what a socket server needs before any handler runs:
 
+* framing: a ``Transfer-Encoding`` other than exactly ``chunked`` is a 400
+  (``identity, chunked`` would let two parsers frame the body differently);
 * the body limit is enforced from ``Content-Length`` before the body is read
-  (413, connection closed); a body without a length (chunked) is read up to
-  the limit and refused past it;
+  (413, connection closed); a chunked body is read up to the limit and refused
+  past it;
+* browser requests from another origin or for another host name are a 403
+  (:mod:`lambda_inference.local.origin`), recorded in the log like any error;
+* the **whole body is read on the event loop**, and only then does the
+  request go to a thread of the adapter's pool: a client that trickles its
+  body in holds a socket, not a thread (the protocol's request deadline ends
+  it);
 * ``HEAD`` is answered like any method the route does not serve (405 with
   ``Allow``), without a body;
 * ``GET /monitor`` (local only, not a Lambda route) is the monitor's HTML report
@@ -16,33 +25,30 @@ socket server needs before any handler runs:
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from lambda_inference.errors import ForbiddenError
 from lambda_inference.handler import JSON_HEADERS, Api
 from lambda_inference.http import error_body, to_json
 from lambda_inference.local.monitor_page import PATH as MONITOR_PATH
 from lambda_inference.local.monitor_page import monitor_page
+from lambda_inference.local.origin import BrowserPolicy
+from lambda_inference.local.protocol import SECURITY_HEADERS
+from lambda_inference.observability import logger
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-Environ = Mapping[str, Any]
-
-HTTP_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+THREADS = 8
+"""Request threads per server process: onnxruntime releases the GIL while it runs."""
 
 
 @dataclass(frozen=True)
@@ -95,124 +101,221 @@ def build_event(
 
 
 class RequestRefusedError(Exception):
-    """The adapter answers before any handler runs (body too large, unreadable)."""
+    """The adapter answers before any handler runs (framing, body too large)."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-class HttpAdapter:
-    """The WSGI application: HTTP in, :meth:`Api.handle_local` event, HTTP out."""
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the adapter reads from an ASGI scope."""
 
-    def __init__(self, api: Api, *, max_body_bytes: int) -> None:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    """Lower-cased names; repeated headers joined with ``, ``."""
+    client: str
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> HttpRequest:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        client = scope.get("client")
+        return cls(
+            method=str(scope["method"]),
+            path=_path(scope),
+            query=bytes(scope.get("query_string") or b"").decode("latin-1"),
+            headers=headers,
+            client=str(client[0]) if client else "127.0.0.1",
+        )
+
+    @property
+    def event_headers(self) -> dict[str, str]:
+        """Header names as API Gateway passes them on (title case)."""
+        return {name.title(): value for name, value in self.headers.items()}
+
+
+Response = tuple[int, bytes, Mapping[str, str]]
+
+
+class HttpAdapter:
+    """The ASGI application: HTTP in, :meth:`Api.handle_local` event, HTTP out."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        max_body_bytes: int,
+        policy: BrowserPolicy | None = None,
+        threads: int = THREADS,
+    ) -> None:
         self.api = api
         self.max_body_bytes = max_body_bytes
+        self.policy = policy if policy is not None else BrowserPolicy()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mlsys-request")
 
     def close(self) -> None:
-        """Write the queued system-log events (the worker is exiting)."""
+        """Finish the requests in the pool, then write the queued system-log events."""
+        self._pool.shutdown(wait=True)
         self.api.close()
 
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method = str(environ["REQUEST_METHOD"])
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no websockets, no lifespan events
         try:
-            body = self._read_body(environ)
+            await self._serve(scope, receive, send)
+        except Exception:
+            # A bug here, not in a handler (the Api answers its own errors): still the
+            # API's JSON shape, never uvicorn's plain-text 500.
+            logger.exception("unhandled error in the HTTP adapter")
+            payload = error_body("internal_error", "internal error; see the server's log")
+            response = (500, to_json(payload).encode(), JSON_HEADERS)
+            with contextlib.suppress(Exception):  # the response may have started
+                await _send(send, str(scope.get("method")), response, close=True)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = HttpRequest.from_scope(scope)
+        loop = asyncio.get_running_loop()
+        try:
+            expected = self._framing(request.headers)
+            refusal = self.policy.refusal(request.headers)
+            if refusal is not None:
+                response = await loop.run_in_executor(self._pool, self._forbidden, request, refusal)
+                await _send(send, request.method, response, close=expected != 0)
+                return
+            body = await self._read_body(receive, expected)
         except RequestRefusedError as refused:
             payload = to_json(error_body(refused.code, refused.message, refused.details))
-            # Closed: the unread body must not be read (or parsed as the next request).
-            # gunicorn drops an application's Connection header; its response
-            # object (what start_response is bound to) can be told to close.
-            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
-            if callable(force_close):
-                force_close()
-            return self._respond(start_response, method, refused.status, payload, JSON_HEADERS)
-        path = _path(environ)
-        query = str(environ.get("QUERY_STRING") or "")
-        if method in ("GET", "HEAD") and path.rstrip("/") == MONITOR_PATH:
-            status, page, page_headers = monitor_page(
-                self.api.service, {k: v[-1] for k, v in parse_qs(query).items()}
-            )
-            return self._respond(start_response, method, status, page, page_headers)
-        request_id = str(uuid.uuid4())
-        event = build_event(
-            method=method,
-            path=path,
-            query=query,
-            headers=_headers(environ),
-            body=body,
-            request_id=request_id,
-            source_ip=str(environ.get("REMOTE_ADDR") or "127.0.0.1"),
-        )
-        response = self.api.handle_local(event, LocalContext(aws_request_id=request_id))
-        return self._respond(
-            start_response,
-            method,
-            int(response["statusCode"]),
-            str(response.get("body") or ""),
-            response.get("headers") or {},
-        )
+            # Closed: an unread body must not be read (or parsed as the next request).
+            response = (refused.status, payload.encode(), JSON_HEADERS)
+            await _send(send, request.method, response, close=True)
+            return
+        except _DisconnectedError:
+            return  # the client left, or the protocol answered (a 408) and closed
+        response = await loop.run_in_executor(self._pool, self._handle, request, body)
+        await _send(send, request.method, response)
 
-    def _read_body(self, environ: Environ) -> bytes:
-        raw = str(environ.get("CONTENT_LENGTH") or "").strip()
-        stream = environ["wsgi.input"]
-        limit = self.max_body_bytes
-        if raw:
-            length = int(raw)  # the server already refused a malformed Content-Length
-            if length > limit:
+    def _framing(self, headers: Mapping[str, str]) -> int | None:
+        """The body's announced length (None: chunked); refuses what cannot be framed."""
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
                 raise RequestRefusedError(
-                    413,
-                    "payload_too_large",
-                    f"request body is {length} bytes; the limit is {limit}",
-                    {"bytes": length, "limit": limit},
+                    400,
+                    "bad_request",
+                    f"Transfer-Encoding {coding[:100]!r} is not supported; send a "
+                    "Content-Length or Transfer-Encoding: chunked alone",
                 )
-            return self._read(stream, length)
-        if not environ.get("wsgi.input_terminated"):
-            return b""  # no Content-Length and a stream without an end (PEP 3333): no body
-        body = self._read(stream, limit + 1)  # chunked (or no body): read to the limit
-        if len(body) > limit:
+            return None
+        raw = headers.get("content-length", "").strip()
+        length = int(raw) if raw else 0  # the parser refused a malformed or oversized value
+        limit = self.max_body_bytes
+        if length > limit:
             raise RequestRefusedError(
                 413,
                 "payload_too_large",
-                f"request body exceeds the limit of {limit} bytes",
-                {"limit": limit},
+                f"request body is {length} bytes; the limit is {limit}",
+                {"bytes": length, "limit": limit},
             )
-        return body
+        return length
 
-    @staticmethod
-    def _read(stream: Any, size: int) -> bytes:
-        # A read that misses the request deadline raises; the server answers 408.
-        return bytes(stream.read(size)) if size else b""
+    async def _read_body(self, receive: Receive, expected: int | None) -> bytes:
+        if expected == 0:
+            return b""
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _DisconnectedError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestRefusedError(
+                    413,
+                    "payload_too_large",
+                    f"request body exceeds the limit of {limit} bytes",
+                    {"limit": limit},
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-    @staticmethod
-    def _respond(
-        start_response: StartResponse,
-        method: str,
-        status: int,
-        payload: str | bytes,
-        headers: Mapping[str, Any],
-    ) -> list[bytes]:
-        data = payload.encode() if isinstance(payload, str) else payload
-        listed = [(str(k), str(v)) for k, v in headers.items()]
-        listed.append(("Content-Length", str(len(data))))
-        start_response(f"{status} {HTTP_REASONS.get(status, 'Status')}", listed)
-        return [b""] if method == "HEAD" else [data]
+    # --- in the request threads -------------------------------------------------------
+    def _event(self, request: HttpRequest, body: bytes, request_id: str) -> dict[str, Any]:
+        return build_event(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.event_headers,
+            body=body,
+            request_id=request_id,
+            source_ip=request.client,
+        )
+
+    def _handle(self, request: HttpRequest, body: bytes) -> Response:
+        if request.method in ("GET", "HEAD") and request.path.rstrip("/") == MONITOR_PATH:
+            query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+            return monitor_page(self.api.service, query)
+        request_id = new_request_id()
+        event = self._event(request, body, request_id)
+        response = self.api.handle_local(event, LocalContext(aws_request_id=request_id))
+        return _lambda_response(response)
+
+    def _forbidden(self, request: HttpRequest, reason: str) -> Response:
+        request_id = new_request_id()
+        event = self._event(request, b"", request_id)
+        error = ForbiddenError(reason, details={"path": request.path[:200]})
+        response = self.api.handle_refused(event, error, LocalContext(aws_request_id=request_id))
+        return _lambda_response(response)
 
 
-def _path(environ: Environ) -> str:
-    # WSGI gives PATH_INFO latin-1 decoded; API Gateway gives the UTF-8 path.
-    raw = str(environ.get("PATH_INFO") or "/")
-    try:
-        return raw.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return raw
+def new_request_id() -> str:
+    """A random version-4 UUID, as API Gateway's request ids are, from :mod:`random`
+    (reseeded in each forked worker): ``uuid.uuid4()`` reads the OS's random source,
+    a system call per request. An id, not a secret."""
+    digits = f"{random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def _headers(environ: Environ) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").title()] = str(value)
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if environ.get(key):
-            headers[key.replace("_", "-").title()] = str(environ[key])
-    return headers
+_UUID4_MASK = ~(0xF000 << 64 | 0xC000 << 48)
+_UUID4_BITS = 0x4000 << 64 | 0x8000 << 48
+
+
+class _DisconnectedError(Exception):
+    """The request will not complete: the client disconnected or timed out."""
+
+
+def _lambda_response(response: Mapping[str, Any]) -> Response:
+    body = response.get("body") or ""
+    data = body.encode() if isinstance(body, str) else bytes(body)
+    return int(response["statusCode"]), data, response.get("headers") or {}
+
+
+async def _send(send: Send, method: str, response: Response, *, close: bool = False) -> None:
+    status, data, headers = response
+    listed = [(str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+    names = {name.lower() for name, _ in listed}
+    listed += [
+        (name.encode(), value.encode())
+        for name, value in SECURITY_HEADERS
+        if name.lower().encode() not in names
+    ]
+    listed.append((b"content-length", str(len(data)).encode()))
+    if close:
+        listed.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": listed})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else data})
+
+
+def _path(scope: Scope) -> str:
+    # ASGI gives the percent-decoded path as UTF-8 text; API Gateway gives the same.
+    return str(scope.get("path") or "/")

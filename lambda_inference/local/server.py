@@ -1,55 +1,52 @@
-"""``mlsys serve``: the Lambda handlers behind gunicorn (pre-forked workers, threads).
+"""``mlsys serve``: the Lambda handlers behind uvicorn workers under gunicorn's arbiter.
 
-Why gunicorn (``gthread`` workers): it is the most used Python WSGI server,
-pure Python (no compiler, installs anywhere the project does), and gives what
-``http.server`` lacked -- several worker processes (``--workers``, default one
-per core), a listen backlog in the thousands, TCP_NODELAY on every connection
-(no Nagle stall on kept-alive connections), idle kept-alive connections closed
-after ``--keepalive`` seconds, a request body streamed to the application (so
-the limit is enforced from ``Content-Length`` before reading), and a graceful
-drain of in-flight requests on SIGTERM. Measured on the same 2-core machine in
-one run (``make bench``, 4 keep-alive clients): a constant JSON body at ~5,900
-req/s on gunicorn against ~90 req/s on the standard library's threaded server
-(its Nagle stall: 44 ms per kept-alive request), and ``/stream`` at 0.5-0.7x
-the constant app across runs. Not chosen (not measured here): waitress (one
-process, so one core for the GIL-bound handlers) and uvicorn/hypercorn (ASGI
-servers; the handlers are synchronous).
+Why this server (measured, ``make bench`` and issue 18): gunicorn's ``gthread``
+workers (what ``mlsys serve`` ran before) give each connection a thread while
+its request trickles in, so 600 slow clients sending a header line every 5 s
+left 9 legitimate ``/health`` probes unanswered for 10 s. Here each worker
+process runs an asyncio event loop (uvloop) with uvicorn's httptools protocol
+(:mod:`lambda_inference.local.protocol`): request line, headers and the whole
+body are read on the loop, at the cost of a socket per slow client, and only a
+complete request goes to one of the process's request threads
+(:class:`~lambda_inference.local.adapter.HttpAdapter`). On the same 2-core
+machine, same run, 4 keep-alive clients on a constant JSON body: gthread ~5,300
+req/s, gunicorn's own ASGI worker with the same thread hand-off ~7,200, uvicorn
+(httptools, uvloop) ~9,100. Not chosen: granian (its Rust core buffers a body
+before the application can refuse it from its length, and its errors cannot be
+the API's JSON), waitress (one process, no request deadline), hypercorn (h11 in
+pure Python, slower).
 
-What this module adds to gunicorn:
+gunicorn stays as the process manager (``--workers``, default one per core): it
+forks the workers, replaces one that dies, and on SIGTERM lets each drain. What
+this module adds:
 
-* the socket is bound here, before gunicorn starts, so a bad address is the
-  CLI's one-line error (exit 2) and ``--port 0`` can print the chosen port;
-* a worker class whose connections get a read deadline: the request line,
-  headers and body must arrive within ``--request-timeout`` seconds of the
-  first byte, else a JSON 408 and the connection closes (gunicorn itself has
-  none, so a client that declares ``Content-Length: 100`` and sends 2 bytes
-  would hold a thread forever);
-* every error gunicorn answers itself (bad request line, oversized header)
-  is the API's JSON error body;
-* each worker builds its own service (onnxruntime session, SQLite connection,
-  ``background`` log writer); the writers share a :class:`SharedProgress` so a
-  ``GET /log`` answered by one worker sees events other workers acknowledged;
-  each worker drains its queue before it exits (SIGTERM, Ctrl-C).
+* the socket is bound by :func:`listen` before gunicorn starts, so a bad address
+  is the CLI's one-line error (exit 2) and ``--port 0`` can print the chosen port
+  (:mod:`mlsys.cli.serve`, which also warns when the address is not loopback);
+* the worker class (:class:`Worker`): uvicorn with the hardened protocol
+  (request deadline from a connection's arrival, JSON errors, header bounds);
+* each worker builds its own service (onnxruntime session, SQLite connection);
+  with ``--log-delivery background`` the writers share a :class:`SharedProgress`
+  so a ``GET /log`` answered by one worker sees events other workers
+  acknowledged, and each worker drains its queue before it exits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
-import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
+from uvicorn_worker import UvicornWorker
 
+from lambda_inference.events import EventSink, StoreSink
 from lambda_inference.handler import Api
-from lambda_inference.http import error_body, to_json
-from lambda_inference.local.adapter import HttpAdapter
+from lambda_inference.local.adapter import THREADS, HttpAdapter
+from lambda_inference.local.origin import BrowserPolicy
+from lambda_inference.local.protocol import protocol_class
 from lambda_inference.local.sink import BackgroundSink, SharedProgress, SlotProgress
 from lambda_inference.service import InferenceService
 from mlsys.eventlog import EventLog, open_event_log_for
@@ -57,22 +54,14 @@ from mlsys.settings import Settings
 
 BACKLOG = 4096
 """Pending connections the kernel queues (capped by ``net.core.somaxconn``)."""
-THREADS_PER_WORKER = 8
-"""onnxruntime releases the GIL while it runs, so a few threads per process help."""
 GRACEFUL_SECONDS = 20
 """How long a stopping worker lets in-flight requests finish."""
-SERVE_LOG_DELIVERIES = ("background", "sync")
+CHECKPOINT_SECONDS = 0.5
+"""How often a worker checkpoints the SQLite log's WAL, off the request path."""
+DEFAULT_REQUEST_TIMEOUT = 30
+"""``--request-timeout`` unless given."""
+SERVE_LOG_DELIVERIES = ("sync", "background")
 """``stdout`` is left out: locally nothing would ingest the printed events."""
-SERVER_ERROR_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    408: "request_timeout",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "headers_too_large",
-    501: "not_implemented",
-}
-"""Codes for the errors gunicorn answers itself (before any handler runs)."""
 BAD_ADDRESS_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
@@ -81,112 +70,29 @@ class ServeOptions:
     workers: int
     keepalive_seconds: int
     request_timeout_seconds: int
-    threads: int = THREADS_PER_WORKER
+    allowed_hosts: tuple[str, ...] = ()
+    bound_host: str = "127.0.0.1"
+    threads: int = THREADS
     backlog: int = BACKLOG
 
 
-# --- connections with a read deadline ------------------------------------------------
+class Worker(UvicornWorker):  # type: ignore[misc]  # gunicorn has no type hints
+    """A gunicorn worker process running uvicorn with :mod:`lambda_inference.local.protocol`."""
 
-_read_deadlines: weakref.WeakKeyDictionary[socket.socket, float] = weakref.WeakKeyDictionary()
-"""Per connection being read: the monotonic time its request must have arrived by."""
+    CONFIG_KWARGS: dict[str, Any] = {
+        "loop": "uvloop",
+        "ws": "none",
+        "lifespan": "off",
+        "server_header": False,
+        "access_log": False,
+        "proxy_headers": False,  # the peer is the client: no X-Forwarded-For trusted
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS - 2,
+    }
 
-
-_timed_out: weakref.WeakKeyDictionary[socket.socket, bool] = weakref.WeakKeyDictionary()
-"""Connections whose request missed its deadline: the worker answers them 408."""
-
-
-class RequestTimeoutError(ConnectionResetError):
-    """The request missed its deadline. A connection reset to gunicorn, which then
-    drops the request quietly; the worker answers it (see :meth:`Worker.handle`)."""
-
-    def __init__(self) -> None:
-        super().__init__(errno.ECONNRESET, "the request did not arrive in time")
-
-
-class _DeadlineSocket(socket.socket):
-    """A connection whose reads stop at its request's deadline (see :class:`Worker`)."""
-
-    __slots__ = ()
-    send_timeout = 30.0
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        deadline = _read_deadlines.get(self)
-        if deadline is None:
-            return super().recv(bufsize, flags)
-        remaining = deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            super().settimeout(remaining)
-            return super().recv(bufsize, flags)
-        except TimeoutError:
-            _timed_out[self] = True
-            raise RequestTimeoutError from None
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        super().settimeout(self.send_timeout)
-        super().sendall(data, flags)
-
-
-class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type hints
-    """gunicorn's threaded worker with a read deadline per request and JSON errors."""
-
-    def init_process(self) -> None:
-        # Process-wide, and this process is only this worker.
-        gunicorn_util.write_error = _write_json_error
-        gunicorn_util.close_graceful = _close_promptly
-        super().init_process()
-
-    def handle(self, conn: Any) -> Any:
-        sock = conn.sock
-        if type(sock) is socket.socket:
-            sock.__class__ = _DeadlineSocket  # same layout: only recv/sendall differ
-        timeout = self.cfg.mlsys_request_timeout
-        _read_deadlines[sock] = time.monotonic() + timeout
-        try:
-            result = super().handle(conn)
-        finally:
-            _read_deadlines.pop(sock, None)
-        if _timed_out.pop(sock, False):
-            message = f"the request did not arrive within {timeout} s"
-            with contextlib.suppress(OSError):
-                _write_json_error(sock, 408, "Request Timeout", message)
-            return False  # gunicorn closes the connection
-        return result
-
-
-def _close_promptly(sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-    """Close without lingering on the worker's main loop.
-
-    gunicorn's graceful close waits up to 2 s *on the main loop* for the peer
-    to close its side: 500 clients that keep their sockets open after the
-    response stall the worker for minutes (measured: the master then kills
-    it). Here: send FIN, discard only what the client already sent (so the
-    kernel has no unread data to answer with a reset), close.
-    """
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        sock.setblocking(False)
-        for _ in range(16):
-            if not sock.recv(65536):
-                break
-    except OSError:
-        pass  # nothing (more) to read, or the peer is gone
-    finally:
-        sock.close()
-
-
-def _write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
-    body = to_json(
-        error_body(
-            SERVER_ERROR_CODES.get(status, "http_error"), message or reason, {"status": status}
-        )
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        timeout = getattr(self.cfg, "mlsys_request_timeout", DEFAULT_REQUEST_TIMEOUT)
+        self.config.http = protocol_class(request_timeout=timeout)
 
 
 # --- the gunicorn application -------------------------------------------------------
@@ -210,12 +116,10 @@ class MlsysApplication(BaseApplication):  # type: ignore[misc]
             "bind": [f"fd://{self.listener.fileno()}"],
             "workers": options.workers,
             "worker_class": f"{Worker.__module__}.{Worker.__qualname__}",
-            "threads": options.threads,
             "backlog": options.backlog,
             "keepalive": options.keepalive_seconds,
             "graceful_timeout": GRACEFUL_SECONDS,
             "timeout": 60,
-            "permit_unconventional_http_method": True,  # lowercase `get` reaches the 405
             "loglevel": "warning",
             "accesslog": None,
             "proc_name": "mlsys-serve",
@@ -239,6 +143,8 @@ class MlsysApplication(BaseApplication):  # type: ignore[misc]
         return HttpAdapter(
             build_api(self.settings, progress=self.slot),
             max_body_bytes=self.settings.max_body_bytes,
+            policy=BrowserPolicy.for_server(self.options.bound_host, self.options.allowed_hosts),
+            threads=self.options.threads,
         )
 
 
@@ -249,10 +155,17 @@ def _drain_log(arbiter: Any, worker: Any) -> None:
 
 
 def build_api(settings: Settings, *, progress: SlotProgress | None = None) -> Api:
-    """The service one server process runs (metrics off: no CloudWatch agent locally)."""
-    sink = None
+    """The service one server process runs (metrics off: no CloudWatch agent locally).
+
+    Its events go through one connection whose WAL checkpoints run on a thread of
+    their own (an fsync in a checkpoint would otherwise stall the durable writes).
+    """
+    log = _cached(lambda: open_event_log_for(settings, checkpoint_seconds=CHECKPOINT_SECONDS))
+    sink: EventSink
     if settings.log_delivery == "background":
-        sink = BackgroundSink(_cached(lambda: open_event_log_for(settings)), shared=progress)
+        sink = BackgroundSink(log, shared=progress)
+    else:
+        sink = StoreSink(log)
     return Api(InferenceService.from_settings(settings, emit_metrics=False, sink=sink))
 
 

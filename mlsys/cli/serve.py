@@ -2,8 +2,10 @@
 
 Options: where the model and the log are (``--registry``, ``--model-name``, ``--log``),
 the address (``--host``, ``--port``; ``--port 0`` picks a free port and prints it), the
-number of worker processes, keep-alive and request timeouts, and the log delivery. A bad
-address or URI is a one-line error (exit 2) before anything listens.
+number of worker processes, keep-alive and request timeouts, the log delivery (``sync`` by
+default: an acknowledged event is committed) and the host names browsers may use
+(``--allowed-host``). A bad address or URI is a one-line error (exit 2) before anything
+listens; an address other than loopback gets a warning (the API has no authentication).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from lambda_inference.local.server import (
     BAD_ADDRESS_ERRNOS,
+    DEFAULT_REQUEST_TIMEOUT,
     SERVE_LOG_DELIVERIES,
     ServeOptions,
     build_api,
@@ -57,15 +60,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--request-timeout",
         type=_bounded_int(1, 30),
-        default=30,
-        help="seconds a request's headers and body may take to arrive (1-30, default 30)",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        help="seconds from a connection's arrival (or its next request's first byte) within "
+        "which the request line, headers and body must arrive; then 408 (1-30, default 30)",
     )
     parser.add_argument(
         "--log-delivery",
         choices=SERVE_LOG_DELIVERIES,
-        default="background",
-        help="how requests write system-log events: background (default; queued and "
-        "written in batches by a writer thread per worker) or sync (written in the request)",
+        default="sync",
+        help="how requests write system-log events: sync (default; committed before the "
+        "response, concurrent requests share a commit, so an acknowledged event survives a "
+        "crash) or background (queued and written in batches by a writer thread per worker: "
+        "faster, but a killed worker loses what it had queued)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        type=host_argument,
+        default=[],
+        metavar="NAME",
+        help="a host name browsers may address this server by, besides IP addresses, "
+        "localhost and --host (repeatable; others get 403, against DNS rebinding)",
     )
 
 
@@ -137,8 +152,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers or default_workers(),
         keepalive_seconds=args.keepalive,
         request_timeout_seconds=args.request_timeout,
+        allowed_hosts=tuple(args.allowed_host),
+        bound_host=args.host,
     )
     host, port = listener.getsockname()[:2]
+    if not _is_loopback(str(host)):
+        print(
+            f"mlsys serve: warning: listening on {host}, not a loopback address: anyone who "
+            "can reach it can predict, read and empty the log (the API has no authentication)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"mlsys serve: model {settings.model_name!r} from {settings.registry_uri}, "
         f"log {settings.log_uri} ({settings.log_delivery} delivery), "
@@ -147,6 +171,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"listening on http://{_url_host(str(host))}:{port}", flush=True)
     return serve(settings, options, listener)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_host(host: str) -> str:

@@ -40,33 +40,38 @@ def parse_log_uri(uri: str) -> tuple[Literal["sqlite", "dynamodb"], str]:
     raise ConfigError(f"log URI {uri!r}: use sqlite:///path or dynamodb://table")
 
 
-def open_event_log(uri: str, **kwargs: Any) -> EventLog:
+def open_event_log(uri: str, *, checkpoint_seconds: float | None = None, **kwargs: Any) -> EventLog:
     """Open the log a URI names: ``sqlite:///path`` or ``dynamodb://table``.
 
-    Extra keyword arguments go to the DynamoDB implementation (client,
-    retention, shards).
+    ``checkpoint_seconds`` is for SQLite (see :class:`SqliteEventLog`); extra
+    keyword arguments go to the DynamoDB implementation (client, retention, shards).
     """
     scheme, location = parse_log_uri(uri)
     if scheme == "sqlite":
-        return SqliteEventLog(location)
+        return SqliteEventLog(location, checkpoint_seconds=checkpoint_seconds)
     from mlsys.eventlog.dynamodb import DynamoDBEventLog  # noqa: PLC0415
 
     return DynamoDBEventLog(location, **kwargs)
 
 
 def open_event_log_for(
-    settings: LogSettings, uri: str | None = None, *, client: Any = None
+    settings: LogSettings,
+    uri: str | None = None,
+    *,
+    client: Any = None,
+    checkpoint_seconds: float | None = None,
 ) -> EventLog:
     """Open ``uri`` (default ``settings.log_uri``) with the operator's log settings.
 
     Every writer goes through here so that a changed ``MLSYS_LOG_SHARDS`` or
     ``MLSYS_LOG_RETENTION_DAYS`` reaches training and ``mlsys models`` events too:
     an event written to a shard the readers do not scan would never be served.
-    ``client`` is an injectable boto3 DynamoDB client (ignored for SQLite).
+    ``client`` is an injectable boto3 DynamoDB client (ignored for SQLite),
+    ``checkpoint_seconds`` an SQLite option (ignored for DynamoDB).
     """
     target = settings.log_uri if uri is None else uri
     if parse_log_uri(target)[0] == "sqlite":
-        return open_event_log(target)
+        return open_event_log(target, checkpoint_seconds=checkpoint_seconds)
     return open_event_log(
         target,
         client=client,

@@ -73,7 +73,10 @@ def new_event_id(now_ns: int | None = None) -> str:
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-@dataclass(frozen=True, kw_only=True)
+_now_ns = time.time_ns
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
 class Event:
     """One log entry. ``id`` sorts in time order; ``data`` is type-specific."""
 
@@ -87,24 +90,45 @@ class Event:
     request_id: str | None = None
     model_version: str | None = None
 
-    def __post_init__(self) -> None:
-        if not self.id:
-            now_ns = time.time_ns()
-            object.__setattr__(self, "id", new_event_id(now_ns))
-            if not self.time:
+    def __init__(
+        self,
+        *,
+        type: EventType,
+        data: Mapping[str, Any] | None = None,
+        id: str = "",
+        time: str = "",
+        request_id: str | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        if not id:
+            now_ns = _now_ns()
+            id = new_event_id(now_ns)
+            if not time:
                 seconds, nanos = divmod(now_ns, 1_000_000_000)
-                object.__setattr__(self, "time", f"{_iso_second(seconds)}.{nanos // 1000:06d}Z")
-        elif not self.time:
-            object.__setattr__(self, "time", _iso_from_id(self.id))
+                time = f"{_iso_second(seconds)}.{nanos // 1000:06d}Z"
+        elif not time:
+            time = _iso_from_id(id)
+        # Frozen: the fields are set once, in one call (the generated __init__ makes a
+        # slow object.__setattr__ per field; events are built on the request path).
+        self.__dict__.update(
+            type=type,
+            data={} if data is None else data,
+            id=id,
+            time=time,
+            request_id=request_id,
+            model_version=model_version,
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready members; ``data`` is the event's own dict (not a copy)."""
+        data = self.data
         return {
             "id": self.id,
             "type": self.type,
             "time": self.time,
             "request_id": self.request_id,
             "model_version": self.model_version,
-            "data": dict(self.data),
+            "data": data if type(data) is dict else dict(data),
         }
 
     def to_json(self) -> str:

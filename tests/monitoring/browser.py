@@ -49,10 +49,14 @@ class Rendered:
     """Every console message (log, warning, error, uncaught exception) the page produced."""
 
 
-def render(page: Path, profile: Path) -> Rendered:
-    """The DOM after the page's scripts ran, and its console messages."""
+def render(page: Path | str, profile: Path, *, budget_ms: int | None = None) -> Rendered:
+    """The DOM after the page's scripts ran, and its console messages. ``page`` is a
+    file or a URL; ``budget_ms`` lets the page's timers and fetches run first (virtual
+    time: it passes as soon as nothing is pending)."""
+    target = page if isinstance(page, str) else page.resolve().as_uri()
+    budget = [f"--virtual-time-budget={budget_ms}"] if budget_ms is not None else []
     done = subprocess.run(
-        [chromium(), *_flags(profile), "--dump-dom", page.resolve().as_uri()],
+        [chromium(), *_flags(profile), *budget, "--dump-dom", target],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
 from lambda_inference.local.adapter import HttpAdapter
 from tests.monitoring.support import Trained, make_api, records
+from tests.serve_support import served_in_process
 
 
 @pytest.fixture
 def base_url(regressor: Trained, tmp_path: Path) -> Iterator[str]:
     api = make_api(regressor, f"sqlite:///{tmp_path}/log.sqlite3")
-    # mlsys serve's WSGI adapter in process (gunicorn itself is tested in tests/integration).
     adapter = HttpAdapter(api, max_body_bytes=api.service.limits.max_body_bytes)
-    server = make_server("127.0.0.1", 0, adapter, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return
+    with served_in_process(adapter) as url:
+        yield url
+    adapter.close()
 
 
 def _post(url: str, body: object) -> None:

@@ -288,6 +288,14 @@ def test_wrong_media_type_route_and_method(make_api: MakeApi, regression: BuiltM
     )
     assert response["statusCode"] == 415
     assert error_of(body_of(response))["code"] == "unsupported_media_type"
+    # Without a Content-Type: what a cross-origin page can send (fetch, mode "no-cors").
+    for path in ("/stream", "/feedback"):
+        event = api_event("POST", path, raw_body='{"data": []}')
+        del event["headers"]["Content-Type"]
+        response = api.handle_predict(event)
+        assert response["statusCode"] == 415
+        assert error_of(body_of(response))["message"].startswith("Content-Type is required")
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
     response = api.handle_predict(api_event("GET", "/stream"))
     assert response["statusCode"] == 405
     assert response["headers"]["Allow"] == "POST"

@@ -348,7 +348,7 @@ def test_a_flush_gives_up_on_a_stuck_worker_after_its_timeout(
     assert make_sink(shared=progress.claim(1)).flush(timeout=0.2) is False
 
 
-def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
+def test_background_delivery_is_a_setting_and_durable_sync_the_serve_default() -> None:
     assert load_settings({"MLSYS_LOG_DELIVERY": "background"}).log_delivery == "background"
     with pytest.raises(ConfigError, match="MLSYS_LOG_DELIVERY"):
         load_settings({"MLSYS_LOG_DELIVERY": "later"})
@@ -356,8 +356,8 @@ def test_background_delivery_is_a_setting_and_the_serve_default() -> None:
 
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)
-    assert parser.parse_args([]).log_delivery == "background"
-    assert parser.parse_args(["--log-delivery", "sync"]).log_delivery == "sync"
+    assert parser.parse_args([]).log_delivery == "sync"
+    assert parser.parse_args(["--log-delivery", "background"]).log_delivery == "background"
 
 
 def test_an_event_json_cannot_hold_is_stored_as_its_repr_and_does_not_block_the_queue(

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from lambda_inference.errors import PayloadTooLargeError
 from lambda_inference.events import sampled_input_mode
-from lambda_inference.handler import Api
+from lambda_inference.handler import MAX_GZIP_MEMBERS, Api, gunzip
 from lambda_inference.service import InferenceService
 from mlsys.errors import ConfigError
 from mlsys.registry import ModelRegistry
@@ -104,3 +105,48 @@ def test_a_gzip_body_typed_application_gzip_is_predicted(
     response = api.handle_predict(event)
     assert response["statusCode"] == 400
     assert "gzip" in body_of(response)["error"]["message"]
+
+
+def gzip_event(compressed: bytes) -> dict[str, Any]:
+    """A gzip body as API Gateway delivers a binary media type: base64, flagged."""
+    event = api_event(
+        "POST",
+        "/batch",
+        raw_body=base64.b64encode(compressed).decode(),
+        headers={"Content-Type": "application/gzip"},
+    )
+    event["isBase64Encoded"] = True
+    return event
+
+
+def test_gzip_members_are_capped_so_inflating_stays_linear(
+    tmp_path: Path, regression: BuiltModel
+) -> None:
+    """Issue 18: 295,000 empty members and one record, 5.9 MB, under the body limit
+    (its base64 form is over the event limit: a 413 before any inflating), and
+    200,000 (4 MB), which fits the event: a 400 after the 101st member."""
+    api = make_api(tmp_path, regression)
+    record = gzip.compress(json.dumps({"data": [[0.01] * 10]}).encode())
+    bomb = gzip.compress(b"") * 295_000 + record
+    assert len(bomb) < api.service.limits.max_body_bytes
+    response = api.handle_predict(gzip_event(bomb))
+    error = body_of(response)["error"]
+    assert (response["statusCode"], error["code"]) == (413, "payload_too_large")
+    response = api.handle_predict(gzip_event(gzip.compress(b"") * 200_000 + record))
+    error = body_of(response)["error"]
+    assert (response["statusCode"], error["code"]) == (400, "invalid_content_encoding")
+    assert error["details"] == {"max_members": MAX_GZIP_MEMBERS}
+    # Up to the cap, members are one body (what `cat a.gz b.gz` makes).
+    body = json.dumps({"data": [[0.01] * 10, [0.02] * 10]}).encode()
+    split = [gzip.compress(body[:7])] + [gzip.compress(b"")] * 98 + [gzip.compress(body[7:])]
+    response = api.handle_predict(gzip_event(b"".join(split)))
+    assert response["statusCode"] == 200, body_of(response)
+    assert len(body_of(response)["result"]) == 2
+
+
+def test_gunzip_checks_the_expanded_size_while_inflating() -> None:
+    zeros = gzip.compress(bytes(50_000_000))  # ~50 KB that would expand to 50 MB
+    with pytest.raises(PayloadTooLargeError):
+        gunzip(zeros, limit=1_000_000)
+    assert gunzip(zeros[:-8] + zeros[-8:], limit=50_000_000) == bytes(50_000_000)
+    assert gunzip(gzip.compress(b"a") + gzip.compress(b"b"), limit=10) == b"ab"
