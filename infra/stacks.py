@@ -58,18 +58,7 @@ class MlsysStack(Stack):
             log_retention_days=config.log_retention_days,
             stage=config.stage,
         )
-        self.scoring = Scoring(
-            self,
-            "Scoring",
-            config=config.training,
-            training=self.training,
-            model_store=self.model_store,
-            system_log=self.system_log,
-            model_name=config.model_name,
-            alarm_topic=self.alerts.topic,
-            log_retention_days=config.log_retention_days,
-            alarm=not minimal,
-        )
+        self.scoring = self._scoring(config)
         self.serving = Serving(
             self,
             "Serving",
@@ -97,6 +86,21 @@ class MlsysStack(Stack):
         self.rollout = self._rollout_evaluator(config=config, bundle_dir=bundle_dir)
         self._share_with_ci_stack(config.stage)
         self._outputs()
+
+    def _scoring(self, config: AppConfig) -> Scoring:
+        """Files uploaded under score/ scored by Batch jobs on the training queue."""
+        return Scoring(
+            self,
+            "Scoring",
+            config=config.training,
+            training=self.training,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            model_name=config.model_name,
+            alarm_topic=self.alerts.topic,
+            log_retention_days=config.log_retention_days,
+            alarm=not config.monitoring.minimal,
+        )
 
     def _monitoring(self, config: AppConfig) -> Monitoring:
         return Monitoring(
