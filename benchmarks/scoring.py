@@ -58,7 +58,7 @@ classes = pa.array(list(card.classes))
 outputs = output_names(card)
 clock = {"read": 0.0, "run": 0.0, "write": 0.0}
 writer = None
-batches = pq.ParquetFile(sys.argv[2]).iter_batches(batch_size=CHUNK_ROWS)
+batches = pq.ParquetFile(sys.argv[2], pre_buffer=False).iter_batches(batch_size=CHUNK_ROWS)
 rows = 0
 while True:
     started = time.perf_counter()

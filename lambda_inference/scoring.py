@@ -184,7 +184,9 @@ class Source:
     def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         try:
             if self.kind == "parquet":
-                parquet = pq.ParquetFile(self.path)
+                # pre_buffer keeps every row group's buffers until the file is closed:
+                # memory would grow with the file (by ~120 MB per million rows of 20 columns).
+                parquet = pq.ParquetFile(self.path, pre_buffer=False)
                 yield from parquet.iter_batches(batch_size=self.chunk_rows, columns=columns)
                 return
             convert = pacsv.ConvertOptions(
