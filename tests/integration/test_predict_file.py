@@ -14,7 +14,7 @@ import pytest
 
 from lambda_inference.handler import Api
 from lambda_inference.predictor import ServingModel
-from lambda_inference.scoring import FileScorer, score_file, scores_uri_for
+from lambda_inference.scoring import FileScorer, Source, score_file, scores_uri_for
 from lambda_inference.service import InferenceService
 from mlsys.contract import LoadedModel
 from mlsys.eventlog import open_event_log
@@ -350,3 +350,24 @@ def test_the_upload_convention_names_the_output() -> None:
     assert scores_uri_for("s3://b/score/2026/jan.csv") == "s3://b/scores/2026/jan.csv.parquet"
     assert scores_uri_for("s3://b/data/jan.csv") is None
     assert scores_uri_for("score/jan.csv") is None
+
+
+def test_reading_a_parquet_file_holds_one_row_group_at_a_time(tmp_path: Path) -> None:
+    """Memory is bounded by the chunk, not the file: Arrow holds about one row group of the
+    sixteen at any time (pyarrow's pre-buffering held them all)."""
+    path = tmp_path / "wide.parquet"
+    rows = 20_000
+    table = pa.table({f"n{i}": pa.array(range(i, i + rows), type=pa.float64()) for i in range(20)})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for _ in range(16):
+            writer.write_table(table)
+    names = list(table.column_names)
+    del table
+    source = Source(path, "parquet", chunk_rows=4096)
+    live = []
+    for batch in source.batches(names):
+        live.append(pa.total_allocated_bytes())
+        del batch
+    assert len(live) == 16 * 5
+    row_group = rows * 20 * 8
+    assert max(live) < 6 * row_group  # a row group and its decoding buffers, not the file
