@@ -98,7 +98,7 @@ class Scoring(Construct):
     def _failed_alarm(self) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
-            "JobFailedAlarm",
+            "JobFailed",
             metric=self.metric_failed_jobs(),
             threshold=1,
             evaluation_periods=1,
@@ -189,7 +189,7 @@ class Scoring(Construct):
         data = events.EventField.from_path(f"$.detail.parameters.{DATA_PARAMETER}")
         return events.Rule(
             self,
-            "JobFailed",
+            "FailureRule",
             description="notify the alarm topic when a scoring job fails",
             event_pattern=events.EventPattern(
                 source=["aws.batch"],
