@@ -163,6 +163,25 @@ def test_a_regression_files_scores_equal_batch_in_either_input_layout(
     assert read(tmp_path / "out.parquet")["prediction"].tolist() == space.batch(records)["result"]
 
 
+def test_an_old_per_feature_classifier_scores_equal_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = build_classifier(version="20260101T000000Z-pppppp", layout="per_feature")
+    space = Workspace(tmp_path, built)
+    records = records_of(built) + CLASSIFIER_EXTRAS
+    write(records, tmp_path / "in.parquet")
+
+    code, _, _ = space.predict(
+        capsys, "--data", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "o.parquet")
+    )
+
+    assert code == 0
+    expected = space.batch(records)
+    written = read(tmp_path / "o.parquet")
+    assert written["prediction"].tolist() == expected["result"]
+    assert written["probability_yes"].tolist() == [p["yes"] for p in expected["probabilities"]]
+
+
 # --- rows /batch refuses --------------------------------------------------------------
 
 
