@@ -161,6 +161,7 @@ class Source:
         self.path = path
         self.kind = kind
         self.chunk_rows = chunk_rows
+        self.parse_options = pacsv.ParseOptions()
         self.names, self.schema = self._schema()
         duplicated = sorted({n for n in self.names if self.names.count(n) > 1})
         if duplicated:
@@ -171,7 +172,10 @@ class Source:
             if self.kind == "parquet":
                 schema = pq.ParquetFile(self.path).schema_arrow
                 return list(schema.names), schema
-            with pacsv.open_csv(self.path, read_options=self._read_options()) as reader:
+            self.parse_options = pacsv.ParseOptions(delimiter=_delimiter(self.path))
+            with pacsv.open_csv(
+                self.path, read_options=self._read_options(), parse_options=self.parse_options
+            ) as reader:
                 names = list(reader.schema.names)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"cannot read the input as {self.kind}: {exc}") from None
@@ -195,13 +199,31 @@ class Source:
                 strings_can_be_null=True,
             )
             with pacsv.open_csv(
-                self.path, read_options=self._read_options(), convert_options=convert
+                self.path,
+                read_options=self._read_options(),
+                parse_options=self.parse_options,
+                convert_options=convert,
             ) as reader:
                 for block in reader:  # blocks are sized in bytes; chunks in rows
                     for start in range(0, block.num_rows, self.chunk_rows):
                         yield block.slice(start, self.chunk_rows)
         except pa.ArrowInvalid as exc:
             raise DataError(f"cannot read the input as {self.kind}: {exc}") from None
+
+
+OTHER_DELIMITERS = ";\t|"
+"""Field separators recognised besides the comma, as training recognises them (European
+spreadsheets export ``;``)."""
+
+
+def _delimiter(path: Path) -> str:
+    """``,`` unless the header line has no comma but one of :data:`OTHER_DELIMITERS`."""
+    with pa.input_stream(str(path), compression="detect") as stream:
+        header = stream.read(64 * 1024).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    if "," in header:
+        return ","
+    found = [d for d in OTHER_DELIMITERS if d in header]
+    return found[0] if len(found) == 1 else ","
 
 
 # --- encoding one chunk -----------------------------------------------------------------

@@ -390,3 +390,19 @@ def test_reading_a_parquet_file_holds_one_row_group_at_a_time(tmp_path: Path) ->
     assert len(live) == -(-16 * rows // 4096)  # chunks of 4,096 rows
     row_group = rows * 20 * 8
     assert max(live) < 6 * row_group  # a row group and its decoding buffers, not the file
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_a_csv_separated_by_semicolons_tabs_or_bars_is_read_as_training_reads_it(
+    tmp_path: Path, classifier: BuiltModel, capsys: pytest.CaptureFixture[str], separator: str
+) -> None:
+    space = Workspace(tmp_path, classifier)
+    records = records_of(classifier)[:20]
+    pd.DataFrame(records).to_csv(tmp_path / "in.csv.gz", sep=separator, index=False)
+
+    code, _, err = space.predict(
+        capsys, "--data", str(tmp_path / "in.csv.gz"), "--out", str(tmp_path / "o.csv")
+    )
+
+    assert (code, err) == (0, "")
+    assert read(tmp_path / "o.csv")["prediction"].tolist() == space.batch(records)["result"]
