@@ -24,6 +24,7 @@ row out and ``null`` writes it with empty prediction columns; both count refusal
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import Counter
@@ -177,8 +178,8 @@ class Source:
                 self.path, read_options=self._read_options(), parse_options=self.parse_options
             ) as reader:
                 names = list(reader.schema.names)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"cannot read the input as {self.kind}: {exc}") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(self.kind, exc) from None
         # CSV cells are text until a feature's kind says otherwise.
         return names, pa.schema([(name, pa.string()) for name in names])
 
@@ -207,8 +208,8 @@ class Source:
                 for block in reader:  # blocks are sized in bytes; chunks in rows
                     for start in range(0, block.num_rows, self.chunk_rows):
                         yield block.slice(start, self.chunk_rows)
-        except pa.ArrowInvalid as exc:
-            raise DataError(f"cannot read the input as {self.kind}: {exc}") from None
+        except (pa.ArrowException, OSError) as exc:  # a parse error, a corrupt gzip stream
+            raise _unreadable(self.kind, exc) from None
 
 
 OTHER_DELIMITERS = ";\t|"
@@ -224,6 +225,11 @@ def _delimiter(path: Path) -> str:
         return ","
     found = [d for d in OTHER_DELIMITERS if d in header]
     return found[0] if len(found) == 1 else ","
+
+
+def _unreadable(kind: FileFormat, exc: Exception) -> DataError:
+    reason = " ".join(str(exc).split())  # Arrow's messages may span lines; errors are one
+    return DataError(f"cannot read the input as {kind}: {reason}")
 
 
 # --- encoding one chunk -----------------------------------------------------------------
@@ -528,26 +534,45 @@ class FileScorer:
 # --- files by URI -----------------------------------------------------------------------
 
 
+class OutputError(MlsysError):
+    """The output file could not be written (a full disk, a vanished folder): exit 1."""
+
+    code = "output_error"
+
+
 class _Sink:
     """The output file: Parquet or (gzipped) CSV, written chunk by chunk."""
 
     def __init__(self, path: Path, kind: FileFormat, schema: pa.Schema, *, gzip: bool) -> None:
+        self.path = path
         self._stack = ExitStack()
         self.writer: Any
-        if kind == "parquet":
-            self.writer = self._stack.enter_context(pq.ParquetWriter(path, schema))
-        else:
-            stream = (
-                pa.CompressedOutputStream(str(path), "gzip") if gzip else pa.OSFile(str(path), "wb")
-            )
-            self._stack.enter_context(stream)
-            self.writer = self._stack.enter_context(pacsv.CSVWriter(stream, schema))
+        with self._failing("open"):
+            if kind == "parquet":
+                self.writer = self._stack.enter_context(pq.ParquetWriter(path, schema))
+            else:
+                stream = (
+                    pa.CompressedOutputStream(str(path), "gzip")
+                    if gzip
+                    else pa.OSFile(str(path), "wb")
+                )
+                self._stack.enter_context(stream)
+                self.writer = self._stack.enter_context(pacsv.CSVWriter(stream, schema))
+
+    @contextlib.contextmanager
+    def _failing(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (pa.ArrowException, OSError) as exc:
+            raise OutputError(f"cannot {action} the output file: {exc}") from None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.writer.write_batch(batch)
+        with self._failing("write"):
+            self.writer.write_batch(batch)
 
     def close(self) -> None:
-        self._stack.close()
+        with self._failing("finish"):
+            self._stack.close()
 
 
 def score_file(

@@ -312,11 +312,17 @@ def staged_output(uri: str, *, s3_client: S3Client | None = None) -> Iterator[Pa
         target = Path(uri.removeprefix("file://")).expanduser()
         if not target.parent.is_dir():
             raise ConfigError(f"{uri}: folder {str(target.parent)!r} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+        except OSError as exc:
+            raise RegistryError(f"cannot write {uri}: {exc.strerror}") from None
         try:
             yield Path(tmp)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise RegistryError(f"cannot write {uri}: {exc.strerror}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

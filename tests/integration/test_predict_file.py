@@ -406,3 +406,27 @@ def test_a_csv_separated_by_semicolons_tabs_or_bars_is_read_as_training_reads_it
 
     assert (code, err) == (0, "")
     assert read(tmp_path / "o.csv")["prediction"].tolist() == space.batch(records)["result"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("in.parquet", b"id,age\n1,2\n"), ("in.csv.gz", b"not gzip at all"), ("in.csv", b"")],
+)
+def test_an_unreadable_file_is_a_one_line_error(
+    tmp_path: Path,
+    regression: BuiltModel,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes,
+) -> None:
+    space = Workspace(tmp_path, regression)
+    (tmp_path / name).write_bytes(content)
+
+    code, _, err = space.predict(
+        capsys, "--data", str(tmp_path / name), "--out", str(tmp_path / "o.csv")
+    )
+
+    assert code == 2
+    assert err.startswith("mlsys predict: error: cannot read the input as ")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o.csv").exists()
