@@ -70,6 +70,9 @@ CHUNK_ROWS = 65_536
 """Rows per chunk: big enough that per-call overheads vanish, small enough that a chunk of
 a wide file stays in the tens of megabytes."""
 CSV_BLOCK_BYTES = 8 << 20
+OUTPUT_ROW_GROUP_ROWS = 1 << 20
+"""Output rows gathered before a write: Parquet row groups of about a million rows (the
+output columns of that many rows take tens of megabytes)."""
 MAX_LISTED_ROWS = 5
 """Refused rows described one by one in a result (the rest are counted by code)."""
 
@@ -545,6 +548,8 @@ class _Sink:
 
     def __init__(self, path: Path, kind: FileFormat, schema: pa.Schema, *, gzip: bool) -> None:
         self.path = path
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self._stack = ExitStack()
         self.writer: Any
         with self._failing("open"):
@@ -567,10 +572,22 @@ class _Sink:
             raise OutputError(f"cannot {action} the output file: {exc}") from None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        with self._failing("write"):
-            self.writer.write_batch(batch)
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= OUTPUT_ROW_GROUP_ROWS:
+            self._flush()
 
-    def close(self) -> None:
+    def _flush(self) -> None:
+        """Chunks are gathered into Parquet row groups of about a million rows (each write
+        is a row group; 65,536-row groups make slow files for their readers)."""
+        if self._pending:
+            with self._failing("write"):
+                self.writer.write_table(pa.Table.from_batches(self._pending))
+        self._pending, self._pending_rows = [], 0
+
+    def close(self, *, complete: bool = True) -> None:
+        if complete:
+            self._flush()
         with self._failing("finish"):
             self._stack.close()
 
@@ -607,8 +624,10 @@ def score_file(
             )
             try:
                 scorer.score(source, sink.write, result)
-            finally:
-                sink.close()
+            except BaseException:
+                sink.close(complete=False)  # the staged file is dropped anyway
+                raise
+            sink.close()
     except MlsysError as exc:
         result.seconds = clock() - started
         if on_result is not None:
