@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws
+import jsii
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk.interfaces import aws_events as events_refs
 from constructs import Construct
 
 from infra.common import acknowledge
@@ -37,8 +40,16 @@ class Alerts(Construct):
             return
         # A customer-managed key, because the AWS-managed SNS key cannot be granted to
         # CloudWatch alarms or EventBridge, which would then fail to publish.
+        # Deleted with the stack (after KMS's shortest waiting period): it only encrypts
+        # messages in flight, so nothing needs it once the topic is gone, and a retained
+        # key would bill USD 1 a month forever (CDK's default keeps keys).
         self.key = kms.Key(
-            self, "Key", enable_key_rotation=True, description="mlsys alarm topic encryption"
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="mlsys alarm topic encryption",
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -53,14 +64,40 @@ class Alerts(Construct):
         self._finish(email)
 
     def _finish(self, email: str) -> None:
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarms",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+        # Both publishers only on behalf of this account (no confused deputy: another
+        # account's alarm or rule cannot publish here through the service principal).
+        for sid, service in zip(
+            ("AllowCloudWatchAlarms", "AllowEventBridgeRules"), _PUBLISHERS, strict=True
+        ):
+            self.topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["sns:Publish"],
+                    resources=[self.topic.topic_arn],
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                )
             )
-        )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+
+@jsii.implements(events.IRuleTarget)
+class TopicTarget:
+    """An EventBridge rule target publishing ``message`` to the alarm topic.
+
+    Instead of ``aws_events_targets.SnsTopic``, which adds a topic-policy statement letting
+    ``events.amazonaws.com`` publish with no condition: the topic's own
+    ``AllowEventBridgeRules`` statement (with ``aws:SourceAccount``) authorises the rule.
+    """
+
+    def __init__(self, topic: sns.ITopic, *, message: events.RuleTargetInput) -> None:
+        self._topic = topic
+        self._message = message
+
+    def bind(self, rule: events_refs.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
+        del rule, id
+        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
+
+    def __repr__(self) -> str:
+        return f"TopicTarget({self._topic!r})"

@@ -4,18 +4,18 @@ The role trusts one repository's GitHub *environment* named after the stage
 (``repo:ORG/REPO:environment:<stage>``), so only a workflow job that runs in that
 environment -- behind its protection rules -- can assume it, and the dev environment's
 jobs cannot assume the prod role. It can do what the deploy workflow does and nothing
-else: assume the CDK bootstrap roles (``cdk deploy``), push the training image and
-record its tag, submit, watch and (on timeout) terminate a training job, list the
-bucket's ``data/`` prefix, read the stack's outputs and events, read the API key and
-call the SigV4 routes for the smoke test.
+else: assume the CDK bootstrap roles (``cdk deploy``), push the training image, submit,
+watch and (on timeout) terminate a training job, list the bucket's ``data/`` prefix, read
+the stack's outputs and events, read the API key and call the SigV4 routes for the smoke
+test.
 
 No ``Fn::ImportValue``: this stack is deployed by an administrator, the system stack by
 the workflow, and an export would lock the system stack (CloudFormation refuses to drop
 or replace an exported value while another stack imports it). Instead the role matches
-the resources it pushes to and submits with by their ``mlsys:stage`` tag, and reads the
-two values it needs by name (the API id and the bucket) from SSM parameters the system
-stack publishes under ``/mlsys/<stage>/``, resolved when this stack is deployed (both
-are stable: the bucket is retained under a pinned logical ID).
+the resources it pushes to and submits with by their ``mlsys:stage`` tag, and attaches
+the managed policy the system stack writes for its API and bucket
+(:mod:`infra.deploy_access`), by its name. Nothing is resolved at deploy time: the default
+bootstrap deploy role could not read it (infra/deploy_access.py).
 """
 
 from __future__ import annotations
@@ -24,19 +24,15 @@ from collections.abc import Mapping
 
 from aws_cdk import Annotations, Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.common import STAGE_TAG, acknowledge, stage_parameter
+from infra.common import STAGE_TAG, acknowledge
 from infra.config import CiConfig
-from infra.model_store import DATA_PREFIX
-from infra.training import IMAGE_TAG_PARAMETER
+from infra.deploy_access import deploy_access_policy_name
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
-API_ID_PARAMETER = "api-id"
-BUCKET_PARAMETER = "model-store-bucket"
 ECR_PUSH_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:CompleteLayerUpload",
@@ -69,7 +65,6 @@ class CiAccess(Construct):
         config: CiConfig,
         stage: str,
         app_stack_name: str,
-        smoke_test_routes: list[tuple[str, str]],
         api_key: bool,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -91,13 +86,25 @@ class CiAccess(Construct):
             ),
         )
         self._tagged = {"StringEquals": {f"aws:ResourceTag/{STAGE_TAG}": stage}}
-        self._allow_deploy(cdk_qualifier=config.cdk_qualifier, stage=stage)
-        self._allow_training(stage=stage)
-        self._allow_smoke_test(stage=stage, routes=smoke_test_routes, api_key=api_key)
+        # The smoke test's routes and the data/ listing, written by the system stack.
+        self.role.add_managed_policy(
+            iam.ManagedPolicy.from_managed_policy_name(
+                self, "StageAccess", deploy_access_policy_name(stage)
+            )
+        )
+        self._allow_deploy(cdk_qualifier=config.cdk_qualifier)
+        self._allow_training()
+        if api_key:
+            self._add(
+                "ReadSmokeTestApiKey",
+                ["apigateway:GET"],
+                [f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/apikeys/*"],
+                self._tagged,
+            )
         self._acknowledge(api_key=api_key)
 
-    def _allow_deploy(self, *, cdk_qualifier: str, stage: str) -> None:
-        """cdk deploy, the image push and its tag, the stack's outputs and events."""
+    def _allow_deploy(self, *, cdk_qualifier: str) -> None:
+        """cdk deploy, the image push, the stack's outputs and events."""
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         self._add(
             "AssumeCdkBootstrapRoles",
@@ -115,14 +122,6 @@ class CiAccess(Construct):
             [f"arn:{partition}:ecr:{region}:{account}:repository/*"],
             self._tagged,
         )
-        self._add(
-            "RecordTrainingImageTag",
-            ["ssm:GetParameter", "ssm:PutParameter"],
-            [
-                f"arn:{partition}:ssm:{region}:{account}:parameter"
-                + stage_parameter(stage, IMAGE_TAG_PARAMETER)
-            ],
-        )
         # Pseudo-parameters, not format_arn: the ARN (and so the cdk-nag finding
         # acknowledged below) must read the same whether or not an env is pinned.
         self._add(
@@ -131,8 +130,9 @@ class CiAccess(Construct):
             [f"arn:{partition}:cloudformation:{region}:{account}:stack/{self._app_stack_name}/*"],
         )
 
-    def _allow_training(self, *, stage: str) -> None:
-        """Submit with the stage's queue and definition, watch, stop, find the data."""
+    def _allow_training(self) -> None:
+        """Submit with the stage's queue and definition, watch, stop (the data/ listing is
+        in the system stack's policy)."""
         account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
         # Batch evaluates each resource type's tags separately; "*:*" requires a revision
         # in the submitted definition, without which its tags would not be evaluated.
@@ -155,39 +155,6 @@ class CiAccess(Construct):
             ["batch:TerminateJob"],
             [f"arn:{partition}:batch:{region}:{account}:job/*"],
         )
-        bucket = ssm.StringParameter.value_for_string_parameter(
-            self, stage_parameter(stage, BUCKET_PARAMETER)
-        )
-        self._add(
-            "FindTrainingData",
-            ["s3:ListBucket"],
-            [f"arn:{partition}:s3:::{bucket}"],
-            {"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
-        )
-
-    def _allow_smoke_test(
-        self, *, stage: str, routes: list[tuple[str, str]], api_key: bool
-    ) -> None:
-        """SigV4 calls to the read-only (and IAM predict) routes; the stage's API key."""
-        account, region, partition = Aws.ACCOUNT_ID, Aws.REGION, Aws.PARTITION
-        api_id = ssm.StringParameter.value_for_string_parameter(
-            self, stage_parameter(stage, API_ID_PARAMETER)
-        )
-        self._add(
-            "SmokeTestRoutes",
-            ["execute-api:Invoke"],
-            [
-                f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
-                for method, path in routes
-            ],
-        )
-        if api_key:
-            self._add(
-                "ReadSmokeTestApiKey",
-                ["apigateway:GET"],
-                [f"arn:{partition}:apigateway:{region}::/apikeys/*"],
-                self._tagged,
-            )
 
     def _provider_arn(self, provider: str) -> str:
         if provider == "existing":

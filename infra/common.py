@@ -17,12 +17,6 @@ STAGE_TAG = "mlsys:stage"
 (``aws:ResourceTag``), so the role needs no cross-stack reference to them."""
 
 
-def stage_parameter(stage: str, name: str) -> str:
-    """Name of an SSM parameter of ``stage``: how the stacks and the deploy workflow find
-    values across stacks without CloudFormation exports (which would lock them)."""
-    return f"/mlsys/{stage}/{name}"
-
-
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,

@@ -97,8 +97,9 @@ CONTEXT_HELP: Mapping[str, str] = {
     "training_job_vcpus": "vCPUs per training job",
     "training_job_memory_mib": "memory per training job (docs/training.md, 'Sizing on AWS')",
     "training_timeout_minutes": "Batch attempt timeout",
-    "training_image_tag": "tag of the training image in ECR; empty = the TrainingImageTag "
-    "stack parameter's current value",
+    "training_image_tag": "pin the training image tag in ECR; empty = the TrainingImageTag "
+    "stack parameter, which the deploy workflow passes after pushing an image and any other "
+    "deploy keeps",
     "predict_auth": "api-key (key + usage plan) or iam",
     "throttle_rate": "stage and usage-plan throttling, requests/s",
     "throttle_burst": "stage and usage-plan throttling, burst",
@@ -107,14 +108,16 @@ CONTEXT_HELP: Mapping[str, str] = {
     "lambda_timeout_seconds": "timeout of the inference functions (below API Gateway's 29 s)",
     "provisioned_concurrency_min": "provisioned concurrency floor (0 = none, no idle cost; "
     "> 0 needs an account concurrency quota above 100 + this value)",
-    "provisioned_concurrency_max": "provisioned concurrency autoscaling ceiling",
+    "provisioned_concurrency_max": "provisioned concurrency autoscaling ceiling; equal to the "
+    "min for a fixed pool, the only one a canary or linear predict_deployment allows",
     "provisioned_utilization_target": "target tracking on provisioned-concurrency utilisation",
     "reserved_concurrency": "hard cap on the predict function; 0 = none (a fresh account's "
     "quota cannot reserve any)",
     "predict_deployment": "CodeDeploy configuration shifting the live alias to a new "
     "version (rolled back on alarm)",
-    "minimal_idle_cost": "no dashboard, KMS key or model monitor, only the rollback alarms: "
-    "idle cost ~USD 0 (needs provisioned_concurrency_min 0)",
+    "minimal_idle_cost": "no dashboard, KMS key or model monitor, only the three rollback "
+    "alarms: idle cost ~USD 0.65 a month, nothing within the free tier (needs "
+    "provisioned_concurrency_min 0)",
     "log_retention_days": "CloudWatch Logs retention and system-log TTL",
     "alarm_email": "optional e-mail subscription to the alarm topic",
     "latency_p99_ms": "p99 latency alarm threshold",
@@ -128,8 +131,8 @@ CONTEXT_HELP: Mapping[str, str] = {
     "below this",
     "monitor_retrain_on_alarm": "a drift or quality alarm submits a training job on the "
     "newest data (as the schedule does)",
-    "github_repository": "repository allowed to assume the deploy role, from its GitHub "
-    "environment named <stage>",
+    "github_repository": "repository (OWNER/NAME) allowed to assume the deploy role, from "
+    "its GitHub environment named <stage>; synthesis refuses the placeholder owner/repo",
     "github_oidc_provider": "create the account's GitHub OIDC provider, or reuse it: "
     "existing (this account's) or its ARN (an account holds one)",
     "cdk_qualifier": "bootstrap qualifier of the deploy roles",
@@ -327,12 +330,7 @@ def _serving_config(read: _Reader) -> ServingConfig:
             f"context reserved_concurrency ({reserved}) must be 0 (none) or >= "
             f"provisioned_concurrency_max ({pc_max})"
         )
-    deployment = read.text("predict_deployment", empty_ok=False)
-    if deployment not in PREDICT_DEPLOYMENTS:
-        raise ContextError(
-            f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
-            f"got {deployment!r}"
-        )
+    deployment = _predict_deployment(read, pc_min=pc_min, pc_max=pc_max)
     log_inputs = read.knob(BY_CONTEXT["log_inputs"])
     return ServingConfig(
         predict_auth="iam" if auth == "iam" else "api-key",
@@ -354,6 +352,33 @@ def _serving_config(read: _Reader) -> ServingConfig:
         log_inputs_sample_rate=read.knob(BY_CONTEXT["log_inputs_sample_rate"]),
         lambda_bundle_dir=read.text("lambda_bundle_dir", empty_ok=False),
     )
+
+
+ALL_AT_ONCE = "LambdaAllAtOnce"
+
+
+def _predict_deployment(read: _Reader, *, pc_min: int, pc_max: int) -> str:
+    """CodeDeploy's config for the predict alias, in the one combination with provisioned
+    concurrency that works: while a canary or linear shift weights the ``live`` alias,
+    Lambda refuses every change of its provisioned concurrency ("Alias with weights can not
+    be used with Provisioned Concurrency"), so autoscaling (min < max) would fail on each
+    step of every shift. An autoscaled pool therefore deploys all at once; a canary needs
+    a fixed pool (min == max, no scaling) or none."""
+    deployment = read.text("predict_deployment", empty_ok=False)
+    if deployment not in PREDICT_DEPLOYMENTS:
+        raise ContextError(
+            f"context predict_deployment must be one of {', '.join(PREDICT_DEPLOYMENTS)}, "
+            f"got {deployment!r}"
+        )
+    if 0 < pc_min < pc_max and deployment != ALL_AT_ONCE:
+        raise ContextError(
+            f"context predict_deployment={deployment} weights the live alias, and Lambda "
+            f"refuses provisioned-concurrency changes on a weighted alias, so autoscaling "
+            f"provisioned_concurrency_min={pc_min} to provisioned_concurrency_max={pc_max} "
+            f"would fail during every shift: use predict_deployment={ALL_AT_ONCE}, or a "
+            f"fixed pool (provisioned_concurrency_max={pc_min})"
+        )
+    return deployment
 
 
 def config_from_context(context: Mapping[str, object]) -> AppConfig:
@@ -393,9 +418,7 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             retrain_on_alarm=read.flag("monitor_retrain_on_alarm"),
         ),
         ci=CiConfig(
-            github_repository=read.text(
-                "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
-            ),
+            github_repository=_github_repository(read),
             github_oidc_provider=read.text(
                 "github_oidc_provider",
                 pattern=r"create|existing|arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+",
@@ -404,6 +427,28 @@ def config_from_context(context: Mapping[str, object]) -> AppConfig:
             cdk_qualifier=read.text("cdk_qualifier", pattern=r"[a-z0-9]{1,10}", empty_ok=False),
         ),
     )
+
+
+PLACEHOLDER_REPOSITORY = "owner/repo"
+"""cdk.json's stand-in for the user's repository; synthesis refuses it (see below)."""
+
+
+def _github_repository(read: _Reader) -> str:
+    """OWNER/NAME of the repository whose GitHub environment may assume the deploy role.
+
+    The placeholder is refused: the role would trust ``repo:owner/repo:environment:<stage>``,
+    i.e. whoever owns that GitHub repository could deploy into the account.
+    """
+    value = read.text(
+        "github_repository", pattern=r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", empty_ok=False
+    )
+    if value.lower() == PLACEHOLDER_REPOSITORY:
+        raise ContextError(
+            f"context github_repository is the placeholder {PLACEHOLDER_REPOSITORY!r}: set your "
+            'repository in cdk.json ("github_repository": "OWNER/NAME") or pass '
+            "-c github_repository=OWNER/NAME"
+        )
+    return value
 
 
 def _training_config(read: _Reader) -> TrainingConfig:

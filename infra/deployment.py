@@ -7,12 +7,17 @@ publishes a new version; CloudFormation hands the alias update to CodeDeploy (th
 version, watches the alarms below and then shifts the rest -- or routes everything back
 to the old version and fails the deployment, which fails the CloudFormation update (and so
 the deploy workflow). Provisioned concurrency stays on the alias: Lambda splits it across
-the two versions by their routing weights during the shift, and the alias's autoscaling
-target keeps scaling it.
+the two versions by their routing weights during the shift. Lambda refuses any change of it
+while the alias is weighted, so a canary or linear deployment comes with a fixed pool or
+none, and an autoscaled pool with all-at-once deployments (infra/config.py enforces it).
 
-The alarms watch the new version only: Lambda publishes alias invocations with the
-``ExecutedVersion`` dimension, so errors of the old version (still serving 90 %) cannot
-roll back a good release.
+The alarms watch the new version only, so errors of the old version (still serving 90 %)
+cannot roll back a good release: Lambda publishes alias invocations with the
+``ExecutedVersion`` dimension (invocation errors: crashes, timeouts, and the p99
+duration), and the handlers publish ``ServerErrors`` by ``FunctionVersion`` for every 5xx
+response (lambda_inference/observability.py). The second is what sees a release that fails
+every request: the handlers turn failures into JSON responses, so those invocations succeed
+as far as Lambda's ``Errors`` metric is concerned.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.common import acknowledge
+from infra.common import METRICS_NAMESPACE, acknowledge
+from mlsys import names
 
 DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
     "LambdaCanary10Percent5Minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
@@ -54,7 +60,7 @@ ONE_MINUTE = Duration.minutes(1)
 
 
 class PredictDeployment(Construct):
-    """The deployment group of the ``live`` alias and its two rollback alarms."""
+    """The deployment group of the ``live`` alias and its three rollback alarms."""
 
     def __init__(
         self,
@@ -74,6 +80,9 @@ class PredictDeployment(Construct):
             "ExecutedVersion": version.version,
         }
         self.alarms = self._rollback_alarms(dimensions, latency_p99_ms=latency_p99_ms)
+        self.alarms["NewVersionServerErrors"] = self._server_errors_alarm(
+            function=function, version=version
+        )
         self.group = codedeploy.LambdaDeploymentGroup(
             self,
             "Group",
@@ -92,28 +101,60 @@ class PredictDeployment(Construct):
             "only lets it read alarms and update the aliases it shifts.",
         )
 
+    def _server_errors_alarm(
+        self, *, function: lambda_.IFunction, version: lambda_.IVersion
+    ) -> cloudwatch.Alarm:
+        """Any 5xx response of the version being deployed (the handlers' metric)."""
+        return self._any_in_a_minute(
+            "NewVersionServerErrors",
+            cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=names.METRIC_SERVER_ERRORS,
+                dimensions_map={
+                    "service": names.INFERENCE_SERVICE,
+                    names.DIMENSION_FUNCTION_NAME: function.function_name,
+                    names.DIMENSION_FUNCTION_VERSION: version.version,
+                },
+                statistic="Sum",
+                period=ONE_MINUTE,
+            ),
+            "The predict version being deployed answered a request with a 5xx; CodeDeploy "
+            "rolls the live alias back to the previous version.",
+        )
+
+    def _any_in_a_minute(
+        self, alarm_id: str, metric: cloudwatch.Metric, description: str
+    ) -> cloudwatch.Alarm:
+        """Fires on one count in a one-minute period: a canary of a low-traffic stage may
+        see only a few requests of the new version."""
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            metric=metric,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+
     def _rollback_alarms(
         self, dimensions: dict[str, str], *, latency_p99_ms: int
     ) -> dict[str, cloudwatch.Alarm]:
         """Errors and p99 duration of the version being deployed (one-minute periods, so
         they can fire within a five-minute canary)."""
         return {
-            "NewVersionErrors": cloudwatch.Alarm(
-                self,
+            "NewVersionErrors": self._any_in_a_minute(
                 "NewVersionErrors",
-                metric=cloudwatch.Metric(
+                cloudwatch.Metric(
                     namespace="AWS/Lambda",
                     metric_name="Errors",
                     dimensions_map=dimensions,
                     statistic="Sum",
                     period=ONE_MINUTE,
                 ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description="The predict version being deployed raised; CodeDeploy "
-                "rolls the live alias back to the previous version.",
+                "The predict version being deployed raised; CodeDeploy rolls the live alias "
+                "back to the previous version.",
             ),
             "NewVersionLatencyP99": cloudwatch.Alarm(
                 self,

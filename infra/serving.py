@@ -388,7 +388,9 @@ class Serving(Construct):
             version=self.predict.function.current_version,
             provisioned_concurrent_executions=provisioned or None,
         )
-        if provisioned:
+        # max == min is a fixed pool: nothing scales, so a canary's weighted alias is never
+        # asked to change it (infra/config.py allows autoscaling with all-at-once deploys).
+        if provisioned and config.provisioned_concurrency_max > provisioned:
             # Target tracking keeps utilisation of the warm pool near the target; traffic
             # beyond it spills over to on-demand containers (alarmed in Monitoring).
             scaling = alias.add_auto_scaling(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.alerts import Alerts
-from infra.ci_access import API_ID_PARAMETER, BUCKET_PARAMETER, CiAccess
-from infra.common import STAGE_TAG, stage_parameter
+from infra.ci_access import CiAccess
+from infra.common import STAGE_TAG
 from infra.config import AppConfig
+from infra.deploy_access import DeployAccess
 from infra.deployment import PredictDeployment
 from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
@@ -56,7 +56,6 @@ class MlsysStack(Stack):
             model_name=config.model_name,
             alarm_topic=self.alerts.topic,
             log_retention_days=config.log_retention_days,
-            stage=config.stage,
         )
         self.scoring = self._scoring(config)
         self.serving = Serving(
@@ -84,7 +83,7 @@ class MlsysStack(Stack):
         self.monitoring = None if minimal else self._monitoring(config)
         self.model_monitor = None if minimal else self._add_model_monitor(config, bundle_dir)
         self.rollout = self._rollout_evaluator(config=config, bundle_dir=bundle_dir)
-        self._share_with_ci_stack(config.stage)
+        self._share_with_ci_stack(config)
         self._outputs()
 
     def _scoring(self, config: AppConfig) -> Scoring:
@@ -114,9 +113,11 @@ class MlsysStack(Stack):
             provisioned_concurrency=config.serving.provisioned_concurrency_min > 0,
         )
 
-    def _share_with_ci_stack(self, stage: str) -> None:
-        """What the stage's deploy role (mlsys-<stage>-ci) may act on, found by tag ...
-        or by name: values that stack resolves when it is deployed (no exports)."""
+    def _share_with_ci_stack(self, config: AppConfig) -> None:
+        """What the stage's deploy role (mlsys-<stage>-ci) may act on: found by tag, or
+        granted by this stack's managed policy, which that stack attaches by name. No
+        export, and nothing resolved at deploy time (infra/deploy_access.py says why)."""
+        stage = config.stage
         for resource in (
             self.model_store.repository,
             self.training.job_queue,
@@ -124,17 +125,14 @@ class MlsysStack(Stack):
             *([self.serving.api_key] if self.serving.api_key is not None else []),
         ):
             Tags.of(resource).add(STAGE_TAG, stage)
-        for name, value in {
-            API_ID_PARAMETER: self.serving.api.rest_api_id,
-            BUCKET_PARAMETER: self.model_store.bucket.bucket_name,
-        }.items():
-            ssm.StringParameter(
-                self,
-                f"Published-{name}",
-                parameter_name=stage_parameter(stage, name),
-                string_value=value,
-                description=f"mlsys ({stage}) {name}, read by mlsys-{stage}-ci",
-            )
+        self.deploy_access = DeployAccess(
+            self,
+            "DeployAccess",
+            stage=stage,
+            api=self.serving.api,
+            bucket=self.model_store.bucket,
+            smoke_test_routes=smoke_test_routes(predict_auth=config.serving.predict_auth),
+        )
 
     def _add_model_monitor(self, config: AppConfig, bundle_dir: Path) -> ModelMonitor:
         assert self.monitoring is not None  # the monitor's widgets go on its dashboard
@@ -225,7 +223,6 @@ class CiAccessStack(Stack):
             config=config.ci,
             stage=config.stage,
             app_stack_name=app_stack_name,
-            smoke_test_routes=smoke_test_routes(predict_auth=config.serving.predict_auth),
             api_key=config.serving.predict_auth == "api-key",
         )
         CfnOutput(self, "DeployRoleArn", value=self.ci_access.role.role_arn)
@@ -248,7 +245,7 @@ def build_app(scope: Construct, *, config: AppConfig, bundle_dir: Path) -> list[
         app_stack_name=app_stack.stack_name,
         env=env,
     )
-    # Deploy order only (`cdk deploy --all`): the CI stack reads the SSM parameters the
-    # system stack publishes. No value crosses the stacks, so nothing locks either one.
+    # Deploy order only (`cdk deploy --all`): the CI stack attaches the managed policy the
+    # system stack creates, by name. No value crosses the stacks, so nothing locks either.
     ci_stack.add_stack_dependency(app_stack)
     return [app_stack, ci_stack]

@@ -4,16 +4,18 @@ Triggers: an EventBridge schedule and every new CSV/Parquet object under ``data/
 EventBridge -> SubmitJob with the object's URI). A job that ends FAILED notifies the
 alarm topic.
 
-The job definition's image tag comes from the SSM parameter
-``/mlsys/<stage>/training-image-tag`` (written by the deploy workflow after it pushed that
-image), resolved by CloudFormation at every deploy: a hand-run ``cdk deploy`` keeps the
-image the last workflow run deployed instead of pointing the job at a tag that was never
-pushed.
+The job definition's image tag is the stack parameter ``TrainingImageTag``: the deploy
+workflow passes the tag it has just pushed (``cdk deploy --parameters
+mlsys-<stage>:TrainingImageTag=<sha>``), and a hand-run ``cdk deploy`` without it keeps
+the value of the last deploy (the CDK CLI reuses a stack's previous parameter values), so
+no deploy points the job at a tag that was never pushed. A plain String parameter, not an
+SSM one: nothing is read at deploy time, which the default bootstrap deploy role could not
+do (infra/deploy_access.py).
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Size
+from aws_cdk import Aws, CfnParameter, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -23,10 +25,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.common import METRICS_NAMESPACE, acknowledge, retention, stage_parameter
+from infra.alerts import TopicTarget
+from infra.common import METRICS_NAMESPACE, acknowledge, retention
 from infra.config import TrainingConfig
 from infra.model_store import DATA_PREFIX, MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
@@ -35,8 +37,12 @@ from mlsys import names
 DATA_PARAMETER = "data"
 TRAINING_COMMAND = "train"
 """The job's subcommand; the failure rules tell training jobs from scoring jobs by it."""
-IMAGE_TAG_PARAMETER = "training-image-tag"
-"""SSM parameter (under /mlsys/<stage>/) holding the deployed training image tag."""
+IMAGE_TAG_PARAMETER = "TrainingImageTag"
+"""The stack parameter (logical ID) holding the deployed training image tag."""
+FIRST_IMAGE_TAG = "bootstrap"
+"""The tag before any image was pushed: a new stack's first deploy creates the repository
+the image is then pushed to (README, *Deploying to AWS*)."""
+ECR_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 """Object keys that start a training run (training_job/data.py reads these formats);
 folder placeholders and other files under data/ do not."""
@@ -114,7 +120,6 @@ class Training(Construct):
         model_name: str,
         alarm_topic: sns.ITopic,
         log_retention_days: int,
-        stage: str,
     ) -> None:
         super().__init__(scope, construct_id)
         network = TrainingNetwork(self, "Network", log_retention_days=log_retention_days)
@@ -130,7 +135,7 @@ class Training(Construct):
             ],
         )
         self.job_role = self._job_role(model_store, system_log)
-        self.image = self._image(config.image_tag, model_store=model_store, stage=stage)
+        self.image = self._image(config.image_tag, model_store=model_store)
         self.job_logs = self._job_logs(log_retention_days)
         container = batch.EcsEc2ContainerDefinition(
             self,
@@ -194,13 +199,22 @@ class Training(Construct):
             )
         return compute_environment
 
-    def _image(self, pinned_tag: str, *, model_store: ModelStore, stage: str) -> ecs.EcrImage:
-        """The repository's image at ``pinned_tag``, or else at the tag the deploy workflow
-        recorded in SSM (resolved by CloudFormation at each deploy)."""
-        self.image_tag_parameter = stage_parameter(stage, IMAGE_TAG_PARAMETER)
-        tag = pinned_tag or ssm.StringParameter.value_for_string_parameter(
-            self, self.image_tag_parameter
+    def _image(self, pinned_tag: str, *, model_store: ModelStore) -> ecs.EcrImage:
+        """The repository's image at ``pinned_tag`` (context ``training_image_tag``), or else
+        at the ``TrainingImageTag`` stack parameter."""
+        self.image_tag_parameter: CfnParameter | None = None
+        if pinned_tag:
+            return ecs.ContainerImage.from_ecr_repository(model_store.repository, pinned_tag)
+        self.image_tag_parameter = CfnParameter(
+            Stack.of(self),
+            IMAGE_TAG_PARAMETER,
+            type="String",
+            default=FIRST_IMAGE_TAG,
+            allowed_pattern=ECR_TAG_PATTERN,
+            description="Training image tag in the stack's ECR repository; the deploy "
+            "workflow passes the tag it pushed, a deploy without it keeps the previous one.",
         )
+        tag = self.image_tag_parameter.value_as_string
         return ecs.ContainerImage.from_ecr_repository(model_store.repository, tag)
 
     def _launch_template(self) -> ec2.LaunchTemplate:
@@ -359,7 +373,7 @@ class Training(Construct):
                 },
             ),
             targets=[
-                targets.SnsTopic(
+                TopicTarget(
                     topic,
                     message=events.RuleTargetInput.from_text(
                         f"mlsys training job {job_id} failed: {reason}. "

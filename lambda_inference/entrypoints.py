@@ -29,7 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from lambda_inference.handler import Api, request_id_of, respond
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for
-from lambda_inference.observability import inject_request_context, logger
+from lambda_inference.observability import count_server_error, inject_request_context, logger
 from lambda_inference.service import InferenceService
 from mlsys import names
 from mlsys.errors import MlsysError
@@ -73,6 +73,8 @@ def _unavailable(error: Exception, event: Any, context: Any) -> dict[str, Any]:
         status, code = INTERNAL_ERROR, "internal_error"
         message = "internal error; see the function's logs for the request id"
         logger.exception("could not start the service", extra={"request_id": request_id})
+    if status >= INTERNAL_ERROR:
+        count_server_error(context)
     return respond(status, error_body(code, message, {"request_id": request_id}))
 
 

@@ -75,7 +75,7 @@ from lambda_inference.errors import (
     UnsupportedMediaTypeError,
 )
 from lambda_inference.http import INTERNAL_ERROR, error_body, status_for, to_json
-from lambda_inference.observability import logger
+from lambda_inference.observability import count_server_error, logger
 from lambda_inference.routes import ROUTES, AuthClass, method_table, routes_for
 from lambda_inference.service import Endpoint, InferenceService
 from lambda_inference.validation import preview, preview_text
@@ -335,6 +335,11 @@ ADMIN_ROUTES = _dispatch_table("admin")
 ALL_ROUTES = _dispatch_table()
 
 
+def route_listing() -> list[dict[str, str]]:
+    """Every route's method, path and summary, in declaration order (``GET /`` locally)."""
+    return [{"method": r.method, "path": r.path, "summary": r.summary} for r in ROUTES]
+
+
 def respond(status: int, payload: Any, headers: Mapping[str, str] = JSON_HEADERS) -> dict[str, Any]:
     return {
         "statusCode": status,
@@ -420,7 +425,8 @@ class Api:
             status, payload = route(self.service, request)
             return respond(status, payload)
         except MlsysError as error:
-            return self._error_response(error, request or Request.placeholder(event, context))
+            request = request or Request.placeholder(event, context)
+            return self._error_response(error, request, context=context)
         except Exception:
             request = request or Request.placeholder(event, context)
             logger.exception("unhandled error", extra={"route": request.route})
@@ -431,17 +437,19 @@ class Api:
                 ),
                 request,
                 code="internal_error",
+                context=context,
             )
         finally:
             self.service.telemetry.flush()
 
     def _error_response(
-        self, error: MlsysError, request: Request, *, code: str | None = None
+        self, error: MlsysError, request: Request, *, code: str | None = None, context: Any = None
     ) -> dict[str, Any]:
         status = status_for(error)
         code = code or error.code
         if status >= INTERNAL_ERROR:
             logger.error(error.message, extra={"code": code, "route": request.route})
+            count_server_error(context)
         try:
             self.service.record_error(
                 error, status=status, route=request.route, request_id=request.request_id

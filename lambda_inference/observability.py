@@ -37,6 +37,7 @@ import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from mlsys import names
 from mlsys.contract import Prediction
 
 NAMESPACE = "mlsys"
@@ -96,6 +97,36 @@ def _api_request_id(event: Any) -> str | None:
     except (KeyError, TypeError, IndexError):
         return None
     return str(found) if found is not None else None
+
+
+def count_server_error(context: Any) -> None:
+    """One ``ServerErrors`` metric for a 5xx this Lambda function version answered.
+
+    Dimensions: service, ``FunctionName`` and ``FunctionVersion`` -- the version that ran
+    (an invocation through the ``live`` alias reports its number), so the code canary's
+    rollback alarm (infra/deployment.py) counts the failed requests of the version being
+    deployed only. Lambda's own ``Errors`` metric cannot see them: the handler answers every
+    failure with a JSON response, so the invocation itself succeeds. Emitted outside
+    :class:`Telemetry` because a container whose service cannot even be built (a 503
+    ``invalid_config``) must count too. Nothing is emitted without a Lambda context (the
+    local server, in-process tests).
+    """
+    function = getattr(context, "function_name", None)
+    version = getattr(context, "function_version", None)
+    if not function or not version:
+        return
+    with single_metric(
+        name=names.METRIC_SERVER_ERRORS,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions={
+            "service": SERVICE,
+            names.DIMENSION_FUNCTION_NAME: str(function),
+            names.DIMENSION_FUNCTION_VERSION: str(version),
+        },
+    ):
+        pass
 
 
 class Telemetry:

@@ -179,6 +179,21 @@ def _admin_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
             "task": {"enum": ["regression", "classification"]},
             "features": {"type": "array", "items": {"type": "string"}},
             "log": {"type": "object"},
+            "rollout": _object(
+                {
+                    "state": {"enum": ["none", "canary", "shadow"]},
+                    "candidate": {"type": "string"},
+                    "fraction": {"type": ["number", "null"]},
+                    "started": {"type": "string"},
+                    "candidate_loaded": {"type": "boolean"},
+                    "evidence": {
+                        "type": "object",
+                        "description": "traffic, errors, p99 latency and live quality "
+                        "of the champion and the candidate since the rollout started",
+                    },
+                },
+                required=["state"],
+            ),
         }
     )
     return page, health

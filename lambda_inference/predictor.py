@@ -216,6 +216,14 @@ class ChampionTracker:
         snapshot = self._snapshot
         return snapshot.serving if snapshot else None
 
+    def rollout(self) -> tuple[Rollout | None, bool]:
+        """The rollout being served now (without touching the registry), and whether its
+        candidate is loaded (``False``: it failed to load, the champion answers alone)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.rollout is None:
+            return None, False
+        return snapshot.rollout, snapshot.candidate is not None
+
     def _refresh(self, previous: Snapshot | None) -> Snapshot:
         snapshot, pointer = self._refresh_champion(previous.serving if previous else None)
         if pointer is None or snapshot.serving is None or snapshot.serving.etag != pointer.etag:

@@ -350,6 +350,34 @@ class InferenceService:
             "task": serving.card.task,
             "features": list(serving.encoder.names),
             "log": self.sink.describe(),
+            "rollout": self._rollout_health(serving.version),
+        }
+
+    def _rollout_health(self, champion_version: str) -> dict[str, Any]:
+        """The rollout this server applies, with its evidence so far: traffic and errors of
+        both versions and their live quality where feedback came back (read from the log,
+        so only while a rollout is in progress)."""
+        rollout, candidate_loaded = self.tracker.rollout()
+        if rollout is None:
+            return {"state": "none"}
+        # Imported here: the monitoring code costs the prediction path's cold start ~50 ms.
+        from mlsys.rollout.evaluation import read_evidence  # noqa: PLC0415
+        from mlsys.rollout.quality import feedback_live_quality  # noqa: PLC0415
+
+        self._flush_log()
+        evidence = read_evidence(
+            self.event_log(),
+            rollout=rollout,
+            champion_version=champion_version,
+            live_quality=feedback_live_quality(self.tracker.registry),
+        )
+        return {
+            "state": rollout.mode,
+            "candidate": rollout.candidate,
+            "fraction": rollout.fraction,
+            "started": rollout.started,
+            "candidate_loaded": candidate_loaded,
+            "evidence": evidence.to_dict(),
         }
 
     def openapi(self) -> dict[str, Any]:

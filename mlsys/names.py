@@ -62,6 +62,8 @@ METRIC_RECORDS = "Records"
 METRIC_LATENCY = "Latency"
 METRIC_PREDICTION_VALUE = "PredictionValue"
 METRIC_ERRORS = "Errors"
+METRIC_SERVER_ERRORS = "ServerErrors"
+"""5xx responses of one Lambda function version (the code canary's rollback alarm)."""
 METRIC_TRAINING_RUNS = "TrainingRuns"
 METRIC_GUARDRAIL_FAILURES = "GuardrailFailures"
 METRIC_PROMOTIONS = "Promotions"
@@ -76,6 +78,8 @@ METRIC_ROLLOUT_CANDIDATE_ERRORS = "RolloutCandidateErrors"
 
 DIMENSION_MODEL_VERSION = "ModelVersion"
 DIMENSION_ERROR_CODE = "ErrorCode"
+DIMENSION_FUNCTION_NAME = "FunctionName"
+DIMENSION_FUNCTION_VERSION = "FunctionVersion"
 
 # Model monitor (mlsys.monitoring.scheduled publishes, infra/model_monitor.py alarms on them).
 MONITOR_SERVICE = "monitor"

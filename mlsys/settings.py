@@ -20,6 +20,9 @@ DEFAULT_LOG_URI: str = default_of("runtime", "log_uri")
 DEFAULT_MODEL_NAME: str = default_of("runtime", "model_name")
 LOG_DELIVERIES = BY_ENV[names.LOG_DELIVERY].choices
 LOG_INPUTS = BY_ENV[names.LOG_INPUTS].choices
+LOCAL_REFRESH_SECONDS = 1.0
+"""How often ``mlsys serve`` re-reads a directory registry's champion pointer at most (a
+small file read, so a promotion shows up at once rather than after the Lambda interval)."""
 
 
 def _runtime(field_name: str) -> Any:
@@ -107,6 +110,9 @@ class TrainingSettings:
     candidates: tuple[str, ...] | None = None
     """Candidate models to search (``--models``); ``None`` = every one, cheapest first.
     Names are checked against :data:`training_job.search.CANDIDATES` when a run starts."""
+    drop_columns: tuple[str, ...] = ()
+    """Columns left out of the features (``--drop COL``, repeatable), e.g. an ID column;
+    recorded in the model card. A name the data does not have is a :class:`DataError`."""
     budgets: GuardrailBudgets = field(default_factory=GuardrailBudgets)
     bootstrap_resamples: int = 1000
     """Resamples of the paired bootstrap behind ``confidence``."""

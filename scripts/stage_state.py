@@ -5,13 +5,6 @@ python scripts/stage_state.py stack-output STACK OUTPUT_KEY
     deploy), 1 on any other error (AccessDenied, throttling, no network...): a failed
     lookup must never be mistaken for a new stage.
 
-python scripts/stage_state.py record-image-tag STAGE TAG [--if-missing]
-    Write TAG to the SSM parameter /mlsys/STAGE/training-image-tag, which the system
-    stack's job definition resolves at every deploy. Run only after the image is in
-    ECR, so no deploy points the job at a missing image. ``--if-missing`` leaves an
-    existing value alone (a first deploy needs the parameter to exist; its value is
-    replaced once the image is pushed).
-
 python scripts/stage_state.py code-deploy-failure STACK
     Print why the last update of the predict function's ``live`` alias failed, when
     CodeDeploy rolled a code deploy back; exit 1 if it did, 0 if not.
@@ -29,10 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
-    from mypy_boto3_ssm import SSMClient
 
-IMAGE_TAG_PARAMETER = "/mlsys/{stage}/training-image-tag"
-"""infra.training: stage_parameter(stage, IMAGE_TAG_PARAMETER) (a test keeps them equal)."""
 STACK_ABSENT = 3
 
 
@@ -57,24 +47,6 @@ def stack_output(cloudformation: CloudFormationClient, stack: str, key: str) -> 
         if output["OutputKey"] == key:
             return output["OutputValue"]
     return None
-
-
-def record_image_tag(ssm: SSMClient, stage: str, tag: str, *, if_missing: bool) -> bool:
-    """Write the tag; False when ``if_missing`` and a value is already there."""
-    name = IMAGE_TAG_PARAMETER.format(stage=stage)
-    try:
-        ssm.put_parameter(
-            Name=name,
-            Value=tag,
-            Type="String",
-            Overwrite=not if_missing,
-            Description="training image tag the job definition runs (deploy workflow)",
-        )
-    except ClientError as exc:
-        if if_missing and exc.response.get("Error", {}).get("Code") == "ParameterAlreadyExists":
-            return False
-        raise
-    return True
 
 
 def code_deploy_failure(cloudformation: CloudFormationClient, stack: str) -> str | None:
@@ -110,10 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = commands.add_parser("stack-output")
     output.add_argument("stack")
     output.add_argument("key")
-    record = commands.add_parser("record-image-tag")
-    record.add_argument("stage")
-    record.add_argument("tag")
-    record.add_argument("--if-missing", action="store_true")
     failure = commands.add_parser("code-deploy-failure")
     failure.add_argument("stack")
     args = parser.parse_args(argv)
@@ -126,11 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"stage_state: stack {args.stack} has no output {args.key}", file=sys.stderr)
                 return 1
             print(value)
-        elif args.command == "record-image-tag":
-            ssm = boto3.client("ssm", region_name=args.region)
-            written = record_image_tag(ssm, args.stage, args.tag, if_missing=args.if_missing)
-            name = IMAGE_TAG_PARAMETER.format(stage=args.stage)
-            print(f"{name} = {args.tag}" if written else f"{name} exists; left unchanged")
         else:
             reason = code_deploy_failure(
                 boto3.client("cloudformation", region_name=args.region), args.stack

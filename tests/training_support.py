@@ -92,8 +92,9 @@ def run_main(argv: list[str]) -> int:
 def train(
     capsys: pytest.CaptureFixture[str], registry: Path | str, log: Path, *args: str
 ) -> tuple[int, dict[str, Any] | None, str]:
-    """Run ``mlsys train --json`` in-process (search clock stopped: the result does not
-    depend on the machine's load): exit code, parsed result, stderr."""
+    """Run ``mlsys train --json --quiet`` in-process (search clock stopped: the result does
+    not depend on the machine's load): exit code, parsed result, stderr (warnings and errors
+    only: the progress lines are tested on their own)."""
     argv = [
         "train",
         "--registry",
@@ -101,6 +102,7 @@ def train(
         "--log",
         f"sqlite:///{log}",
         "--json",
+        "--quiet",
         *FAST,
         *args,
     ]

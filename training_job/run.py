@@ -42,7 +42,7 @@ from mlsys.rollout.state import ROLLOUT_CHOICES, start_rollout
 from mlsys.settings import GuardrailBudgets, TrainingSettings
 from training_job import evaluation, guardrails, schema
 from training_job.baseline import FloorEvidence, floor_evidence
-from training_job.data import Dataset, load_dataset
+from training_job.data import DEFAULT_SOURCE, Dataset, load_dataset
 from training_job.data_checks import DataWarning, column_warnings, drift_warnings
 from training_job.evaluation import BootstrapResult
 from training_job.export import ExportedModel, export_onnx
@@ -54,6 +54,7 @@ from training_job.policy import (
     PromotionPolicy,
     decide_promotion,
 )
+from training_job.progress import SilentProgress, TrainingProgress, format_seconds
 from training_job.search import CANDIDATES, DEFAULT_CANDIDATES, SearchResult, estimator_params
 from training_job.search import search as run_search
 
@@ -225,6 +226,8 @@ class PreparedData:
     inferred: schema.Schema
     metric: Metric
     split: schema.Split
+    left_out: tuple[str, ...] = ()
+    """Columns the user left out with ``--drop``."""
 
 
 def _task_choice(task: str) -> schema.TaskChoice:
@@ -236,12 +239,15 @@ def _task_choice(task: str) -> schema.TaskChoice:
 def prepare(settings: TrainingSettings, dataset: Dataset) -> PreparedData:
     """Every check of user input; raises :class:`DataError`/``ConfigError`` on bad input."""
     frame = dataset.frame
-    target_name = settings.target or dataset.default_target or str(frame.columns[-1])
+    # The default target is the last column the user did not leave out.
+    kept = [c for c in frame.columns if c not in settings.drop_columns] or list(frame.columns)
+    target_name = settings.target or dataset.default_target or str(kept[-1])
     if target_name not in frame.columns:
         columns = ", ".join(repr(c) for c in list(frame.columns)[:20])
         raise DataError(
             f"target column {target_name!r} not found in {dataset.source} (columns: {columns})"
         )
+    frame = _drop_columns(frame, settings.drop_columns, source=dataset.source, target=target_name)
     if frame.shape[1] < 2:
         raise DataError(f"data set {dataset.source} has only the target column; no features")
     # Before the target's own checks: with too few rows, "a single class" or "constant"
@@ -263,7 +269,29 @@ def prepare(settings: TrainingSettings, dataset: Dataset) -> PreparedData:
         inferred=inferred,
         metric=metric,
         split=split,
+        left_out=tuple(settings.drop_columns),
     )
+
+
+DROPPED_BY_USER = "left out with --drop"
+
+
+def _drop_columns(
+    frame: pd.DataFrame, columns: Sequence[str], *, source: str, target: str
+) -> pd.DataFrame:
+    """``frame`` without the columns the user left out; a name it lacks is bad input."""
+    if not columns:
+        return frame
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        available = ", ".join(repr(c) for c in list(frame.columns)[:20])
+        raise DataError(
+            f"--drop: no column {', '.join(repr(c) for c in missing)} in {source} "
+            f"(columns: {available})"
+        )
+    if target in columns:
+        raise DataError(f"--drop: {target!r} is the target column; it cannot be left out")
+    return frame.drop(columns=list(dict.fromkeys(columns)))
 
 
 def git_commit(start: Path | None = None) -> str | None:
@@ -431,8 +459,10 @@ class TrainingRun:
         s3_client: S3Client | None = None,
         actor: str = "training_job",
         clock: Callable[[], float] = time.monotonic,
+        progress: TrainingProgress | None = None,
     ) -> None:
         self.settings = settings
+        self.progress: TrainingProgress = progress or SilentProgress()
         self.candidates = candidate_names(settings)
         if settings.rollout not in ROLLOUT_CHOICES:
             raise ConfigError(
@@ -447,13 +477,18 @@ class TrainingRun:
     def execute(self) -> TrainingOutcome:
         started = self.clock()
         run_id = new_version_id()
+        self.progress.step(f"loading {self.settings.data or DEFAULT_SOURCE}")
         dataset = load_dataset(
             self.settings.data, s3_client=self.s3_client, target=self.settings.target
         )
         prepared = prepare(self.settings, dataset)
         timings = {"load_seconds": self.clock() - started}
+        self.progress.step(loaded_line(prepared, seconds=timings["load_seconds"]))
         pointer = self.registry.champion()
+        mark = self.clock()
         warnings = self._data_warnings(prepared, pointer)
+        timings["checks_seconds"] = self.clock() - mark
+        self.progress.step(checks_line(warnings, seconds=timings["checks_seconds"]))
         try:
             outcome = self._train_and_decide(
                 run_id, prepared, pointer, timings, started, warnings=warnings
@@ -462,6 +497,14 @@ class TrainingRun:
             self._record_failure(run_id, prepared, pointer, exc, started)
             raise
         self._record(outcome)
+        if outcome.card is not None:
+            self.progress.finished(
+                candidates=outcome.card.training["candidates"],
+                winner=outcome.card.training["estimator"],
+                metric=outcome.metric,
+                timings=outcome.timings,
+                total_seconds=outcome.duration_seconds,
+            )
         return outcome
 
     def _train_and_decide(
@@ -479,7 +522,10 @@ class TrainingRun:
         mark = self.clock()
         evaluated = self._evaluate(prepared, fitted, exported, pointer)
         timings["evaluate_seconds"] = self.clock() - mark
+        self.progress.step(evaluated_line(prepared, evaluated, timings["evaluate_seconds"]))
         decision = self._decide(prepared, evaluated)
+        self.progress.step(f"decision: {decision.code}: {decision.reason}")
+        mark = self.clock()
         card = self._model_card(
             prepared=prepared,
             fitted=fitted,
@@ -491,6 +537,8 @@ class TrainingRun:
             timings=timings,
         )
         promotion = self._publish(card, exported.model.model_bytes, decision, pointer)
+        timings["publish_seconds"] = self.clock() - mark
+        self.progress.step(published_line(card.version, promotion, timings["publish_seconds"]))
         outcome = TrainingOutcome.from_card(
             card, promotion=promotion, timings=timings, duration_seconds=self.clock() - started
         )
@@ -525,6 +573,7 @@ class TrainingRun:
             max_fit_rows=self.settings.max_fit_rows,
             release_rows=True,  # the model frame above is built for this call alone
             clock=self.clock,
+            observer=self.progress,
         )
         timings["search_seconds"] = result.search_seconds
         timings["final_fit_seconds"] = result.fit_seconds
@@ -548,6 +597,10 @@ class TrainingRun:
             doc=f"mlsys model {self.registry.model_name} version {run_id}",
         )
         timings["export_seconds"] = self.clock() - mark
+        self.progress.step(
+            f"exported to ONNX ({len(model.model_bytes) / 1e6:.2f} MB) in "
+            f"{format_seconds(timings['export_seconds'])}"
+        )
         # Only the fields that decide how the graph is fed and decoded; the card that is
         # registered is built once, after the decision, by _model_card.
         contract = ModelCard(
@@ -866,8 +919,67 @@ def _data_section(prepared: PreparedData, result: SearchResult) -> dict[str, Any
         "fit_rows": result.fit_rows,
         "holdout_rows": len(prepared.split.holdout),
         "stratified": prepared.split.stratified,
-        "dropped_columns": dict(prepared.inferred.dropped),
+        "dropped_columns": {
+            **dict.fromkeys(prepared.left_out, DROPPED_BY_USER),
+            **prepared.inferred.dropped,
+        },
     }
+
+
+def loaded_line(prepared: PreparedData, *, seconds: float) -> str:
+    """The load phase, as one line: what was read and how it will be used."""
+    frame, split = prepared.dataset.frame, prepared.split
+    return (
+        f"loaded {len(frame):,} rows x {frame.shape[1]} columns from "
+        f"{prepared.dataset.source} in {format_seconds(seconds)}: target "
+        f"{prepared.target_name!r} ({prepared.target.task}, metric {prepared.metric.name}), "
+        f"{len(prepared.inferred.features)} features, {len(split.train):,} training / "
+        f"{len(split.holdout):,} holdout rows"
+    )
+
+
+def evaluated_line(prepared: PreparedData, evaluated: _Evaluation, seconds: float) -> str:
+    """The evaluation phase: challenger, champion and trivial baseline on one holdout."""
+    metric = prepared.metric.name
+    parts = [f"challenger {metric} = {evaluated.challenger_score:.4f}"]
+    champion = evaluated.champion
+    if champion is not None:
+        parts.append(
+            f"champion {champion.version} "
+            + (
+                f"{metric} = {champion.score:.4f}"
+                if champion.score is not None
+                else "cannot score it"
+            )
+        )
+    if evaluated.baseline_score is not None:
+        parts.append(f"trivial baseline {evaluated.baseline_score:.4f}")
+    failed = [c.name for c in evaluated.checks if not c.passed]
+    parts.append(f"guardrails {'FAILED: ' + ', '.join(failed) if failed else 'passed'}")
+    return (
+        f"evaluated on {len(prepared.split.holdout):,} holdout rows in "
+        f"{format_seconds(seconds)}: {', '.join(parts)}"
+    )
+
+
+def checks_line(warnings: Sequence[DataWarning], *, seconds: float) -> str:
+    """The data checks (each warning is printed again at the end of ``mlsys train``)."""
+    took = format_seconds(seconds)
+    if not warnings:
+        return f"data checks passed in {took}"
+    return f"data checks: {len(warnings)} warning(s) in {took}: " + "; ".join(
+        w.line() for w in warnings
+    )
+
+
+def published_line(version: str, promotion: Decision, seconds: float) -> str:
+    """What publishing did: the version is registered whatever the decision."""
+    took = f" in {format_seconds(seconds)}"
+    if promotion.promote:
+        return f"registered {version} and promoted it to champion{took}"
+    if promotion.code == "rollout_started":
+        return f"registered {version}{took}; {promotion.reason}"
+    return f"registered {version}{took} (not promoted)"
 
 
 def run_training(

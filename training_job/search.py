@@ -19,11 +19,12 @@ millions of rows.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -253,6 +254,63 @@ class SearchResult:
         }
 
 
+class SearchObserver(Protocol):
+    """What the search tells as it goes (:mod:`training_job.progress` prints it)."""
+
+    def search_started(
+        self,
+        *,
+        candidates: Sequence[str],
+        search_rows: int,
+        training_rows: int,
+        folds: int,
+        budget_seconds: float,
+        metric: str,
+    ) -> None: ...
+
+    def candidate_started(self, name: str) -> None: ...
+
+    def candidate_finished(self, result: CandidateResult) -> None: ...
+
+    def final_fit_started(
+        self, name: str, *, rows: int, projected_seconds: float | None
+    ) -> None: ...
+
+    def final_fit_finished(self, seconds: float) -> None: ...
+
+
+class SilentObserver:
+    """A :class:`SearchObserver` that says nothing (the default)."""
+
+    def search_started(
+        self,
+        *,
+        candidates: Sequence[str],
+        search_rows: int,
+        training_rows: int,
+        folds: int,
+        budget_seconds: float,
+        metric: str,
+    ) -> None:
+        return None
+
+    def candidate_started(self, name: str) -> None:
+        return None
+
+    def candidate_finished(self, result: CandidateResult) -> None:
+        return None
+
+    def final_fit_started(self, name: str, *, rows: int, projected_seconds: float | None) -> None:
+        return None
+
+    def final_fit_finished(self, seconds: float) -> None:
+        return None
+
+
+SILENT = SilentObserver()
+"""The observer of a search nobody watches (it holds no state)."""
+
+
 def _folds(y: npt.NDArray[Any], task: Task, seed: int) -> Any:
     from sklearn.model_selection import KFold, StratifiedKFold  # noqa: PLC0415
 
@@ -359,7 +417,7 @@ def _with_projection(
         result,
         status="too_slow",
         projected_fit_seconds=seconds,
-        detail=f"final fit on {fit_rows} rows projected at {seconds:.0f}s, over the "
+        detail=f"final fit on {fit_rows:,} rows projected at {seconds:.0f}s, over the "
         f"{limit_seconds:g}s limit ({FINAL_FIT_LIMIT_FACTOR:g} x the time budget)",
     )
 
@@ -377,18 +435,18 @@ def search(
     max_fit_rows: int | None = None,
     release_rows: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    observer: SearchObserver | None = None,
 ) -> SearchResult:
     """Cross-validate the candidates on (a sample of) ``x`` and fit the best one on all rows
-    (at most ``max_fit_rows``). With ``release_rows`` the final fit may delete ``x``'s
-    columns once copied into the model's matrix (the caller hands ``x`` over: on large
-    data that saves a whole copy of the training rows).
+    (at most ``max_fit_rows``); ``observer`` hears of each candidate and the final fit. With
+    ``release_rows`` the final fit may delete ``x``'s columns once copied into the model's
+    matrix (the caller hands ``x`` over: on large data that saves a whole copy of the rows).
 
     ``clock`` is the only source of time: it decides when the budget is used up (candidates
     ``skipped``, folds cut short: ``partial``) and measures the fold fits that project the
     final fit (``too_slow``). With a clock that stands still, every candidate is judged on
     every fold and the winner depends on the data and ``seed`` alone, not on the machine's
-    load: tests that assert a decision pin it so.
-    """
+    load: tests that assert a decision pin it so."""
     started = clock()
     rng = np.random.default_rng(seed)
     sample = _subsample(len(y), MAX_SEARCH_ROWS, rng)
@@ -405,6 +463,8 @@ def search(
         fit_rows=fit_rows,
         limit_seconds=FINAL_FIT_LIMIT_FACTOR * time_budget_seconds,
         clock=clock,
+        observer=observer or SILENT,
+        training_rows=len(y),
     )
     return _final_fit(
         winner,
@@ -420,6 +480,7 @@ def search(
         search_rows=len(sample),
         search_seconds=clock() - started,
         clock=clock,
+        observer=observer or SILENT,
     )
 
 
@@ -436,19 +497,28 @@ def _compare(
     fit_rows: int,
     limit_seconds: float,
     clock: Callable[[], float],
+    observer: SearchObserver,
+    training_rows: int,
 ) -> tuple[tuple[CandidateResult, ...], Candidate]:
     """Each candidate's cross-validation result, and the best one that may win."""
     folds = list(_folds(y, task, seed).split(x, y))
+    observer.search_started(
+        candidates=candidates,
+        search_rows=len(y),
+        training_rows=training_rows,
+        folds=len(folds),
+        budget_seconds=deadline - clock(),
+        metric=metric.name,
+    )
     results: list[CandidateResult] = []
     best: tuple[float, Candidate] | None = None
     sign = 1.0 if metric.higher_is_better else -1.0
     for name in candidates:
         candidate = CANDIDATES[name]
         if best is not None and clock() >= deadline:
-            results.append(
-                CandidateResult(name=name, status="skipped", detail="search time budget used up")
-            )
+            results.append(_skipped(name, observer))
             continue
+        observer.candidate_started(name)
         result = _cross_validate(
             candidate,
             x,
@@ -461,11 +531,11 @@ def _compare(
             deadline=deadline if best is not None else None,
             clock=clock,
         )
-        if best is not None:  # the first candidate always qualifies: there must be a winner
-            result = _with_projection(
-                result, candidate, fit_rows=fit_rows, limit_seconds=limit_seconds
-            )
+        # The first candidate always qualifies (there must be a winner): no time limit.
+        limit = limit_seconds if best is not None else math.inf
+        result = _with_projection(result, candidate, fit_rows=fit_rows, limit_seconds=limit)
         results.append(result)
+        observer.candidate_finished(result)
         if result.cv_score is None or result.status == "too_slow":
             continue
         if best is None or sign * result.cv_score > best[0]:  # greater is better
@@ -474,6 +544,13 @@ def _compare(
         failures = "; ".join(f"{r.name}: {r.detail}" for r in results)
         raise TrainingFailedError(f"every candidate model failed to train ({failures})")
     return tuple(results), best[1]
+
+
+def _skipped(name: str, observer: SearchObserver) -> CandidateResult:
+    """A candidate the search had no time left for."""
+    result = CandidateResult(name=name, status="skipped", detail="search time budget used up")
+    observer.candidate_finished(result)
+    return result
 
 
 def _final_fit(
@@ -491,6 +568,7 @@ def _final_fit(
     search_rows: int,
     search_seconds: float,
     clock: Callable[[], float],
+    observer: SearchObserver,
 ) -> SearchResult:
     """Fit the winner on ``fit_rows`` training rows (all of them unless the user capped it)."""
     notes: list[str] = []
@@ -510,11 +588,15 @@ def _final_fit(
         class_indices = np.unique(y_final).astype(np.int64)
         y_final = np.searchsorted(class_indices, y_final)
     pipeline = build_pipeline(winner, features, task, seed)
+    projected = next(r.projected_fit_seconds for r in results if r.name == winner.name)
+    observer.final_fit_started(winner.name, rows=len(y_final), projected_seconds=projected)
     fit_started = clock()
     if winner.chunked_transform:
         fit_in_chunks(pipeline, x_final, y_final, features=features, release=release_rows)
     else:
         pipeline.fit(x_final, y_final)
+    fit_seconds = clock() - fit_started
+    observer.final_fit_finished(fit_seconds)
     return SearchResult(
         best=winner,
         pipeline=pipeline,
@@ -523,7 +605,7 @@ def _final_fit(
         training_rows=len(y),
         fit_rows=len(y_final),
         search_seconds=search_seconds,
-        fit_seconds=clock() - fit_started,
+        fit_seconds=fit_seconds,
         class_indices=class_indices,
         notes=notes,
     )

@@ -20,7 +20,8 @@ the event loop, what a socket server needs before any handler runs:
 * ``HEAD`` is answered like any method the route does not serve (405 with
   ``Allow``), without a body;
 * ``GET /monitor`` (local only, not a Lambda route) is the monitor's HTML report
-  (:mod:`lambda_inference.local.monitor_page`).
+  (:mod:`lambda_inference.local.monitor_page`);
+* ``GET /`` lists every route this server answers (:func:`route_index`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from lambda_inference.errors import ForbiddenError
-from lambda_inference.handler import JSON_HEADERS, Api
+from lambda_inference.handler import JSON_HEADERS, Api, route_listing
 from lambda_inference.http import error_body, to_json
 from lambda_inference.local.monitor_page import PATH as MONITOR_PATH
 from lambda_inference.local.monitor_page import monitor_page
@@ -49,6 +50,16 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 THREADS = 8
 """Request threads per server process: onnxruntime releases the GIL while it runs."""
+
+
+MONITOR_SUMMARY = "Drift and live-quality report (HTML; ?since=24h), local server only"
+
+
+def route_index() -> dict[str, Any]:
+    """``GET /``: every route of the local server, the Lambda ones and ``/monitor``."""
+    routes = route_listing()
+    routes.append({"method": "GET", "path": MONITOR_PATH, "summary": MONITOR_SUMMARY})
+    return {"service": "mlsys", "routes": routes}
 
 
 @dataclass(frozen=True)
@@ -265,6 +276,8 @@ class HttpAdapter:
         if request.method in ("GET", "HEAD") and request.path.rstrip("/") == MONITOR_PATH:
             query = {k: v[-1] for k, v in parse_qs(request.query).items()}
             return monitor_page(self.api.service, query)
+        if request.method in ("GET", "HEAD") and request.path == "/":
+            return 200, to_json(route_index()).encode(), JSON_HEADERS
         request_id = new_request_id()
         event = self._event(request, body, request_id)
         response = self.api.handle_local(event, LocalContext(aws_request_id=request_id))

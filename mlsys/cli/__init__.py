@@ -17,10 +17,10 @@ import argparse
 import difflib
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
-from mlsys import names
-from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT
+from mlsys import __version__, names
+from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT, HelpFormatter
 from mlsys.errors import (
     ConfigError,
     DataError,
@@ -33,6 +33,9 @@ from mlsys.settings import KNOWN_VARIABLES, Settings, load_settings
 
 
 class Subcommand(Protocol):
+    EXAMPLES: str
+    """The help page's epilog: a few example command lines."""
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
@@ -81,20 +84,37 @@ SUBCOMMANDS: dict[str, tuple[Callable[[], Subcommand], str]] = {
 """name -> (the module implementing :class:`Subcommand`, imported on demand; help)."""
 
 
+DESCRIPTION = "mlsys: train a model, promote it only when it is better, serve it, watch it."
+EPILOG = """examples:
+  mlsys train                          train on the bundled data set, promote if better
+  mlsys train --data sales.csv --target revenue --drop order_id
+  mlsys serve --port 8080              serve the champion on http://127.0.0.1:8080
+  mlsys models list                    every version and what it is now
+  mlsys monitor --since 24h            drift and live quality of the last day
+
+Run 'mlsys COMMAND --help' for a command's options and examples."""
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         # argparse prints usage on error; a one-line message is the contract.
         self.exit(BAD_INPUT_EXIT, f"{self.prog}: error: {message}\n")
 
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Subcommand | None]:
-    parser = _Parser(prog="mlsys", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="mlsys", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"mlsys {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chosen: Subcommand | None = None
     for name, (load, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if argv and argv[0] == name:
             module = load()
+            sub_parser.epilog = module.EXAMPLES
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_handler=module)
             chosen = module

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsys.knobs import BY_FIELD, Knob, KnobValueError
+from mlsys.settings import LOCAL_REFRESH_SECONDS, Settings
+
+if TYPE_CHECKING:
+    from mlsys.registry import ModelRegistry
 
 BAD_INPUT_EXIT = 2
 """Bad input or configuration (a one-line error names it)."""
 FAILURE_EXIT = 1
 """An operational failure (or "no champion yet": a state, not bad input)."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help pages as written (an epilog's example lines keep their breaks), with
+    ``(default X)`` added to every option whose help does not already state its default
+    (the style of the settings' own flags: ``(env MLSYS_SEED; default 0)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        return f"{text} (default %(default)s)"
 
 
 def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) -> None:
@@ -25,15 +49,20 @@ def add_location_arguments(parser: argparse.ArgumentParser, *, log_help: str) ->
     )
     log = BY_FIELD[("runtime", "log_uri")]
     parser.add_argument(
-        "--log", metavar="URI", dest="log_uri", help=f"{log_help}; " + knob_help(log)
+        "--log", metavar="URI", dest="log_uri", help=knob_help(log, subject=log_help)
     )
 
 
-def knob_help(knob: Knob) -> str:
-    """The declared help, with where else the value can come from and its default."""
+def knob_help(knob: Knob, *, subject: str | None = None) -> str:
+    """The declared help, with where else the value can come from and its default.
+    ``subject`` replaces what the help names before its first colon (``"system log: ..."``
+    reads ``"system log to read: ..."`` for ``mlsys monitor --log``)."""
+    text = knob.help
+    if subject is not None and ": " in text:
+        text = f"{subject}: {text.split(': ', 1)[1]}"
     if knob.default is None:
-        return f"{knob.help} (env {knob.env})"
-    return f"{knob.help} (env {knob.env}; default {_shown(knob.default)})"
+        return f"{text} (env {knob.env})"
+    return f"{text} (env {knob.env}; default {_shown(knob.default)})"
 
 
 def _shown(value: Any) -> str:
@@ -83,3 +112,14 @@ def fraction(raw: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
     return value
+
+
+def pickup_note(registry: ModelRegistry, settings: Settings) -> str:
+    """When running servers see a champion change (they re-read the pointer, not the CLI)."""
+    if registry.uri.startswith("s3://"):
+        return (
+            f"warm servers switch within {settings.model_refresh_seconds:g} s "
+            "(MLSYS_MODEL_REFRESH_SECONDS on the function); new ones load it at once"
+        )
+    local = min(settings.model_refresh_seconds, LOCAL_REFRESH_SECONDS)
+    return f"a running `mlsys serve` on this registry switches within {local:g} s"

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlsys.cli import rollout as rollout_cli
-from mlsys.cli.common import add_location_arguments
+from mlsys.cli.common import add_location_arguments, pickup_note
 from mlsys.contract import ModelCard, schema_changes
 from mlsys.errors import ConfigError
 from mlsys.eventlog import Event, open_event_log_for
@@ -32,6 +32,13 @@ from mlsys.settings import Settings
 
 CHAMPION = "champion"
 ACTOR = "mlsys models"
+EXAMPLES = """examples:
+  mlsys models list                          versions, scores and what each is now
+  mlsys models show champion
+  mlsys models promote VERSION --reason "better on last week's data"
+  mlsys models promote VERSION --canary 0.1 --reason "try it on 10% of requests"
+  mlsys models rollout                       the rollout and both versions' live quality
+  mlsys models rollback --reason 'latency regression'"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,32 +49,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=type(parser)
     )
-    actions.add_parser(
-        "list", parents=[common], help="all versions, oldest first, with their holdout scores"
-    )
-    show = actions.add_parser(
-        "show", parents=[common], help="a version's model card ('champion' for the champion)"
-    )
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=ACTION_EXAMPLES[name],
+        )
+
+    action("list", "all versions, oldest first: created, holdout score, and what each is now")
+    show = action("show", "a version's model card ('champion' for the champion)")
     show.add_argument("version", metavar="VERSION")
-    promote = actions.add_parser(
-        "promote", parents=[common], help="make VERSION the champion (manual override)"
-    )
+    promote = action("promote", "make VERSION the champion (manual override)")
     promote.add_argument("version", metavar="VERSION")
     promote.add_argument("--reason", required=True, help="why (kept in the promotion history)")
     promote.add_argument(
         "--force",
         action="store_true",
-        help="promote even if a guardrail failed or the inputs differ from the champion's",
+        help="promote even if training refused the version (below the trivial baseline, "
+        "not significant, a guardrail failed) or its inputs differ from the champion's; the "
+        "history records what was forced past",
     )
     rollout_cli.add_promote_arguments(promote)
-    rollback = actions.add_parser(
-        "rollback", parents=[common], help="restore the previous champion"
-    )
+    rollback = action("rollback", "restore the previous champion")
     rollback.add_argument(
         "--reason", default="manual rollback", help="why (kept in the promotion history)"
     )
-    actions.add_parser("history", parents=[common], help="champion changes, oldest first")
-    rollout_cli.add_arguments(actions, parents=[common])
+    action("history", "champion changes, oldest first, one sentence each")
+    rollout_cli.add_arguments(
+        action(
+            "rollout",
+            "show the rollout and both versions' live quality; complete, abort or evaluate it",
+        )
+    )
+
+
+ACTION_EXAMPLES = {
+    "list": "example:\n  mlsys models list --json | jq '.[] | select(.champion)'",
+    "show": "examples:\n  mlsys models show champion\n  mlsys models show VERSION --json",
+    "promote": "examples:\n  mlsys models promote VERSION --reason 'wins on fresh data'\n"
+    "  mlsys models promote VERSION --shadow --reason 'compare on live traffic first'",
+    "rollback": "example:\n  mlsys models rollback --reason 'error rate doubled'",
+    "history": "example:\n  mlsys models history",
+    "rollout": "examples:\n  mlsys models rollout\n"
+    "  mlsys models rollout complete --reason 'live quality holds'\n"
+    "  mlsys models rollout evaluate",
+}
+"""Each ``mlsys models`` action's help epilog."""
 
 
 def _score(card: ModelCard) -> float | None:
@@ -76,10 +106,53 @@ def _score(card: ModelCard) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _row(card: ModelCard, champion: ChampionPointer | None) -> dict[str, Any]:
+REFUSALS_NEEDING_FORCE = frozenset({"below_baseline", "not_significant", "guardrail_failed"})
+"""Decision codes of a training run that judged its challenger not good enough (below the
+trivial baseline, not significantly better than the champion it was compared with, a
+failed guardrail): promoting such a version by hand needs ``--force``, and the history
+records what was forced past. (``not_improved`` is not among them: an older version may
+well be promoted back.)"""
+CHAMPION_ACTIONS = frozenset({"promote", "rollback", "rollout_complete"})
+"""History actions after which the entry's ``version`` is the champion."""
+
+
+def version_status(
+    card: ModelCard, pointer: ChampionPointer | None, *, past: Mapping[str, str]
+) -> str:
+    """What a version is now, in a few words: ``champion``, ``canary 10%``, ``shadow``,
+    ``former champion``, ``rollout aborted``, ``refused: below baseline``, or
+    ``not promoted``. ``past`` is :func:`past_roles` of the history."""
+    if pointer is not None and pointer.version == card.version:
+        return "champion"
+    rollout = pointer.rollout if pointer else None
+    if rollout is not None and rollout.candidate == card.version:
+        return f"canary {rollout.fraction:.0%}" if rollout.fraction else "shadow"
+    if card.version in past:
+        return past[card.version]
+    code = card.decision.get("code")
+    if card.decision.get("promote") is False and isinstance(code, str):
+        return f"refused: {code.replace('_', ' ')}"
+    return "not promoted"
+
+
+def past_roles(history: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Version -> its last role in the history: ``former champion`` or ``rollout aborted``."""
+    roles: dict[str, str] = {}
+    for entry in history:
+        if entry.get("action") in CHAMPION_ACTIONS:
+            roles[str(entry["version"])] = "former champion"
+        elif entry.get("action") == "rollout_abort" and entry.get("candidate"):
+            roles[str(entry["candidate"])] = "rollout aborted"
+    return roles
+
+
+def _row(
+    card: ModelCard, champion: ChampionPointer | None, past: Mapping[str, str]
+) -> dict[str, Any]:
     return {
         "version": card.version,
         "champion": champion is not None and champion.version == card.version,
+        "status": version_status(card, champion, past=past),
         "created_at": card.created_at,
         "task": card.task,
         "estimator": card.training.get("estimator"),
@@ -89,17 +162,33 @@ def _row(card: ModelCard, champion: ChampionPointer | None) -> dict[str, Any]:
     }
 
 
-def _print_table(rows: Sequence[Mapping[str, Any]]) -> None:
+LIST_COLUMNS = ("VERSION", "CREATED", "ESTIMATOR", "METRIC", "SCORE", "STATUS")
+
+
+def table_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``mlsys models list``: a header, then one aligned line per version."""
     if not rows:
-        print("no versions yet")
-        return
-    for row in rows:
-        marker = "*" if row["champion"] else " "
-        score = "-" if row["score"] is None else f"{row['score']:.4f}"
-        print(
-            f"{marker} {row['version']}  {row['created_at']}  {row['estimator'] or '-':<18} "
-            f"{row['metric']}={score}  {row['decision'] or ''}"
+        return ["no versions yet (train one: mlsys train)"]
+    cells = [
+        (
+            str(row["version"]),
+            str(row["created_at"] or "-").replace("T", " ")[:19],
+            str(row["estimator"] or "-"),
+            str(row["metric"]),
+            "-" if row["score"] is None else f"{row['score']:.4f}",
+            str(row["status"]),
         )
+        for row in rows
+    ]
+    widths = [max(len(c[i]) for c in [LIST_COLUMNS, *cells]) for i in range(len(LIST_COLUMNS))]
+    right = {LIST_COLUMNS.index("SCORE")}
+    return [
+        "  ".join(
+            value.rjust(width) if i in right else value.ljust(width)
+            for i, (value, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in [LIST_COLUMNS, *cells]
+    ]
 
 
 class PromotionRefusedError(ConfigError):
@@ -112,8 +201,9 @@ def promotion_blockers(card: ModelCard, champion: ModelCard | None) -> list[str]
     """Why ``card`` should not be promoted over ``champion`` (empty: nothing against it).
 
     The same checks that block an automatic promotion: a guardrail recorded as failed in
-    the card, and a schema change (task, target, or input names/kinds) against the
-    current champion, which clients of the API would notice.
+    the card, a refusal by its training run (:data:`REFUSALS_NEEDING_FORCE`), and a
+    schema change (task, target, or input names/kinds) against the current champion,
+    which clients of the API would notice.
     """
     blockers = [
         f"guardrail {check.get('name')} failed ({check.get('detail', 'no detail')})"
@@ -122,6 +212,9 @@ def promotion_blockers(card: ModelCard, champion: ModelCard | None) -> list[str]
     ]
     if card.guardrails.get("passed") is False and not blockers:
         blockers.append("its guardrails failed")
+    code = card.decision.get("code")
+    if code in REFUSALS_NEEDING_FORCE and code != "guardrail_failed":
+        blockers.append(f"training refused it ({code}: {card.decision.get('reason', '')})")
     if champion is None or champion.version == card.version:
         return blockers
     changes = schema_changes(champion, task=card.task, target=card.target, features=card.features)
@@ -239,13 +332,36 @@ def _history(registry: ModelRegistry, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(entries, default=str))
         return 0
+    if not entries:
+        print("no champion changes yet")
     for entry in entries:
-        candidate = f" (candidate {entry['candidate']})" if entry.get("candidate") else ""
-        print(
-            f"{entry['at']}  {entry['action']:<8} {entry.get('from_version') or '-'} -> "
-            f"{entry['version']}{candidate}  {entry['actor']}: {entry['reason']}"
-        )
+        print(f"{entry['at']}  #{entry['sequence']}  {history_sentence(entry)}")
     return 0
+
+
+def history_sentence(entry: Mapping[str, Any]) -> str:
+    """One champion change, as a sentence: who did what to which version, and why."""
+    action, version = entry.get("action"), entry.get("version")
+    before, candidate = entry.get("from_version"), entry.get("candidate")
+    if action == "promote" and before is None:
+        what = f"promoted {version} as the first champion"
+    elif action == "promote":
+        what = f"promoted {version}, replacing {before}"
+    elif action == "rollback":
+        what = f"rolled back from {before} to {version}"
+    elif action in ("rollout_canary", "rollout_shadow"):
+        mode = "a canary" if action == "rollout_canary" else "a shadow rollout"
+        what = f"started {mode} of {candidate} next to champion {version}"
+    elif action == "rollout_complete":
+        what = f"completed the rollout: {version} replaces {before} as champion"
+    elif action == "rollout_abort":
+        what = f"aborted the rollout of {candidate}; {version} stays champion"
+    else:
+        what = f"{action}: champion {version}"
+    actor = str(entry.get("actor") or "someone")
+    # Training runs sign as training_job:<their version>, which the sentence already names.
+    who = "training" if actor.startswith("training_job") else actor
+    return f"{who} {what}: {entry.get('reason') or 'no reason given'}"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -254,11 +370,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.action == "list":
         champion = registry.champion()
-        rows = [_row(registry.card(v), champion) for v in registry.versions()]
-        if args.json:
-            print(json.dumps(rows, default=str))
-        else:
-            _print_table(rows)
+        past = past_roles(registry.history())
+        rows = [_row(registry.card(v), champion, past) for v in registry.versions()]
+        print(json.dumps(rows, default=str) if args.json else "\n".join(table_lines(rows)))
         return 0
     if args.action == "show":
         return _show(registry, args.version, as_json=args.json)
@@ -288,4 +402,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(_pointer_dict(pointer)))
     else:
         print(f"{verb} {pointer.version} (champion change #{pointer.sequence})")
+        print(f"note: {pickup_note(registry, settings)}")
     return 0

@@ -23,6 +23,11 @@ from mlsys.monitoring.window import DEFAULT_SINCE, iso_z, parse_since
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 
+EXAMPLES = """examples:
+  mlsys monitor                              drift and live quality over the last 24 hours
+  mlsys monitor --since 7d --html report.html
+  mlsys monitor --json | jq '.versions'"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

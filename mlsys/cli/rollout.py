@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from mlsys.cli.common import fraction
+from mlsys.cli.common import fraction, pickup_note
 from mlsys.eventlog import Event, EventLog, open_event_log_for
 from mlsys.registry import ChampionPointer, ModelRegistry, RolloutMode
 from mlsys.rollout.evaluation import evaluate_rollout, read_evidence
@@ -42,12 +42,8 @@ def add_promote_arguments(promote: argparse.ArgumentParser) -> None:
     )
 
 
-def add_arguments(actions: Any, *, parents: list[argparse.ArgumentParser]) -> None:
-    rollout = actions.add_parser(
-        "rollout",
-        parents=parents,
-        help="show the rollout; complete, abort or evaluate it",
-    )
+def add_arguments(rollout: argparse.ArgumentParser) -> None:
+    """``mlsys models rollout``'s own arguments (the parser comes from ``mlsys models``)."""
     rollout.add_argument(
         "step",
         nargs="?",
@@ -123,7 +119,8 @@ def report_start(
         args,
         rollout_state(pointer),
         f"{rollout.mode} started: {rollout.candidate} {share} next to champion "
-        f"{pointer.version} (champion change #{pointer.sequence})",
+        f"{pointer.version} (champion change #{pointer.sequence})\n"
+        f"note: {pickup_note(registry, settings)}",
     )
     return 0
 
@@ -165,7 +162,8 @@ def run(registry: ModelRegistry, args: argparse.Namespace, settings: Settings) -
     _print(
         args,
         {**rollout_state(after), "action": action, "ended": before.rollout.to_dict()},
-        f"rollout {verb}: champion is {after.version} (champion change #{after.sequence})",
+        f"rollout {verb}: champion is {after.version} (champion change #{after.sequence})\n"
+        f"note: {pickup_note(registry, settings)}",
     )
     return 0
 
@@ -202,4 +200,21 @@ def _show(registry: ModelRegistry, args: argparse.Namespace, settings: Settings)
         )
     if evidence.get("shadow_deviation") is not None:
         print(f"shadow deviation {evidence['shadow_deviation']:.4f}")
+    print(live_quality_line(evidence.get("live_quality")))
     return 0
+
+
+def live_quality_line(quality: dict[str, Any] | None) -> str:
+    """Both versions' quality on requests whose true outcome came back (``POST /feedback``)."""
+    if not quality:
+        return "live quality: no feedback yet (POST /feedback with the true outcomes)"
+
+    def shown(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    direction = "higher" if quality.get("higher_is_better", True) else "lower"
+    return (
+        f"live {quality['metric']} ({direction} is better): candidate "
+        f"{shown(quality.get('candidate'))} on {quality.get('candidate_samples', 0)} "
+        f"feedback samples, champion {shown(quality.get('champion'))}"
+    )

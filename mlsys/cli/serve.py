@@ -29,9 +29,14 @@ from lambda_inference.local.server import (
     serve,
 )
 from mlsys.cli.common import BAD_INPUT_EXIT, FAILURE_EXIT, add_location_arguments
-from mlsys.settings import Settings
+from mlsys.settings import LOCAL_REFRESH_SECONDS, Settings
 
 MAX_PORT = 65535
+EXAMPLES = """examples:
+  mlsys serve                                http://127.0.0.1:8080 (GET / lists the routes)
+  mlsys serve --port 0                       any free port (printed on start)
+  curl -s -X POST localhost:8080/stream -H 'Content-Type: application/json' \\
+    -d '{"data": [0.04, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.003, 0.02, -0.02]}'"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host",
         type=host_argument,
         default="127.0.0.1",
-        help="address to bind (default 127.0.0.1)",
+        help="address to bind",
     )
     parser.add_argument(
         "--port", type=port_argument, default=8080, help="port 0-65535 (0 picks a free one)"
@@ -55,14 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keepalive",
         type=_bounded_int(1, 30),
         default=15,
-        help="seconds an idle kept-alive connection stays open (1-30, default 15)",
+        help="seconds an idle kept-alive connection stays open (1-30)",
     )
     parser.add_argument(
         "--request-timeout",
         type=_bounded_int(1, 30),
         default=DEFAULT_REQUEST_TIMEOUT,
         help="seconds from a connection's arrival (or its next request's first byte) within "
-        "which the request line, headers and body must arrive; then 408 (1-30, default 30)",
+        "which the request line, headers and body must arrive; then 408 (1-30)",
     )
     parser.add_argument(
         "--log-delivery",
@@ -125,14 +130,26 @@ _HOST_NAME = re.compile(
 )
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    settings = replace(
+def serve_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The flags over the settings. A directory registry's pointer is a local file:
+    re-reading it every second is cheap, so a promotion shows up at once instead of after
+    the interval warm Lambdas use (``MLSYS_MODEL_REFRESH_SECONDS``, 30 s by default)."""
+    registry_uri = args.registry or settings.registry_uri
+    refresh = settings.model_refresh_seconds
+    if not registry_uri.startswith("s3://"):
+        refresh = min(refresh, LOCAL_REFRESH_SECONDS)
+    return replace(
         settings,
-        registry_uri=args.registry or settings.registry_uri,
+        registry_uri=registry_uri,
         log_uri=args.log_uri or settings.log_uri,
         model_name=args.model_name or settings.model_name,
         log_delivery=args.log_delivery,
+        model_refresh_seconds=refresh,
     )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = serve_settings(args, settings)
     build_api(settings)  # a bad registry or log URI is the CLI's error, before listening
     try:
         listener = listen(args.host, args.port)

@@ -22,8 +22,15 @@ from mlsys.metrics import METRICS
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings, TrainingSettings
 from training_job.cloudwatch import emit_training_metrics
+from training_job.progress import SilentProgress, StreamProgress, TrainingProgress
 from training_job.run import TrainingRun, summary_lines
 from training_job.search import CANDIDATES
+
+EXAMPLES = """examples:
+  mlsys train                                the bundled diabetes data, default settings
+  mlsys train --data churn.parquet --target churned --metric roc_auc
+  mlsys train --data s3://bucket/data/ --drop customer_id --time-budget 600
+  mlsys train --json --quiet | jq .promoted  only the result, as JSON"""
 
 
 def _candidates(raw: str) -> tuple[str, ...]:
@@ -46,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--drop",
+        action="append",
+        metavar="COL",
+        dest="drop_columns",
+        help="leave column COL out of the features, e.g. an ID (repeatable; recorded in the "
+        "model card)",
+    )
+    parser.add_argument(
         "--models",
         type=_candidates,
         metavar="NAMES",
@@ -58,7 +73,16 @@ def _add_search_and_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="print CloudWatch EMF metrics on stdout (the training container passes "
         "--emf: its stdout goes to CloudWatch Logs; default off)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (progress: stderr)"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default: a line per phase, a bar on a terminal, and "
+        "a leaderboard of the candidates at the end)",
+    )
 
 
 class DeferredEventLog:
@@ -94,6 +118,7 @@ def dest_of(knob: Knob) -> str:
 FLAG_FIELDS = {
     **{dest_of(knob): knob.field for knob in TRAINING_FLAGS},
     "models": "candidates",
+    "drop_columns": "drop_columns",
 }
 """argparse destination -> :class:`TrainingSettings` field it overrides when given."""
 
@@ -101,6 +126,8 @@ FLAG_FIELDS = {
 def config_from(args: argparse.Namespace, settings: Settings) -> TrainingSettings:
     """Flags over ``MLSYS_*`` defaults; a bad training variable is a :class:`ConfigError`."""
     flags = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items()}
+    if flags["drop_columns"] is not None:
+        flags["drop_columns"] = tuple(flags["drop_columns"])
     return replace(settings.training(), **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -113,7 +140,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         model_name=_pick(args.model_name, settings.model_name),
     )
     event_log = DeferredEventLog(_pick(args.log_uri, settings.log_uri), settings=settings)
-    outcome = TrainingRun(config, registry=registry, event_log=event_log).execute()
+    progress: TrainingProgress = (
+        SilentProgress() if args.quiet else StreamProgress.for_stream(sys.stderr)
+    )
+    try:
+        outcome = TrainingRun(
+            config, registry=registry, event_log=event_log, progress=progress
+        ).execute()
+    finally:
+        progress.close()
     result = outcome.to_dict()
     for warning in result["data_checks"]:
         print(

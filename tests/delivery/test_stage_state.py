@@ -14,8 +14,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.common import stage_parameter
-from infra.training import IMAGE_TAG_PARAMETER
 from scripts import stage_state
 
 REGION = "eu-west-1"
@@ -67,20 +65,6 @@ def test_a_failed_lookup_is_an_error_not_a_first_deploy(
     err = capsys.readouterr().err
     assert err.startswith("stage_state: ")
     assert len(err.splitlines()) == 1
-
-
-def test_the_image_tag_is_recorded_where_the_template_reads_it(
-    aws: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    name = stage_parameter("dev", IMAGE_TAG_PARAMETER)
-    assert stage_state.IMAGE_TAG_PARAMETER.format(stage="dev") == name
-    ssm = boto3.client("ssm")
-    # A first deploy creates the parameter; an existing value survives --if-missing ...
-    assert stage_state.main(["record-image-tag", "dev", "bootstrap", "--if-missing"]) == 0
-    assert stage_state.main(["record-image-tag", "dev", "abc123"]) == 0
-    assert stage_state.main(["record-image-tag", "dev", "bootstrap", "--if-missing"]) == 0
-    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == "abc123"
-    assert capsys.readouterr().out.splitlines()[-1] == f"{name} exists; left unchanged"
 
 
 def test_a_rolled_back_code_deploy_is_found_in_the_last_operation_only() -> None:

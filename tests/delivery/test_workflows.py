@@ -84,7 +84,7 @@ def _shell_scripts() -> list[tuple[str, str]]:
                 # same length, so shellcheck sees the script the runner will run.
                 script = EXPRESSION.sub(lambda m: "_" * len(m.group()), step["run"])
                 scripts.append((f"{path.name} step {index + 1} ({step.get('name', '')})", script))
-    for path in [ROOT / ".ci" / "run", *sorted((ROOT / "scripts").glob("*.sh"))]:
+    for path in [ROOT / ".ci" / "run", *sorted((ROOT / "scripts").rglob("*.sh"))]:
         if path.exists():
             scripts.append((str(path.relative_to(ROOT)), path.read_text()))
     return scripts
@@ -203,9 +203,7 @@ def test_a_stage_without_its_own_role_variable_fails_instead_of_using_another(
 
 def test_only_a_missing_stack_takes_the_first_deploy_path() -> None:
     (step,) = [
-        s
-        for s in deploy_steps()
-        if s.get("name", "").startswith("Push the training image and record")
+        s for s in deploy_steps() if s.get("name", "") == "Push the training image (existing stage)"
     ]
     script = step["run"]
     # scripts/stage_state.py exits 3 only for "stack does not exist"
@@ -218,16 +216,23 @@ def test_only_a_missing_stack_takes_the_first_deploy_path() -> None:
     assert "2>/dev/null" not in text
 
 
-def test_the_image_tag_is_recorded_after_the_push_and_never_passed_as_context() -> None:
+def test_every_deploy_passes_the_tag_it_pushed_and_only_after_pushing_it() -> None:
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
-    assert "training_image_tag" not in text  # a deploy resolves the SSM parameter
-    for step in deploy_steps():
-        script = step.get("run", "")
-        if (
-            "record-image-tag" in script
-            and "bootstrap" not in script.split("record-image-tag")[1][:40]
-        ):
-            assert script.index("push_training_image.sh") < script.index("record-image-tag")
+    assert "training_image_tag" not in text  # the stack parameter, never a context pin
+    assert "ssm" not in text.lower()  # nothing is recorded or resolved through SSM
+    steps = deploy_steps()
+    names = [s.get("name", "") for s in steps]
+    push = steps[names.index("Push the training image (existing stage)")]["run"]
+    deploy = steps[names.index("cdk deploy")]["run"]
+    first = steps[names.index("Push the training image and redeploy (first deploy)")]["run"]
+    assert "IMAGE_PUSHED=true" in push
+    assert push.index("push_training_image.sh") < push.index("IMAGE_PUSHED=true")
+    # An existing stage deploys the tag it pushed; a new stage's first deploy has no image
+    # yet (the parameter's default), then pushes and deploys the tag.
+    assert 'image=(--parameters "mlsys-$STAGE:TrainingImageTag=$COMMIT")' in deploy
+    assert '"${image[@]}"' in deploy
+    assert first.index("push_training_image.sh") < first.index("cdk deploy")
+    assert '--parameters "mlsys-$STAGE:TrainingImageTag=$COMMIT"' in first
 
 
 def test_smoke_test_runs_after_the_code_deploy_and_a_rollback_fails_the_run() -> None:

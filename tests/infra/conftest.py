@@ -31,6 +31,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 ROOT = Path(__file__).resolve().parents[2]
 MAIN_STACK = "mlsys-dev"
 CI_STACK = "mlsys-dev-ci"
+TEST_REPOSITORY = "mlsys-example/mlsys"
+"""What a user puts in cdk.json's github_repository (the placeholder there is refused)."""
 
 # A second configuration exercising the other branch of every context switch.
 VARIANT_CONTEXT: Mapping[str, object] = {
@@ -38,10 +40,11 @@ VARIANT_CONTEXT: Mapping[str, object] = {
     "account": "123456789012",
     "region": "eu-west-1",
     "predict_auth": "iam",
-    # A quota-raised account: a warm pool, autoscaled, under a reserved cap.
+    # A quota-raised account: a warm pool, autoscaled, under a reserved cap; an autoscaled
+    # pool deploys all at once (Lambda refuses pool changes while a canary weights the alias).
     "provisioned_concurrency_min": 2,
     "reserved_concurrency": 20,
-    "predict_deployment": "LambdaLinear10PercentEvery1Minute",
+    "predict_deployment": "LambdaAllAtOnce",
     "log_inputs": "digest",
     "training_image_tag": "v1.2.3",
     "training_schedule": "",
@@ -106,6 +109,7 @@ def _synthesize(outdir: Path, overrides: Mapping[str, object]) -> None:
         # Reference the Lambda bundle in place instead of copying ~120 MB into every
         # assembly; the asset hash, and so the template, is the same.
         "aws:cdk:disable-asset-staging": True,
+        "github_repository": TEST_REPOSITORY,
         **overrides,
     }
     app = App(context=context, outdir=str(outdir))

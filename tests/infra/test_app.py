@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.infra.conftest import ROOT
+from tests.infra.conftest import ROOT, TEST_REPOSITORY
 
 
 def run_app(context: dict[str, object], tmp_outdir: str) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,8 @@ def run_app(context: dict[str, object], tmp_outdir: str) -> subprocess.Completed
         AWS_EC2_METADATA_DISABLED="true",
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        CDK_CONTEXT_JSON=json.dumps(context),  # how the CDK CLI passes -c values
+        # how the CDK CLI passes -c values
+        CDK_CONTEXT_JSON=json.dumps({"github_repository": TEST_REPOSITORY, **context}),
         CDK_OUTDIR=tmp_outdir,
     )
     return subprocess.run(
@@ -49,3 +50,16 @@ def test_invalid_context_is_one_line_and_exit_2(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("mlsys cdk:")]
     assert errors == ["mlsys cdk: context predict_auth must be 'api-key' or 'iam', got 'cognito'"]
     assert "Traceback" not in result.stderr
+
+
+def test_the_placeholder_repository_stops_synthesis_with_one_line(tmp_path: Path) -> None:
+    result = run_app({"github_repository": "owner/repo"}, str(tmp_path))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mlsys cdk:")]
+    assert errors == [
+        "mlsys cdk: context github_repository is the placeholder 'owner/repo': set your "
+        'repository in cdk.json ("github_repository": "OWNER/NAME") or pass '
+        "-c github_repository=OWNER/NAME"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))

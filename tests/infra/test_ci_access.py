@@ -8,10 +8,10 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from tests.infra.conftest import MINIMAL_CI_STACK, VARIANT_CI_STACK, Assembly
+from tests.infra.conftest import MINIMAL_CI_STACK, VARIANT_CI_STACK, VARIANT_STACK, Assembly
 from tests.infra.templates import actions, of_type, one, resources, role_statements
 
-SUBJECT = "repo:owner/repo:environment:dev"
+SUBJECT = "repo:mlsys-example/mlsys:environment:dev"
 
 
 def test_oidc_provider_trusts_github_for_sts_and_outlives_the_stack(
@@ -35,7 +35,13 @@ def test_oidc_provider_trusts_github_for_sts_and_outlives_the_stack(
 
 def trust(template: dict[str, Any]) -> dict[str, Any]:
     role = one(template, "AWS::IAM::Role")[1]["Properties"]
-    assert "ManagedPolicyArns" not in role
+    # The one managed policy: the stage's access, written by the system stack.
+    (attached,) = role["ManagedPolicyArns"]
+    assert (
+        json.dumps(attached)
+        .rstrip('"]}')
+        .endswith(f":policy/mlsys-{stage_of(template)}-deploy-access")
+    )
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     return dict(statement)
@@ -55,7 +61,9 @@ def test_deploy_role_is_assumable_only_from_the_stages_github_environment(
     }
     # Each stage's role trusts its own environment only: a dev job cannot assume prod's.
     prod = trust(variant.templates[VARIANT_CI_STACK])["Condition"]["StringEquals"]
-    assert prod["token.actions.githubusercontent.com:sub"] == ("repo:owner/repo:environment:prod")
+    assert prod["token.actions.githubusercontent.com:sub"] == (
+        "repo:mlsys-example/mlsys:environment:prod"
+    )
 
 
 def test_an_existing_provider_is_reused_by_arn_or_by_this_accounts_name(
@@ -74,22 +82,34 @@ def test_an_existing_provider_is_reused_by_arn_or_by_this_accounts_name(
     assert not [i for i in minimal.infos if "GitHubOidc" in i]
 
 
+def stage_of(template: dict[str, Any]) -> str:
+    return str(template["Description"]).split("(")[1].split(")")[0]
+
+
+def stage_access(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of the system stack's policy for the stage's deploy role."""
+    (policy,) = of_type(template, "AWS::IAM::ManagedPolicy").values()
+    properties = policy["Properties"]
+    assert properties["ManagedPolicyName"] == f"mlsys-{stage_of(template)}-deploy-access"
+    return list(properties["PolicyDocument"]["Statement"])
+
+
 def invoke_paths(template: dict[str, Any], stage: str) -> list[str]:
-    role = one(template, "AWS::IAM::Role")[0]
-    (invoke,) = [s for s in role_statements(template, role) if s["Action"] == "execute-api:Invoke"]
+    (invoke,) = [s for s in stage_access(template) if s["Action"] == "execute-api:Invoke"]
+    (api,) = of_type(template, "AWS::ApiGateway::RestApi")
     for resource in invoke["Resource"]:
-        # The API id comes from the SSM parameter the system stack publishes.
-        assert "SsmParameterValue" in json.dumps(resource)
+        # This stage's API itself, not a wildcard over the account's APIs.
+        assert {"Ref": api} in resource["Fn::Join"][1]
     return sorted(json.dumps(r).split(f'"/{stage}/')[1].split('"')[0] for r in invoke["Resource"])
 
 
 def test_smoke_test_may_call_read_only_routes_and_iam_predict_routes(
-    ci_template: dict[str, Any], variant: Assembly
+    main_template: dict[str, Any], variant: Assembly
 ) -> None:
     # Never DELETE /log or GET /emptyLog: a smoke test must not empty the log.
-    assert invoke_paths(ci_template, "dev") == ["GET/health", "GET/log", "GET/openapi.json"]
+    assert invoke_paths(main_template, "dev") == ["GET/health", "GET/log", "GET/openapi.json"]
     # With predict_auth=iam the smoke test signs its predictions too.
-    assert invoke_paths(variant.templates[VARIANT_CI_STACK], "prod") == [
+    assert invoke_paths(variant.templates[VARIANT_STACK], "prod") == [
         "GET/health",
         "GET/log",
         "GET/openapi.json",
@@ -114,15 +134,11 @@ def test_deploy_role_can_do_what_the_workflow_does_and_no_more(
         "ecr:InitiateLayerUpload",
         "ecr:PutImage",
         "ecr:UploadLayerPart",
-        "ssm:GetParameter",
-        "ssm:PutParameter",
         "batch:SubmitJob",
         "batch:DescribeJobs",
         "batch:TerminateJob",
-        "s3:ListBucket",
         "cloudformation:DescribeStacks",
         "cloudformation:DescribeStackEvents",
-        "execute-api:Invoke",
         "apigateway:GET",
     }
     # With IAM on the predict routes there is no API key to read.
@@ -155,16 +171,17 @@ def test_submit_push_and_key_reads_are_limited_to_resources_tagged_with_the_stag
         assert statement["Condition"] == stage_only, action
 
 
-def test_the_image_tag_parameter_is_the_only_one_the_role_may_write(
+def test_the_role_reads_and_writes_no_parameter_and_nothing_is_resolved_at_deploy(
     ci_template: dict[str, Any],
 ) -> None:
-    (statement,) = [s for s in statements(ci_template) if "ssm:PutParameter" in actions(s)]
-    (resource,) = resources(statement)
-    assert json.dumps(resource).endswith(':parameter/mlsys/dev/training-image-tag"]]}')
+    # The system stack writes the statements naming its API and bucket; nothing crosses
+    # the stacks as a value (infra/deploy_access.py).
+    assert not [s for s in statements(ci_template) if any("ssm:" in a for a in actions(s))]
+    assert set(ci_template.get("Parameters", {})) == {"BootstrapVersion"}
 
 
 def test_deploy_role_can_terminate_only_batch_jobs_and_list_only_the_data_prefix(
-    ci_template: dict[str, Any],
+    ci_template: dict[str, Any], main_template: dict[str, Any]
 ) -> None:
     (terminate,) = [s for s in statements(ci_template) if "batch:TerminateJob" in actions(s)]
     assert actions(terminate) == ["batch:TerminateJob"]
@@ -172,13 +189,12 @@ def test_deploy_role_can_terminate_only_batch_jobs_and_list_only_the_data_prefix
     assert json.dumps(terminate["Resource"]).endswith(':job/*"]]}')
     assert ":batch:" in json.dumps(terminate["Resource"])
 
-    (listing,) = [s for s in statements(ci_template) if "s3:ListBucket" in actions(s)]
+    (listing,) = [s for s in stage_access(main_template) if "s3:ListBucket" in actions(s)]
     assert actions(listing) == ["s3:ListBucket"]
-    # The model-store bucket (its name published in SSM by the system stack), not a wildcard.
-    (bucket,) = resources(listing)
-    assert "SsmParameterValuemlsysdevmodelstorebucket" in json.dumps(bucket)
-    assert "*" not in json.dumps(bucket)
+    # The model-store bucket itself, not a wildcard.
+    assert listing["Resource"] == {"Fn::GetAtt": ["ModelStoreBucket", "Arn"]}
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["data/*"]}}
-    parameters = ci_template["Parameters"]
-    (name,) = [k for k in parameters if k.startswith("SsmParameterValuemlsysdevmodelstorebucket")]
-    assert parameters[name]["Default"] == "/mlsys/dev/model-store-bucket"
+    assert {a for s in stage_access(main_template) for a in actions(s)} == {
+        "execute-api:Invoke",
+        "s3:ListBucket",
+    }

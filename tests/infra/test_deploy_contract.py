@@ -54,9 +54,15 @@ def test_every_output_the_readme_names_exists(assembly: Assembly) -> None:
     assert named <= outputs, f"README names outputs the app lacks: {sorted(named - outputs)}"
 
 
-def _deploy_role_actions(template: dict[str, Any]) -> set[str]:
+def _deploy_role_actions(ci_template: dict[str, Any], main_template: dict[str, Any]) -> set[str]:
+    """Actions of the CI stack's inline policies and of the stage's managed policy (which
+    the system stack writes and the role attaches by name)."""
+    policies = [
+        *of_type(ci_template, "AWS::IAM::Policy").values(),
+        *of_type(main_template, "AWS::IAM::ManagedPolicy").values(),
+    ]
     actions: set[str] = set()
-    for policy in of_type(template, "AWS::IAM::Policy").values():
+    for policy in policies:
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement.get("Effect", "Allow") != "Allow":
                 continue
@@ -70,8 +76,8 @@ def test_the_deploy_role_can_do_each_step_of_the_workflow(assembly: Assembly) ->
     (role,) = of_type(template, "AWS::IAM::Role").values()
     trust = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
     assert "sts:AssumeRoleWithWebIdentity" in trust
-    assert "repo:owner/repo:environment:dev" in trust
-    actions = _deploy_role_actions(template)
+    assert "repo:mlsys-example/mlsys:environment:dev" in trust
+    actions = _deploy_role_actions(template, assembly.templates[MAIN_STACK])
     needed = {
         "sts:AssumeRole",  # cdk deploy through the bootstrap roles
         "ecr:GetAuthorizationToken",  # docker login

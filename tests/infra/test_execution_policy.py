@@ -81,6 +81,10 @@ CREATE: dict[str, list[tuple[str, str]]] = {
             "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
         )
     ],
+    "AWS::IAM::ManagedPolicy": [
+        ("iam:CreatePolicy", "arn:aws:iam::123456789012:policy/mlsys-dev-deploy-access"),
+        ("iam:CreatePolicyVersion", "arn:aws:iam::123456789012:policy/mlsys-dev-deploy-access"),
+    ],
     "AWS::IAM::Policy": [("iam:PutRolePolicy", ROLE)],
     "AWS::IAM::Role": [("iam:CreateRole", ROLE), ("iam:TagRole", ROLE)],
     "AWS::KMS::Key": [("kms:CreateKey", "*"), ("kms:PutKeyPolicy", "*")],
@@ -155,18 +159,23 @@ def test_the_managed_policies_the_stacks_attach_are_allowed_and_no_others(
     assembly: Assembly,
 ) -> None:
     attached = {
-        json.dumps(arn).split(":iam::aws:")[1].strip('"]}')
+        json.dumps(arn)
         for template in assembly.templates.values()
         for resource in template["Resources"].values()
         if resource["Type"] == "AWS::IAM::Role"
         for arn in resource["Properties"].get("ManagedPolicyArns", [])
     }
-    assert attached
-    for name in attached:
+    aws_managed = {a.split(":iam::aws:")[1].strip('"]}') for a in attached if ":iam::aws:" in a}
+    (own,) = [a for a in attached if ":iam::aws:" not in a]  # the stage's deploy access
+    assert aws_managed
+    for name in aws_managed:
         arn = f"arn:aws:iam::aws:{name}"
         assert allowed("iam:AttachRolePolicy", ROLE, {"iam:PolicyARN": arn}), arn
-    admin = "arn:aws:iam::aws:policy/AdministratorAccess"
-    assert not allowed("iam:AttachRolePolicy", ROLE, {"iam:PolicyARN": admin})
+    name = own.strip('"]}').split(":policy/")[1]
+    arn = f"arn:aws:iam::123456789012:policy/{name}"
+    assert allowed("iam:AttachRolePolicy", ROLE, {"iam:PolicyARN": arn}), arn
+    for other in ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::1:policy/admin"):
+        assert not allowed("iam:AttachRolePolicy", ROLE, {"iam:PolicyARN": other})
 
 
 @pytest.mark.parametrize(
@@ -176,7 +185,8 @@ def test_the_managed_policies_the_stacks_attach_are_allowed_and_no_others(
         ("iam:PassRole", "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole"),
         ("iam:CreateUser", "arn:aws:iam::123456789012:user/mlsys-dev-user"),
         ("iam:CreateAccessKey", "arn:aws:iam::123456789012:user/admin"),
-        ("iam:CreatePolicyVersion", "arn:aws:iam::123456789012:policy/mlsys-dev-x"),
+        ("iam:CreatePolicyVersion", "arn:aws:iam::123456789012:policy/someone-elses-policy"),
+        ("iam:AttachUserPolicy", "arn:aws:iam::123456789012:user/admin"),
         ("organizations:LeaveOrganization", "*"),
         ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/other/app"),
         ("rds:CreateDBInstance", "*"),

@@ -30,9 +30,9 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 ) -> None:
     topic = one(main_template, "AWS::SNS::Topic")[0]
     found = alarms(main_template)
-    # 11 service alarms (no spillover without provisioned concurrency), 2 rollback
+    # 11 service alarms (no spillover without provisioned concurrency), 3 rollback
     # alarms of code deploys, 4 of the model monitor, 1 of scoring jobs.
-    assert len(found) == 18
+    assert len(found) == 19
     for name, properties in found.items():
         if name.startswith(("TrainingJobFailed", "ScoringJobFailed", "NewVersion")):
             # The failure rule already e-mails the job id and reason; a rolled-back code
@@ -46,7 +46,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     main_template: dict[str, Any], main: Template
 ) -> None:
-    main.resource_count_is("AWS::CloudWatch::Alarm", 18)
+    main.resource_count_is("AWS::CloudWatch::Alarm", 19)
     main.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -152,6 +152,34 @@ def test_alarm_topic_is_encrypted_tls_only_and_subscribes_the_optional_email(
     del topic_id
 
 
+def test_only_this_accounts_alarms_and_rules_may_publish_to_the_topic(
+    assembly: Assembly, minimal: Assembly
+) -> None:
+    # Without aws:SourceAccount, the service principals would publish on behalf of any
+    # account's alarm or rule (the confused deputy).
+    for template in (assembly.templates["mlsys-dev"], minimal.templates[MINIMAL_STACK]):
+        topic_id = one(template, "AWS::SNS::Topic")[0]
+        policy = one(template, "AWS::SNS::TopicPolicy")[1]["Properties"]["PolicyDocument"]
+        allowed = {
+            s["Principal"]["Service"]: s
+            for s in policy["Statement"]
+            if s["Effect"] == "Allow" and "Service" in s.get("Principal", {})
+        }
+        assert set(allowed) == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+        for statement in allowed.values():
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+            }
+            assert statement["Action"] == "sns:Publish"
+            assert statement["Resource"] == {"Ref": topic_id}
+        # The training-failure rule still publishes there, through that statement.
+        failed = logical_id(template, "AWS::Events::Rule", "TrainingJobFailed")
+        (target,) = template["Resources"][failed]["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": topic_id}
+        assert "RoleArn" not in target
+        assert "failed: <detail-statusReason>" in target["InputTransformer"]["InputTemplate"]
+
+
 def dashboard_body(template: dict[str, Any]) -> str:
     body = one(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"]
     return json.dumps(body)
@@ -236,9 +264,11 @@ def test_minimal_idle_cost_has_no_dashboard_no_key_and_only_the_rollback_alarms(
     # No hourly model monitor either (its invocations, reads and metrics bill while idle).
     assert not [r for r in rules(template) if "ModelMonitor" in r]
     assert sorted(alarms(template)) == sorted(
-        a for a in alarms(template) if a.startswith(("NewVersionErrors", "NewVersionLatencyP99"))
+        a
+        for a in alarms(template)
+        if a.startswith(("NewVersionErrors", "NewVersionLatencyP99", "NewVersionServerErrors"))
     )
-    assert len(alarms(template)) == 2
+    assert len(alarms(template)) == 3
     # No warm pool either (provisioned concurrency bills by the hour).
     assert (
         "ProvisionedConcurrencyConfig" not in one(template, "AWS::Lambda::Alias")[1]["Properties"]

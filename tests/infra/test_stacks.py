@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from infra.deploy_access import deploy_access_policy_name
 from tests.infra.conftest import CI_STACK, MAIN_STACK, MINIMAL_STACK, VARIANT_STACK, Assembly
+from tests.infra.templates import of_type
 
 # scripts/cdk_outputs.py (the deploy workflow) looks these up by name.
 MAIN_OUTPUTS = {
@@ -48,18 +50,36 @@ def test_no_stack_exports_or_imports_a_value(
             assert not [o for o in template.get("Outputs", {}).values() if "Export" in o], name
 
 
-def test_the_system_stack_publishes_what_the_ci_stack_reads(assembly: Assembly) -> None:
-    published = {
-        p["Properties"]["Name"]
-        for p in assembly.resources(MAIN_STACK, "AWS::SSM::Parameter").values()
-    }
-    read = {
-        p["Default"]
-        for name, p in assembly.templates[CI_STACK]["Parameters"].items()
-        if name.startswith("SsmParameterValue")  # not CDK's BootstrapVersion
-    }
-    assert read == {"/mlsys/dev/api-id", "/mlsys/dev/model-store-bucket"}
-    assert read <= published
+def test_the_ci_stack_attaches_the_policy_the_system_stack_writes(
+    assembly: Assembly, variant: Assembly, minimal: Assembly
+) -> None:
+    for synthesized, stage in ((assembly, "dev"), (variant, "prod"), (minimal, "sandbox")):
+        main, ci = (synthesized.templates[f"mlsys-{stage}{suffix}"] for suffix in ("", "-ci"))
+        (policy,) = of_type(main, "AWS::IAM::ManagedPolicy").values()
+        name = policy["Properties"]["ManagedPolicyName"]
+        assert name == deploy_access_policy_name(stage) == f"mlsys-{stage}-deploy-access"
+        (role,) = of_type(ci, "AWS::IAM::Role").values()
+        (attached,) = role["Properties"]["ManagedPolicyArns"]
+        assert json.dumps(attached).rstrip('"]}').endswith(f":policy/{name}")
+
+
+def test_nothing_is_resolved_at_deploy_time_that_the_bootstrap_deploy_role_cannot_read(
+    assembly: Assembly, variant: Assembly, minimal: Assembly
+) -> None:
+    # `cdk deploy` creates change sets as cdk-<qualifier>-deploy-role, whose default policy
+    # reads only /cdk-bootstrap/<qualifier>/version: an SSM-typed parameter or an SSM
+    # dynamic reference would fail with "AccessDenied. User doesn't have permission to call
+    # ssm:GetParameters" (aws/aws-cdk#20959). infra/deploy_access.py explains the choice.
+    for synthesized in (assembly, variant, minimal):
+        for name, template in synthesized.templates.items():
+            parameters = template.get("Parameters", {})
+            ssm_typed = {
+                key: p["Default"] for key, p in parameters.items() if "SSM" in str(p["Type"])
+            }
+            assert ssm_typed == {"BootstrapVersion": "/cdk-bootstrap/hnb659fds/version"}, name
+            assert "{{resolve:" not in json.dumps(template), name
+            plain = {k for k, p in parameters.items() if p["Type"] == "String"}
+            assert plain <= {"TrainingImageTag"}, name
 
 
 def test_stacks_are_environment_agnostic_unless_context_pins_them(

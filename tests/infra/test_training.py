@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
 from infra.model_store import BUCKET_LOGICAL_ID, REPOSITORY_LOGICAL_ID
 from infra.system_log import TABLE_LOGICAL_ID
-from infra.training import DATA_SUFFIXES
+from infra.training import DATA_SUFFIXES, IMAGE_TAG_PARAMETER
 from tests.infra.conftest import VARIANT_STACK, Assembly
 from tests.infra.templates import actions, logical_id, of_type, one, resources, role_statements
 from training_job.data import _FORMATS
@@ -223,18 +224,23 @@ def test_the_upload_filter_covers_exactly_the_formats_training_reads() -> None:
     assert set(DATA_SUFFIXES) == set(_FORMATS)
 
 
-def test_the_image_tag_is_resolved_from_ssm_at_every_deploy_unless_pinned(
+def test_the_image_tag_is_a_stack_parameter_that_a_deploy_without_it_keeps(
     main_template: dict[str, Any], variant: Assembly
 ) -> None:
-    # A hand-run `cdk deploy` keeps the tag the workflow recorded (no ":bootstrap" reset).
+    # The workflow passes --parameters mlsys-<stage>:TrainingImageTag=<sha> after pushing;
+    # a hand-run `cdk deploy` reuses the previous value (no ":bootstrap" reset), and
+    # nothing is read from SSM at deploy time (the bootstrap deploy role could not).
     image = json.dumps(job_definition(main_template)["ContainerProperties"]["Image"])
-    (parameter,) = [name for name in main_template["Parameters"] if "trainingimagetag" in name]
-    assert main_template["Parameters"][parameter]["Default"] == "/mlsys/dev/training-image-tag"
-    assert image.endswith(f'":", {{"Ref": "{parameter}"}}]]}}')
-    pinned = json.dumps(
-        job_definition(variant.templates[VARIANT_STACK])["ContainerProperties"]["Image"]
-    )
+    parameter = main_template["Parameters"][IMAGE_TAG_PARAMETER]
+    assert parameter["Type"] == "String"
+    assert parameter["Default"] == "bootstrap"
+    assert re.fullmatch(parameter["AllowedPattern"], "0123abcdef" * 4)
+    assert not re.fullmatch(parameter["AllowedPattern"], "-bad tag")
+    assert image.endswith(f'":", {{"Ref": "{IMAGE_TAG_PARAMETER}"}}]]}}')
+    variant_template = variant.templates[VARIANT_STACK]
+    pinned = json.dumps(job_definition(variant_template)["ContainerProperties"]["Image"])
     assert pinned.endswith(':v1.2.3"]]}')
+    assert IMAGE_TAG_PARAMETER not in variant_template.get("Parameters", {})
 
 
 def test_batch_pins_amazon_linux_2023_and_the_launch_templates_current_version(

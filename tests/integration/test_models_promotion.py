@@ -133,3 +133,56 @@ def test_rollback_stands_when_the_log_is_unavailable(
     reg = ModelRegistry.open(str(registry), model_name="default")
     assert reg.require_champion().version == first["version"]
     assert reg.history()[-1]["action"] == "rollback"
+
+
+def test_a_version_training_refused_needs_force_and_list_shows_what_each_version_is(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    registry, log = tmp_path / "registry", tmp_path / "log.sqlite3"
+    data = str(write_csv(nonlinear_regression(), tmp_path / "d.csv"))
+    _, first, _ = train(capsys, registry, log, "--data", data, "--models", "linear")
+    _, refused, _ = train(
+        capsys, registry, log, "--data", data, "--models", "linear", "--seed", "1",
+        "--min-baseline-lift", "0.99",
+    )  # fmt: skip
+    assert first is not None
+    assert refused is not None
+    assert refused["code"] == "below_baseline"
+
+    code, out, _ = models(capsys, registry, "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["VERSION", "CREATED", "ESTIMATOR", "METRIC", "SCORE", "STATUS"]
+    assert rows[0].startswith(first["version"])
+    assert rows[0].endswith("champion")
+    assert rows[1].startswith(refused["version"])
+    assert rows[1].endswith("refused: below baseline")
+
+    code, _, err = models(capsys, registry, "promote", refused["version"], "--reason", "mine")
+    assert code == 2
+    assert err.startswith(
+        f"mlsys models: error: not promoting {refused['version']}: training refused it "
+        "(below_baseline: not better than the trivial baseline"
+    )
+    assert err.endswith("(--force to override)\n")
+
+    code, out, _ = models(
+        capsys, registry, "promote", refused["version"], "--reason", "mine", "--force"
+    )
+    assert code == 0
+    assert out.splitlines()[1] == (
+        "note: a running `mlsys serve` on this registry switches within 1 s"
+    )
+    assert (
+        ModelRegistry.open(str(registry), model_name="default")
+        .history()[-1]["reason"]
+        .startswith("mine [forced: training refused it (below_baseline: ")
+    )
+    statuses = [line.split("  ")[-1] for line in models(capsys, registry, "list")[1].splitlines()]
+    assert statuses[1:] == ["former champion", "champion"]
+    history = models(capsys, registry, "history")[1].splitlines()
+    assert f" promoted {first['version']} as the first champion: " in history[0]
+    assert (
+        f"mlsys models promoted {refused['version']}, replacing {first['version']}: mine"
+        in (history[1])
+    )

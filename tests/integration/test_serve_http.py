@@ -106,6 +106,18 @@ def test_every_method_a_route_does_not_serve_is_a_json_405_with_allow(
     assert error["message"].startswith(f"{method} is not allowed on /stream")
 
 
+def test_the_root_lists_every_route_with_its_summary(served: ServeProcess) -> None:
+    connection = http.client.HTTPConnection(*served.address, timeout=10)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 200
+    routes = json.loads(response.read())["routes"]
+    connection.close()
+    paths = {route["path"] for route in routes}
+    assert paths >= {"/stream", "/batch", "/feedback", "/log", "/health", "/monitor"}
+    assert all(route["summary"] for route in routes)
+
+
 @pytest.mark.parametrize("method", ["get", "FOO"])
 def test_a_method_that_is_no_http_method_is_a_json_400(served: ServeProcess, method: str) -> None:
     raw = f"{method} /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()

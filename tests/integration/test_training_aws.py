@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,6 +167,9 @@ def test_container_entry_point_reads_environment_and_prints_emf(tmp_path: Path) 
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mlsys"
     assert emf["Promotions"] == [1.0]
     assert "PROMOTED" in done.stdout
+    # Not a terminal (CloudWatch Logs in Batch): progress as plain lines, no bar.
+    assert "] candidate linear: CV r2 = " in done.stderr
+    assert "\r" not in done.stderr
     card = ModelRegistry.open(str(tmp_path / "registry"), model_name="container")
     assert card.card(card.require_champion().version).training["seed"] == 3
     events = open_event_log(f"sqlite:///{tmp_path / 'log.sqlite3'}").query().events
@@ -182,4 +186,6 @@ def test_container_entry_point_reads_environment_and_prints_emf(tmp_path: Path) 
         check=False,
     )
     assert failed.returncode == 2
-    assert failed.stderr.strip() == f"mlsys train: error: data file not found: {env['MLSYS_DATA']}"
+    *progress, error = failed.stderr.strip().splitlines()
+    assert error == f"mlsys train: error: data file not found: {env['MLSYS_DATA']}"
+    assert all(re.match(r"\[ *\d+\.\ds\] ", line) for line in progress)

@@ -128,7 +128,9 @@ def test_models_cli_lists_shows_and_promotes_by_hand(
     assert [r["version"] for r in rows] == [first["version"], second["version"]]
     assert [r["champion"] for r in rows] == [True, False]
     code, text, _ = models(capsys, registry, "list")
-    assert text.startswith("* " + first["version"])
+    assert text.splitlines()[0].startswith("VERSION ")
+    assert text.splitlines()[1].startswith(first["version"])
+    assert text.splitlines()[1].endswith("champion")
 
     code, _, err = models(capsys, registry, "promote", second["version"])
     assert code == 2

@@ -131,6 +131,7 @@ def test_context_keys_reach_the_training_job_as_the_declared_variables() -> None
             "training_target": "price",
             "training_max_fit_rows": 0,
             "training_rollout": "shadow",
+            "github_repository": "mlsys-example/mlsys",  # synthesis refuses the placeholder
         }
     )
     assert config.training.job_settings == {
@@ -156,3 +157,13 @@ def test_the_configuration_reference_is_generated_from_the_declarations() -> Non
         assert f"`{declared.env}`" in text
     for key in CONTEXT_HELP:
         assert f"`{key}`" in text
+
+
+def test_location_flags_say_what_they_are_for_once_with_their_variable() -> None:
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    [log] = [action for action in parser._actions if action.dest == "log_uri"]
+    assert log.help == (
+        "system log for the training event: sqlite:///path or dynamodb://table "
+        "(env MLSYS_LOG_URI; default sqlite:///.mlsys/log.sqlite3)"
+    )

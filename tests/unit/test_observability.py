@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lambda_inference import entrypoints
 from lambda_inference.handler import Api
 from lambda_inference.observability import inject_request_context, logger
 from lambda_inference.service import InferenceService
@@ -89,3 +90,59 @@ def test_tracing_is_on_only_where_lambda_has_active_tracing() -> None:
     assert load_settings({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}).tracing is True
     disabled = {"AWS_XRAY_DAEMON_ADDRESS": "x", "POWERTOOLS_TRACE_DISABLED": "true"}
     assert load_settings(disabled).tracing is False
+
+
+class LiveAliasContext(Context):
+    """What Lambda passes when the ``live`` alias runs version 7."""
+
+    function_version = "7"
+
+
+def server_errors(output: str) -> list[dict[str, Any]]:
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [d for d in documents if "ServerErrors" in d]
+
+
+def test_a_5xx_counts_for_the_function_version_that_answered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The handler answers every failure itself, so Lambda's Errors metric stays at zero:
+    # the code canary's rollback alarm needs this count (infra/deployment.py).
+    settings = Settings(registry_uri=str(tmp_path / "empty"), log_uri=f"sqlite:///{tmp_path}/l")
+    api = Api(InferenceService.from_settings(settings))
+    capsys.readouterr()
+    unavailable = api.handle_admin(api_event("GET", "/health"), LiveAliasContext())
+    assert unavailable["statusCode"] == 503
+    (metric,) = server_errors(capsys.readouterr().out)
+    assert metric["ServerErrors"] == [1.0]
+    assert (metric["service"], metric["FunctionName"], metric["FunctionVersion"]) == (
+        "inference",
+        "mlsys-predict",
+        "7",
+    )
+    (directive,) = metric["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "mlsys"
+    assert directive["Dimensions"] == [["service", "FunctionName", "FunctionVersion"]]
+    # A client's mistake is no server error; without a Lambda version nothing is counted.
+    bad = api.handle_predict(api_event("POST", "/stream", raw_body="{"), LiveAliasContext())
+    assert bad["statusCode"] == 400
+    assert api.handle_admin(api_event("GET", "/health"), Context())["statusCode"] == 503
+    assert api.handle_admin(api_event("GET", "/health"), None)["statusCode"] == 503
+    assert server_errors(capsys.readouterr().out) == []
+
+
+def test_a_container_that_cannot_start_its_service_counts_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLSYS_LOG_DELIVERY", "carrier-pigeon")
+    entrypoints.reset_default_api()
+    try:
+        response = entrypoints.handle_predict(
+            api_event("POST", "/stream", body={}), LiveAliasContext()
+        )
+    finally:
+        entrypoints.reset_default_api()
+    assert response["statusCode"] == 503
+    assert body_of(response)["error"]["code"] == "invalid_config"
+    (metric,) = server_errors(capsys.readouterr().out)
+    assert metric["FunctionVersion"] == "7"

@@ -207,3 +207,51 @@ def test_evaluate_aborts_on_recorded_evidence_of_a_failing_candidate(
     assert registry.history()[-1]["action"] == "rollout_abort"
     # Nothing left to evaluate.
     assert evaluate_rollout(registry, log, policy=FAST_POLICY, actor="tests").verdict is None
+
+
+def test_health_shows_the_rollout_and_both_versions_traffic_and_live_quality(
+    tmp_path: Path, champion: BuiltModel, candidate: BuiltModel
+) -> None:
+    clock = ManualClock()
+    api, registry, _ = serve(tmp_path, clock)
+    with_candidate(registry, champion, candidate)
+    record = champion.frame.iloc[0].tolist()
+    answer(api, record, "warm-up")
+    health = body_of(api.handle_admin(api_event("GET", "/health")))
+    assert health["rollout"] == {"state": "none"}
+
+    start_rollout(
+        registry,
+        candidate.card.version,
+        mode="canary",
+        fraction=0.5,
+        reason="test",
+        actor="tests",
+        expected=registry.require_champion(),
+    )
+    clock.advance(REFRESH)
+    ids = [f"req-{i}" for i in range(40)]
+    for request_id in ids:
+        answer(api, record, request_id)
+    feedback = {"data": [{"request_id": i, "actual": 150.0} for i in ids]}
+    response = api.handle_predict(api_event("POST", "/feedback", body=feedback))
+    assert response["statusCode"] in (200, 202), response["body"]
+
+    health = body_of(api.handle_admin(api_event("GET", "/health")))
+    rollout = health["rollout"]
+    assert health["model_version"] == champion.card.version
+    assert {k: rollout[k] for k in ("state", "candidate", "fraction", "candidate_loaded")} == {
+        "state": "canary",
+        "candidate": candidate.card.version,
+        "fraction": 0.5,
+        "candidate_loaded": True,
+    }
+    on_candidate = sum(routes_to_candidate(i, 0.5) for i in ids)
+    evidence = rollout["evidence"]
+    assert evidence["candidate"]["requests"] == on_candidate
+    assert evidence["champion"]["requests"] == len(ids) - on_candidate  # since it started
+    quality = evidence["live_quality"]
+    assert quality["metric"] == champion.card.metric
+    assert quality["candidate_samples"] == on_candidate
+    assert quality["champion"] is not None
+    assert quality["candidate"] is not None

@@ -79,7 +79,7 @@ def test_a_bad_training_variable_fails_train_only(
     monkeypatch.setenv("MLSYS_TASK", "foo")
     registry = tmp_path / "registry"
     assert run_main(["models", "list", "--registry", str(registry)]) == 0
-    assert capsys.readouterr().out == "no versions yet\n"
+    assert capsys.readouterr().out == "no versions yet (train one: mlsys train)\n"
     code = run_main(["train", "--registry", str(registry), "--log", f"sqlite:///{tmp_path}/l"])
     assert code == 2
     assert capsys.readouterr().err == (

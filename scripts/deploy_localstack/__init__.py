@@ -1,0 +1,1 @@
+"""`make deploy-localstack`: the app deployed onto LocalStack on this host (opt-in)."""
