@@ -31,6 +31,11 @@ from mlsys.eventlog import open_event_log_for, parse_log_uri
 from mlsys.registry import ModelRegistry
 from mlsys.settings import Settings
 
+EXAMPLES = """examples:
+  mlsys predict --data customers.parquet --out scores.parquet --keep customer_id
+  mlsys predict --data march.csv.gz --out march-scores.csv --on-error skip --json
+  mlsys predict --data s3://bucket/score/march.csv      writes s3://bucket/scores/march.csv.parquet"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
