@@ -22,6 +22,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.alerts import TopicTarget
 from infra.common import acknowledge
 from infra.config import TrainingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
@@ -201,7 +202,7 @@ class Scoring(Construct):
                 },
             ),
             targets=[
-                targets.SnsTopic(
+                TopicTarget(
                     topic,
                     message=events.RuleTargetInput.from_text(
                         f"mlsys scoring job {job_id} failed on {data}: {reason}. "

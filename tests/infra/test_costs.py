@@ -67,7 +67,7 @@ def readme_figure(pattern: str) -> float:
 def test_the_readme_states_the_idle_cost_the_template_adds_up_to(
     main_template: dict[str, Any], minimal: Assembly
 ) -> None:
-    assert alarm_metrics(main_template) == 20
+    assert alarm_metrics(main_template) == 21
     assert sorted(function_schedules(main_template)) == ["rate(1 hour)", "rate(5 minutes)"]
     stated = readme_figure(
         r"\*\*Idle \(no requests, no training\), with the defaults: about USD ([\d.]+) a month"
