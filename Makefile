@@ -80,8 +80,10 @@ define lambda_bundle
 		--python-version $(LAMBDA_PYTHON) --implementation cp --target $(2) --no-deps \
 		-r lambda_inference/requirements-tracing.txt
 	cp -r mlsys lambda_inference $(2)/
-	@# Local-only code (the command line, mlsys serve, the background log writer) stays out.
-	rm -rf $(2)/lambda_inference/local $(2)/mlsys/cli $(2)/mlsys/__main__.py
+	@# Local-only code (the command line, mlsys serve, the background log writer, the file
+	@# scorer of mlsys predict and its pyarrow) stays out.
+	rm -rf $(2)/lambda_inference/local $(2)/mlsys/cli $(2)/mlsys/__main__.py \
+		$(2)/lambda_inference/scoring.py
 	find $(2) -name '__pycache__' -prune -exec rm -rf {} +
 	@touch $(2)/.built
 endef

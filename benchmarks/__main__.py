@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("training", "inference", "serving", "monitor", "rollout")
+SUITES = ("training", "inference", "serving", "monitor", "rollout", "scoring")
 
 
 def main(argv: list[str]) -> int:

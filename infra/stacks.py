@@ -17,6 +17,7 @@ from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
 from infra.rollout import RolloutEvaluator
+from infra.scoring import Scoring
 from infra.serving import Serving, smoke_test_routes
 from infra.system_log import SystemLog
 from infra.training import TRAINING_AZS, Training
@@ -56,6 +57,7 @@ class MlsysStack(Stack):
             alarm_topic=self.alerts.topic,
             log_retention_days=config.log_retention_days,
         )
+        self.scoring = self._scoring(config)
         self.serving = Serving(
             self,
             "Serving",
@@ -83,6 +85,21 @@ class MlsysStack(Stack):
         self.rollout = self._rollout_evaluator(config=config, bundle_dir=bundle_dir)
         self._share_with_ci_stack(config)
         self._outputs()
+
+    def _scoring(self, config: AppConfig) -> Scoring:
+        """Files uploaded under score/ scored by Batch jobs on the training queue."""
+        return Scoring(
+            self,
+            "Scoring",
+            config=config.training,
+            training=self.training,
+            model_store=self.model_store,
+            system_log=self.system_log,
+            model_name=config.model_name,
+            alarm_topic=self.alerts.topic,
+            log_retention_days=config.log_retention_days,
+            alarm=not config.monitoring.minimal,
+        )
 
     def _monitoring(self, config: AppConfig) -> Monitoring:
         return Monitoring(

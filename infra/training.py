@@ -35,6 +35,8 @@ from infra.system_log import SystemLog
 from mlsys import names
 
 DATA_PARAMETER = "data"
+TRAINING_COMMAND = "train"
+"""The job's subcommand; the failure rules tell training jobs from scoring jobs by it."""
 IMAGE_TAG_PARAMETER = "TrainingImageTag"
 """The stack parameter (logical ID) holding the deployed training image tag."""
 FIRST_IMAGE_TAG = "bootstrap"
@@ -144,7 +146,7 @@ class Training(Construct):
             # The image's entrypoint is `python -m mlsys`; Batch substitutes the data URI
             # per submission (default: newest object under data/). --emf: the job's stdout
             # is CloudWatch Logs, which turns the printed EMF lines into metrics.
-            command=["train", "--emf", "--data", f"Ref::{DATA_PARAMETER}"],
+            command=[TRAINING_COMMAND, "--emf", "--data", f"Ref::{DATA_PARAMETER}"],
             environment=_job_environment(
                 config,
                 model_store=model_store,
@@ -363,7 +365,12 @@ class Training(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.batch"],
                 detail_type=["Batch Job State Change"],
-                detail={"status": ["FAILED"], "jobQueue": [self.job_queue.job_queue_arn]},
+                detail={
+                    "status": ["FAILED"],
+                    "jobQueue": [self.job_queue.job_queue_arn],
+                    # The queue also runs scoring jobs (infra/scoring.py), which alert apart.
+                    "container": {"command": [TRAINING_COMMAND]},
+                },
             ),
             targets=[
                 TopicTarget(

@@ -353,6 +353,26 @@ class FeedEncoder:
             )
         return feeds
 
+    def from_encoded(
+        self, numeric: npt.NDArray[np.float32], categorical: npt.NDArray[np.object_]
+    ) -> Feeds:
+        """Feeds from values already encoded, for callers that encode whole columns at once
+        (the file scorer): a ``[N, numeric features]`` float32 matrix and a ``[N, categorical
+        features]`` matrix of :func:`categorical_value` strings, each in schema order
+        (an empty ``[N, 0]`` matrix for a kind the model has none of)."""
+        if self.layout == "tensor":
+            feeds: Feeds = {}
+            if self._numeric:
+                feeds[NUMERIC_INPUT] = numeric
+            if self._categorical:
+                feeds[CATEGORICAL_INPUT] = categorical
+            return feeds
+        feeds = {}
+        for kind_matrix, indices in ((numeric, self._numeric), (categorical, self._categorical)):
+            for position, index in enumerate(indices):
+                feeds[self.features[index].input_name] = kind_matrix[:, position : position + 1]
+        return feeds
+
     def from_frame(self, frame: pd.DataFrame) -> Feeds:
         """Feeds from a DataFrame whose columns are the feature names."""
         columns: list[Column] = []

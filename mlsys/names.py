@@ -95,3 +95,10 @@ METRIC_PREDICTION_DRIFT = "PredictionDrift"
 METRIC_LIVE_QUALITY = "LiveQuality"
 DIMENSION_MODEL_NAME = "ModelName"
 DIMENSION_FEATURE = "Feature"
+
+# --- the model bucket's scoring drop (infra/scoring.py triggers on it) -------------------
+
+SCORE_PREFIX = "score/"
+"""Files uploaded under this prefix of the model bucket are scored by an AWS Batch job..."""
+SCORES_PREFIX = "scores/"
+"""...which writes ``scores/<key below score/>.parquet``."""

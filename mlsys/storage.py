@@ -250,3 +250,93 @@ def open_store(uri: str, *, s3_client: S3Client | None = None) -> ObjectStore:
     if parsed.scheme and len(parsed.scheme) > 1:
         raise ConfigError(f"registry URI {uri!r}: use a directory path or s3://bucket/prefix")
     return LocalStore(uri)
+
+
+# --- whole files by URI (the input and output of `mlsys predict`) -----------------------
+
+
+def split_s3_uri(uri: str) -> tuple[str, str] | None:
+    """``(bucket, key)`` of an ``s3://bucket/key`` URI; ``None`` for anything else."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3":
+        return None
+    if not parsed.netloc or not parsed.path.strip("/"):
+        raise ConfigError(f"{uri!r} names no object: use s3://bucket/key")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _s3_client(client: S3Client | None) -> S3Client:
+    if client is not None:
+        return client
+    import boto3  # noqa: PLC0415 - only S3 users pay for boto3
+
+    return boto3.client("s3")
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, *, s3_client: S3Client | None = None) -> Iterator[Path]:
+    """A local path holding the file ``uri`` names: the path itself, or a temporary copy of
+    an ``s3://`` object (streamed to disk, never held in memory; removed afterwards).
+    Raises :class:`ObjectNotFoundError` when there is no such file or object."""
+    location = split_s3_uri(uri)
+    if location is None:
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise ObjectNotFoundError(f"{uri}: no such file")
+        yield path
+        return
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    bucket, key = location
+    with tempfile.TemporaryDirectory(prefix="mlsys-in-") as folder:
+        path = Path(folder) / Path(key).name
+        try:
+            _s3_client(s3_client).download_file(bucket, key, str(path))
+        except ClientError as exc:
+            code = S3Store._code(exc)
+            if code in {"404", "NoSuchKey", "NoSuchBucket"}:
+                raise ObjectNotFoundError(f"{uri}: no such object") from None
+            raise RegistryError(f"cannot read {uri}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise RegistryError(f"cannot read {uri}: {exc}") from exc
+        yield path
+
+
+@contextlib.contextmanager
+def staged_output(uri: str, *, s3_client: S3Client | None = None) -> Iterator[Path]:
+    """A local temporary path to write the file ``uri`` names; it becomes ``uri`` only if
+    the block succeeds (renamed into place, or uploaded to S3 in parts), so a failed or
+    interrupted write never leaves a partial file where a finished one is expected."""
+    location = split_s3_uri(uri)
+    if location is None:
+        target = Path(uri.removeprefix("file://")).expanduser()
+        if not target.parent.is_dir():
+            raise ConfigError(f"{uri}: folder {str(target.parent)!r} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+        except OSError as exc:
+            raise RegistryError(f"cannot write {uri}: {exc.strerror}") from None
+        try:
+            yield Path(tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise RegistryError(f"cannot write {uri}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return
+    with tempfile.TemporaryDirectory(prefix="mlsys-out-") as folder:
+        path = Path(folder) / Path(location[1]).name
+        yield path
+        _upload(path, uri, location, s3_client)
+
+
+def _upload(path: Path, uri: str, location: tuple[str, str], client: S3Client | None) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        _s3_client(client).upload_file(str(path), *location)
+    except (ClientError, BotoCoreError) as exc:
+        raise RegistryError(f"cannot write {uri}: {exc}") from exc

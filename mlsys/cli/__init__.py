@@ -1,8 +1,8 @@
-"""The ``mlsys`` command line: ``train``, ``models ...``, ``serve`` and ``monitor``.
+"""The ``mlsys`` command line: ``train``, ``models ...``, ``serve``, ``predict`` and ``monitor``.
 
 One module per subcommand in this package (:mod:`~mlsys.cli.train`,
-:mod:`~mlsys.cli.serve`, :mod:`~mlsys.cli.models` with :mod:`~mlsys.cli.rollout`,
-:mod:`~mlsys.cli.monitor`), each exposing ``add_arguments(parser)`` and
+:mod:`~mlsys.cli.serve`, :mod:`~mlsys.cli.predict`, :mod:`~mlsys.cli.models` with
+:mod:`~mlsys.cli.rollout`, :mod:`~mlsys.cli.monitor`), each exposing ``add_arguments(parser)`` and
 ``run(args, settings) -> int``; this module only dispatches and maps errors to
 one-line messages and exit codes (2 for bad input or configuration, 1 for
 operational failures). A subcommand module imports its heavy dependencies
@@ -62,6 +62,12 @@ def _serve() -> Subcommand:
     return serve
 
 
+def _predict() -> Subcommand:
+    from mlsys.cli import predict  # noqa: PLC0415
+
+    return predict
+
+
 def _monitor() -> Subcommand:
     from mlsys.cli import monitor  # noqa: PLC0415
 
@@ -72,6 +78,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[], Subcommand], str]] = {
     "train": (_train, "train a challenger and promote it if it beats the champion"),
     "models": (_models, "list, show, promote and roll back model versions"),
     "serve": (_serve, "serve the prediction API locally"),
+    "predict": (_predict, "score a CSV or Parquet file (local or s3://) with the champion"),
     "monitor": (_monitor, "feature and prediction drift and live quality per version"),
 }
 """name -> (the module implementing :class:`Subcommand`, imported on demand; help)."""

@@ -17,7 +17,7 @@ import orjson
 from mlsys.errors import MlsysError
 from mlsys.knobs import default_of
 
-EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow"]
+EventType = Literal["prediction", "training", "error", "feedback", "monitor", "shadow", "scoring"]
 EVENT_TYPES: tuple[EventType, ...] = (
     "prediction",
     "training",
@@ -25,8 +25,10 @@ EVENT_TYPES: tuple[EventType, ...] = (
     "feedback",
     "monitor",
     "shadow",
+    "scoring",
 )
-"""``shadow``: a shadow-rollout candidate's output next to the champion's (never served)."""
+"""``shadow``: a shadow-rollout candidate's output next to the champion's (never served);
+``scoring``: one file scored by ``mlsys predict`` (rows, errors, model version, seconds)."""
 
 
 class InvalidPageTokenError(MlsysError):

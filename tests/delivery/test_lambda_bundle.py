@@ -26,6 +26,7 @@ def test_the_bundle_has_no_command_line() -> None:
     assert (BUNDLE / "lambda_inference" / "entrypoints.py").is_file()
     assert not (BUNDLE / "mlsys" / "cli").exists()
     assert not (BUNDLE / "mlsys" / "__main__.py").exists()
+    assert not (BUNDLE / "lambda_inference" / "scoring.py").exists()  # mlsys predict's
 
 
 def test_every_project_import_in_the_bundle_resolves_inside_it() -> None:

@@ -31,10 +31,10 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
     topic = one(main_template, "AWS::SNS::Topic")[0]
     found = alarms(main_template)
     # 11 service alarms (no spillover without provisioned concurrency), 3 rollback
-    # alarms of code deploys, 4 of the model monitor.
-    assert len(found) == 18
+    # alarms of code deploys, 4 of the model monitor, 1 of scoring jobs.
+    assert len(found) == 19
     for name, properties in found.items():
-        if name.startswith(("TrainingJobFailed", "NewVersion")):
+        if name.startswith(("TrainingJobFailed", "ScoringJobFailed", "NewVersion")):
             # The failure rule already e-mails the job id and reason; a rolled-back code
             # deploy fails the deploy, and PredictErrors mails errors of the live version.
             assert "AlarmActions" not in properties
@@ -46,7 +46,7 @@ def test_every_alarm_notifies_the_topic_except_the_training_failure_duplicate(
 def test_api_alarms_watch_the_stage_5xx_rate_and_p99_latency(
     main_template: dict[str, Any], main: Template
 ) -> None:
-    main.resource_count_is("AWS::CloudWatch::Alarm", 18)
+    main.resource_count_is("AWS::CloudWatch::Alarm", 19)
     main.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {

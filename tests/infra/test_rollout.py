@@ -90,7 +90,8 @@ def test_the_dashboard_shows_the_rollout_state(main_template: dict[str, Any]) ->
 
 
 def test_training_jobs_roll_out_as_a_canary_by_default(main_template: dict[str, Any]) -> None:
-    definition = one(main_template, "AWS::Batch::JobDefinition")[1]
+    name = logical_id(main_template, "AWS::Batch::JobDefinition", "TrainingJobDefinition")
+    definition = main_template["Resources"][name]
     environment = {
         item["Name"]: item["Value"]
         for item in definition["Properties"]["ContainerProperties"]["Environment"]

@@ -17,7 +17,8 @@ from training_job.data import _FORMATS
 
 
 def job_definition(template: dict[str, Any]) -> dict[str, Any]:
-    properties: dict[str, Any] = one(template, "AWS::Batch::JobDefinition")[1]["Properties"]
+    name = logical_id(template, "AWS::Batch::JobDefinition", "TrainingJobDefinition")
+    properties: dict[str, Any] = template["Resources"][name]["Properties"]
     return properties
 
 
@@ -144,11 +145,14 @@ def rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_schedule_and_new_data_submit_the_training_job(main_template: dict[str, Any]) -> None:
     found = rules(main_template)
     queue = logical_id(main_template, "AWS::Batch::JobQueue", "TrainingJobQueue")
-    definition = one(main_template, "AWS::Batch::JobDefinition")[0]
+    definition = logical_id(main_template, "AWS::Batch::JobDefinition", "TrainingJobDefinition")
     schedule = next(r for r in found.values() if "ScheduleExpression" in r)
     assert schedule["ScheduleExpression"] == "cron(0 3 ? * SUN *)"
     upload = next(
-        r for r in found.values() if r.get("EventPattern", {}).get("source") == ["aws.s3"]
+        r
+        for r in found.values()
+        if r.get("EventPattern", {}).get("source") == ["aws.s3"]
+        and r["Description"].startswith("retrain")
     )
     # Data files only: a folder placeholder ("data/") or a README under data/ starts nothing.
     assert upload["EventPattern"]["detail"] == {
@@ -184,11 +188,13 @@ def test_failed_training_job_notifies_the_alarm_topic(main_template: dict[str, A
         r
         for r in rules(main_template).values()
         if r.get("EventPattern", {}).get("source") == ["aws.batch"]
+        and "training" in r["Description"]
     )
     assert failed["EventPattern"]["detail-type"] == ["Batch Job State Change"]
     assert failed["EventPattern"]["detail"] == {
         "status": ["FAILED"],
         "jobQueue": [{"Fn::GetAtt": [queue, "JobQueueArn"]}],
+        "container": {"command": ["train"]},  # scoring jobs on the queue alert apart
     }
     assert failed["Targets"][0]["Arn"] == {"Ref": topic}
 

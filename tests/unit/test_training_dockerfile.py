@@ -30,7 +30,7 @@ def test_image_runs_the_training_module_as_a_non_root_user() -> None:
     user = next(line for line in lines if line.startswith("USER "))
     assert user.split()[1].split(":")[0] not in {"0", "root"}
     copied = {line.split()[1] for line in lines if line.startswith("COPY ")}
-    assert {"mlsys/", "training_job/"} <= copied
+    assert {"mlsys/", "training_job/", "lambda_inference/"} <= copied  # predict needs the last
 
 
 def test_build_context_keeps_only_what_the_image_copies() -> None:
@@ -40,3 +40,4 @@ def test_build_context_keeps_only_what_the_image_copies() -> None:
     assert rules[0] == "*"
     assert "!mlsys/" in rules
     assert "!training_job/" in rules
+    assert "!lambda_inference/" in rules
