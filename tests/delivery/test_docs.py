@@ -39,7 +39,7 @@ def cli_options(command: str) -> set[str]:
     return options
 
 
-COMMANDS = ("train", "models", "serve", "monitor")
+COMMANDS = ("train", "models", "serve", "monitor", "predict")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
