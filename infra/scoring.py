@@ -22,12 +22,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.alerts import TopicTarget
 from infra.common import acknowledge
 from infra.config import TrainingConfig
 from infra.model_store import MODELS_PREFIX, ModelStore
 from infra.system_log import SystemLog
-from infra.training import DATA_PARAMETER, DATA_SUFFIXES, Training
+from infra.training import (
+    DATA_PARAMETER,
+    DATA_SUFFIXES,
+    Training,
+    job_failure_rule,
+    rule_triggers,
+)
 from mlsys import names
 
 SCORING_COMMAND = "predict"
@@ -188,36 +193,17 @@ class Scoring(Construct):
         job_id = events.EventField.from_path("$.detail.jobId")
         reason = events.EventField.from_path("$.detail.statusReason")
         data = events.EventField.from_path(f"$.detail.parameters.{DATA_PARAMETER}")
-        return events.Rule(
+        return job_failure_rule(
             self,
             "FailureRule",
             description="notify the alarm topic when a scoring job fails",
-            event_pattern=events.EventPattern(
-                source=["aws.batch"],
-                detail_type=["Batch Job State Change"],
-                detail={
-                    "status": ["FAILED"],
-                    "jobQueue": [training.job_queue.job_queue_arn],
-                    "container": {"command": [SCORING_COMMAND]},
-                },
-            ),
-            targets=[
-                TopicTarget(
-                    topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"mlsys scoring job {job_id} failed on {data}: {reason}. "
-                        "No scores were written for that file."
-                    ),
-                )
-            ],
+            job_queue=training.job_queue,
+            command=SCORING_COMMAND,
+            message=f"mlsys scoring job {job_id} failed on {data}: {reason}. "
+            "No scores were written for that file.",
+            topic=topic,
         )
 
     def metric_failed_jobs(self) -> cloudwatch.Metric:
         """Failed scoring jobs, counted by how often the failure rule fired."""
-        return cloudwatch.Metric(
-            namespace="AWS/Events",
-            metric_name="TriggeredRules",
-            dimensions_map={"RuleName": self.failure_rule.rule_name},
-            statistic="Sum",
-            period=Duration.hours(1),
-        )
+        return rule_triggers(self.failure_rule)

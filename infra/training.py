@@ -358,40 +358,21 @@ class Training(Construct):
     def _notify_failures(self, topic: sns.ITopic) -> events.Rule:
         job_id = events.EventField.from_path("$.detail.jobId")
         reason = events.EventField.from_path("$.detail.statusReason")
-        return events.Rule(
+        return job_failure_rule(
             self,
             "JobFailed",
             description="notify the alarm topic when a training job fails",
-            event_pattern=events.EventPattern(
-                source=["aws.batch"],
-                detail_type=["Batch Job State Change"],
-                detail={
-                    "status": ["FAILED"],
-                    "jobQueue": [self.job_queue.job_queue_arn],
-                    # The queue also runs scoring jobs (infra/scoring.py), which alert apart.
-                    "container": {"command": [TRAINING_COMMAND]},
-                },
-            ),
-            targets=[
-                TopicTarget(
-                    topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"mlsys training job {job_id} failed: {reason}. "
-                        "The champion model is unchanged."
-                    ),
-                )
-            ],
+            job_queue=self.job_queue,
+            # The queue also runs scoring jobs (infra/scoring.py), which alert apart.
+            command=TRAINING_COMMAND,
+            message=f"mlsys training job {job_id} failed: {reason}. "
+            "The champion model is unchanged.",
+            topic=topic,
         )
 
     def metric_failed_jobs(self) -> cloudwatch.Metric:
         """Failed training jobs, counted by how often the failure rule fired."""
-        return cloudwatch.Metric(
-            namespace="AWS/Events",
-            metric_name="TriggeredRules",
-            dimensions_map={"RuleName": self.failure_rule.rule_name},
-            statistic="Sum",
-            period=Duration.hours(1),
-        )
+        return rule_triggers(self.failure_rule)
 
     def _acknowledge_job_role(self, job_role: iam.Role, model_store: ModelStore) -> None:
         policy = job_role.node.find_child("DefaultPolicy")
@@ -419,3 +400,44 @@ def _job_environment(
         # The training knobs the context sets (search budget, policy, rollout, target...).
         **config.job_settings,
     }
+
+
+def job_failure_rule(
+    scope: Construct,
+    construct_id: str,
+    *,
+    description: str,
+    job_queue: batch.IJobQueue,
+    command: str,
+    message: str,
+    topic: sns.ITopic,
+) -> events.Rule:
+    """An EventBridge rule that sends ``message`` to ``topic`` when a job of ``job_queue``
+    whose container command starts with ``command`` fails (training and scoring share the
+    queue, so the command tells their failures apart)."""
+    return events.Rule(
+        scope,
+        construct_id,
+        description=description,
+        event_pattern=events.EventPattern(
+            source=["aws.batch"],
+            detail_type=["Batch Job State Change"],
+            detail={
+                "status": ["FAILED"],
+                "jobQueue": [job_queue.job_queue_arn],
+                "container": {"command": [command]},
+            },
+        ),
+        targets=[TopicTarget(topic, message=events.RuleTargetInput.from_text(message))],
+    )
+
+
+def rule_triggers(rule: events.Rule) -> cloudwatch.Metric:
+    """How often ``rule`` fired, per hour (what the failed-job alarms watch)."""
+    return cloudwatch.Metric(
+        namespace="AWS/Events",
+        metric_name="TriggeredRules",
+        dimensions_map={"RuleName": rule.rule_name},
+        statistic="Sum",
+        period=Duration.hours(1),
+    )
