@@ -13,8 +13,8 @@ derived from :data:`KNOBS`:
   training job's environment with :meth:`Knob.to_env` (``infra/config.py``);
 * ``docs/configuration.md`` is generated from it (``make docs``; a test fails when stale).
 
-This module imports nothing beyond the standard library and :mod:`mlsys.names`, so the
-CDK app can use it without the runtime stack.
+This module imports nothing beyond the standard library, :mod:`mlsys.names` and
+:mod:`mlsys.errors`, so the CDK app can use it without the runtime stack.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mlsys import names
+from mlsys.errors import ConfigError
 
 Group = Literal["runtime", "training", "rollout"]
 
@@ -91,8 +92,6 @@ class Knob:
         try:
             return self.parse(raw.strip() if self.kind != "text" else raw)
         except KnobValueError as error:
-            from mlsys.errors import ConfigError  # noqa: PLC0415 - keeps this module leaf-light
-
             raise ConfigError(f"{self.env} {error}") from None
 
     def to_env(self, value: Any) -> str:

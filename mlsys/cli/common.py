@@ -62,15 +62,9 @@ def knob_help(knob: Knob, *, subject: str | None = None) -> str:
         text = f"{subject}: {text.split(': ', 1)[1]}"
     if knob.default is None:
         return f"{text} (env {knob.env})"
-    return f"{text} (env {knob.env}; default {_shown(knob.default)})"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    if isinstance(knob.default, bool):
+        return f"{text} (env {knob.env}; default {'on' if knob.default else 'off'})"
+    return f"{text} (env {knob.env}; default {knob.to_env(knob.default)})"
 
 
 def add_knob_argument(
